@@ -1,0 +1,103 @@
+# MPT mesh pre-training: one-command set-up, data, tests, benchmarks and demo.
+# Every target depends on `setup` through a stamp file, so a fresh clone needs only
+# `make demo` or `make test`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+STAMP   := $(VENV)/.setup-stamp
+export RAY_AUTH_MODE ?= disabled
+export PYTHONUNBUFFERED := 1
+
+# Embedded default (generated, licence-free, real formats). Override with real data:
+#   make shards AMASS=/path/amass BODY_MODELS=/path/body_models MESHES=2000000 ...
+DATA        ?= data
+AMASS       ?= $(DATA)/amass
+BODY_MODELS ?= $(DATA)/body_models
+OUT         ?= out/shards
+MESHES      ?=
+VIEWS       ?= 8
+RES         ?= 56
+MASKS       ?= 0
+WORKERS     ?= 2
+BUILD_CONFIG ?= configs/build_default.yaml
+TRAIN_CONFIG ?= configs/demo.yaml
+RUN_DIR     ?= out/runs/demo
+CKPT        ?= $(RUN_DIR)
+
+.PHONY: help setup data preview test test-fast lint bench shards train eval demo clean distclean
+
+help:
+	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
+	@echo "make test       run the whole test suite (installs everything first)"
+	@echo "make test-fast  skip tests marked slow"
+	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
+	@echo "make train / eval / bench / preview / lint"
+
+setup: $(STAMP)
+
+# Order matters: torch==2.13.0 first (local CPU build), then everything else under a
+# constraint that pins it, then pyrender without its PyOpenGL==3.1.0 pin, then DeepSpeed
+# without building ops, then the project itself (editable, no deps).
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.txt -c constraints.txt
+	$(PIP) install -q --no-deps pyrender==0.1.45
+	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation -c constraints.txt deepspeed==0.19.8
+	$(PIP) install -q --no-deps -e .
+	@$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	@dpkg -s libosmesa6 >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q libosmesa6 >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libosmesa6 >/dev/null 2>&1; } || \
+	    echo "warning: could not install libosmesa6; pyrender will try EGL"; \
+	  else echo "warning: libosmesa6 missing and apt unavailable; pyrender will try EGL"; fi; }
+	@touch $@
+
+# Embedded default assets: SMPL+H-format body models and an AMASS-format archive.
+$(DATA)/.stamp: $(STAMP) $(wildcard pipeline/synth/*.py) $(wildcard pipeline/assets/*)
+	$(PY) -m pipeline.synth --out $(DATA)
+	@touch $@
+
+data: $(DATA)/.stamp
+
+preview: $(DATA)/.stamp
+	$(PY) -m pipeline.synth --out $(DATA) --preview out/figures/preview.png
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: $(DATA)/.stamp
+	$(PY) bench/run.py --out bench/results.json
+
+shards: $(DATA)/.stamp
+	$(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
+	  --out $(OUT) --views $(VIEWS) --res $(RES) --masks $(MASKS) --workers $(WORKERS) \
+	  $(if $(MESHES),--meshes $(MESHES),)
+
+train: $(STAMP)
+	$(PY) -m trainer train --config $(TRAIN_CONFIG) --data $(OUT) --out $(RUN_DIR)
+
+eval: $(STAMP)
+	$(PY) -m trainer eval --ckpt $(CKPT) --data $(OUT) --json
+
+demo: shards
+	$(PY) -m trainer demo --config $(TRAIN_CONFIG) --data $(OUT) --out $(RUN_DIR)
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV) $(DATA) *.egg-info
