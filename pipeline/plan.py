@@ -1,0 +1,301 @@
+"""Sampling plan: which (sequence, frame) pairs become meshes, in which split and work unit.
+
+The plan is a pure function of (archive listing, config, seed):
+
+1. every sequence is resampled to ``fps`` (nearest source frame for each target time),
+2. only the central ``central`` fraction of each sequence is kept (AMASS-prep style),
+3. an optional random ``keep_rate`` drops candidates (seeded per sequence),
+4. pose-diversity thinning drops a frame whose body pose is within ``min_pose_dist`` (mean
+   per-joint axis-angle distance, radians) of a frame already kept in the same sequence,
+5. the target count ``meshes`` is spread over subsets in proportion to their duration (a subset
+   with too few candidates gives its excess to the others) and each subset is subsampled
+   uniformly without replacement to its quota.
+
+Samples are ordered by split (train, val, test), then sequence path, then frame; ``sample_id``
+is the position in that order. Work units are consecutive chunks of ``unit_size`` samples that
+never cross a split, so every shard holds one split. Every random draw is seeded from the plan
+seed and a stable hash of the sequence path, never from the order of work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+#: AMASS's recommended split (Mahmood et al. 2019); every other subset is train.
+AMASS_SPLITS = {
+    "val": ["HumanEva", "MPI_HDM05", "SFU", "MPI_mosh"],
+    "test": ["Transitions_mocap", "SSM_synced"],
+}
+
+
+@dataclass
+class PlanConfig:
+    """Sampling settings (the ``plan`` section of a build config)."""
+
+    meshes: int = 2000
+    fps: float = 30.0
+    central: float = 0.8
+    keep_rate: float = 1.0
+    min_pose_dist: float = 0.0
+    unit_size: int = 256
+    seed: int = 0
+    splits: dict[str, list[str]] = field(default_factory=lambda: dict(AMASS_SPLITS))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PlanConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"plan config: unknown keys {unknown}")
+        cfg = cls(**known)
+        if cfg.meshes <= 0 or cfg.unit_size <= 0 or cfg.fps <= 0:
+            raise ValueError("plan config: meshes, unit_size and fps must be positive")
+        if not 0 < cfg.central <= 1 or not 0 < cfg.keep_rate <= 1:
+            raise ValueError("plan config: central and keep_rate must be in (0, 1]")
+        return cfg
+
+    def split_of(self, subset: str) -> str:
+        """Split name for an AMASS subset (default train)."""
+        for name in ("val", "test"):
+            if subset in self.splits.get(name, []):
+                return name
+        return "train"
+
+
+@dataclass
+class SeqEntry:
+    """One readable sequence of the archive listing."""
+
+    path: str  # relative to the AMASS root, posix separators
+    subset: str
+    frames: int
+    fps: float
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+@dataclass
+class Plan:
+    """The sampling plan; arrays are indexed by sample_id."""
+
+    config: dict
+    sequences: list[str]  # relative paths, sorted
+    seq: np.ndarray  # (S,) int32 index into sequences
+    frame: np.ndarray  # (S,) int32 source frame
+    split: np.ndarray  # (S,) int8 index into SPLITS
+    units: np.ndarray  # (U, 2) int64 [start, stop) sample ranges
+    skips: list[dict] = field(default_factory=list)  # files skipped while planning
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.seq.shape[0])
+
+    @property
+    def sample_id(self) -> np.ndarray:
+        return np.arange(self.size, dtype=np.int64)
+
+    def unit_split(self, u: int) -> str:
+        return SPLITS[int(self.split[self.units[u, 0]])]
+
+    def digest(self) -> str:
+        """Hash of the plan content (config, listing, samples)."""
+        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        h.update("\n".join(self.sequences).encode())
+        for a in (self.seq, self.frame, self.split, self.units):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    def save(self, out: Path) -> None:
+        """Write ``plan.npz`` (arrays) and ``plan.json`` (listing, config, stats) atomically."""
+        out = Path(out)
+        tmp = out / "plan.npz.tmp.npz"
+        np.savez(tmp, seq=self.seq, frame=self.frame, split=self.split, units=self.units)
+        tmp.replace(out / "plan.npz")
+        meta = {
+            "digest": self.digest(),
+            "config": self.config,
+            "sequences": self.sequences,
+            "skips": self.skips,
+            "stats": self.stats,
+        }
+        tmpj = out / "plan.json.tmp"
+        tmpj.write_text(json.dumps(meta, indent=1) + "\n")
+        tmpj.replace(out / "plan.json")
+
+    @classmethod
+    def load(cls, out: Path) -> Plan:
+        out = Path(out)
+        meta = json.loads((out / "plan.json").read_text())
+        with np.load(out / "plan.npz") as z:
+            arrays = {k: z[k] for k in ("seq", "frame", "split", "units")}
+        plan = cls(
+            meta["config"], meta["sequences"], skips=meta["skips"], stats=meta["stats"], **arrays
+        )
+        if plan.digest() != meta["digest"]:
+            raise ValueError(f"{out / 'plan.npz'}: does not match plan.json (digest mismatch)")
+        return plan
+
+
+def stable_seed(*parts: int | str) -> int:
+    """A 32-bit seed from ints and strings that is the same on every machine and run."""
+    return zlib.crc32("\x1f".join(str(p) for p in parts).encode())
+
+
+def resample_indices(frames: int, src_fps: float, fps: float) -> np.ndarray:
+    """Source frame nearest to each target time k / fps (k = 0, 1, ...) inside the sequence."""
+    if frames <= 0:
+        return np.zeros(0, np.int64)
+    if fps >= src_fps:
+        return np.arange(frames, dtype=np.int64)
+    n = int(np.floor((frames - 1) / src_fps * fps + 1e-9)) + 1
+    idx = np.rint(np.arange(n) * (src_fps / fps)).astype(np.int64)
+    return np.unique(np.clip(idx, 0, frames - 1))
+
+
+def central_mask(idx: np.ndarray, frames: int, central: float) -> np.ndarray:
+    """True for indices inside the central ``central`` fraction of ``frames``."""
+    lo = int(np.floor(frames * (1.0 - central) / 2.0 + 1e-9))
+    hi = frames - lo
+    return (idx >= lo) & (idx < hi)
+
+
+def thin_by_pose(body_pose: np.ndarray, threshold: float) -> np.ndarray:
+    """Greedy diversity thinning: indices (into body_pose) of the frames kept, in order.
+
+    A frame is dropped when its mean per-joint axis-angle distance to any frame already kept
+    is below ``threshold``. ``body_pose`` is (N, J*3); non-finite frames are always kept (the
+    build records them as skips with a reason).
+    """
+    n = body_pose.shape[0]
+    if threshold <= 0 or n == 0:
+        return np.arange(n)
+    p = body_pose.reshape(n, -1, 3).astype(np.float64)
+    kept = np.empty((n,) + p.shape[1:], np.float64)
+    out: list[int] = []
+    k = 0
+    for i in range(n):
+        if k and np.isfinite(p[i]).all():
+            d = np.linalg.norm(kept[:k] - p[i], axis=-1).mean(axis=-1)
+            if d.min() < threshold:
+                continue
+        kept[k] = p[i]
+        k += 1
+        out.append(i)
+    return np.asarray(out, dtype=np.int64)
+
+
+def allocate(target: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Split ``target`` over groups by ``weights`` (largest remainder), capped by ``capacity``;
+    excess from capped groups is redistributed the same way over the others."""
+    quota = np.zeros(len(weights), np.int64)
+    open_ = capacity > 0
+    left = min(int(target), int(capacity.sum()))
+    while left > 0 and open_.any():
+        w = np.where(open_, weights, 0.0)
+        w = w / w.sum() if w.sum() > 0 else open_ / open_.sum()
+        raw = w * left
+        add = np.floor(raw).astype(np.int64)
+        rem = left - int(add.sum())
+        order = np.lexsort((np.arange(len(w)), -(raw - add)))  # stable largest remainder
+        add[order[:rem]] += 1
+        add = np.minimum(add, capacity - quota)
+        quota += add
+        left -= int(add.sum())
+        open_ = quota < capacity
+    return quota
+
+
+def make_plan(
+    listing: Sequence[SeqEntry],
+    cfg: PlanConfig,
+    load_body_pose: Callable[[str], np.ndarray] | None = None,
+    skips: Sequence[dict] = (),
+) -> Plan:
+    """Build the plan from a listing of readable sequences.
+
+    ``load_body_pose(path) -> (frames, 63)`` is needed only when ``cfg.min_pose_dist > 0``.
+    ``skips`` are files that could not be listed (recorded in the plan with 0 samples).
+    """
+    listing = sorted(listing, key=lambda e: e.path)
+    if not listing:
+        raise ValueError("no readable sequences in the archive listing")
+    cand: list[np.ndarray] = []
+    for e in listing:
+        idx = resample_indices(e.frames, e.fps, cfg.fps)
+        idx = idx[central_mask(idx, e.frames, cfg.central)]
+        if cfg.keep_rate < 1.0 and idx.size:
+            rng = np.random.default_rng(stable_seed(cfg.seed, "keep", e.path))
+            idx = idx[rng.random(idx.size) < cfg.keep_rate]
+        if cfg.min_pose_dist > 0 and idx.size > 1:
+            if load_body_pose is None:
+                raise ValueError("min_pose_dist > 0 needs load_body_pose")
+            idx = idx[thin_by_pose(load_body_pose(e.path)[idx], cfg.min_pose_dist)]
+        cand.append(idx)
+
+    subsets = sorted({e.subset for e in listing})
+    sub_of = np.array([subsets.index(e.subset) for e in listing])
+    dur = np.array(
+        [sum(e.duration for e, s in zip(listing, sub_of) if s == k) for k in range(len(subsets))]
+    )
+    cap = np.array(
+        [sum(c.size for c, s in zip(cand, sub_of) if s == k) for k in range(len(subsets))]
+    )
+    quota = allocate(cfg.meshes, dur, cap)
+
+    seq_l, frame_l = [], []
+    for k, name in enumerate(subsets):
+        members = np.flatnonzero(sub_of == k)
+        seq_k = np.concatenate([np.full(cand[i].size, i, np.int64) for i in members])
+        fr_k = np.concatenate([cand[i] for i in members])
+        rng = np.random.default_rng(stable_seed(cfg.seed, "subset", name))
+        pick = np.sort(rng.choice(seq_k.size, size=int(quota[k]), replace=False))
+        seq_l.append(seq_k[pick])
+        frame_l.append(fr_k[pick])
+    seq = np.concatenate(seq_l)
+    frame = np.concatenate(frame_l)
+    split = np.array([SPLITS.index(cfg.split_of(listing[i].subset)) for i in seq], np.int8)
+    order = np.lexsort((frame, seq, split))  # by split, then sequence path, then frame
+    seq, frame, split = seq[order].astype(np.int32), frame[order].astype(np.int32), split[order]
+
+    units = []
+    for s in range(len(SPLITS)):
+        where = np.flatnonzero(split == s)
+        if where.size:
+            lo, hi = int(where[0]), int(where[-1]) + 1
+            units += [(a, min(a + cfg.unit_size, hi)) for a in range(lo, hi, cfg.unit_size)]
+    stats = {
+        "subsets": {
+            n: {
+                "split": cfg.split_of(n),
+                "duration_s": round(float(dur[k]), 3),
+                "candidates": int(cap[k]),
+                "planned": int(quota[k]),
+            }
+            for k, n in enumerate(subsets)
+        },
+        "planned": int(seq.size),
+        "splits": {n: int((split == i).sum()) for i, n in enumerate(SPLITS)},
+        "shortfall": int(max(0, cfg.meshes - seq.size)),
+    }
+    return Plan(
+        config=asdict(cfg),
+        sequences=[e.path for e in listing],
+        seq=seq,
+        frame=frame,
+        split=split,
+        units=np.asarray(units, np.int64).reshape(-1, 2),
+        skips=list(skips),
+        stats=stats,
+    )
