@@ -1,0 +1,272 @@
+"""MPT mesh-regression model: heatmap encoder -> METRO-style transformer -> learned upsampling.
+
+Layout (supplementary F of the MPT paper, METRO/Graphormer without graph convolutions):
+
+- ``HeatmapEncoder``: a small CNN over the K x R x R heatmaps (or masks, or both as channels);
+  returns a global feature (B, F) and a grid of tokens (B, G, F).
+- ``TransformerBlock``: linear in-projection + learned position embedding, ``layers`` post-LN
+  BERT-style encoder layers (GELU), linear out-projection to the next block's width.
+- Queries: the H36M-17 joints and the coarse-template vertices; each query token is its template
+  xyz concatenated with the global feature. Grid tokens (zeros for xyz) are appended as context.
+- ``Upsampler``: one learned ``Linear`` per mesh level (coarse -> full), applied along the vertex
+  axis and initialised from the topology's sparse upsampling matrices U.
+- Camera head: weak perspective (s, tx, ty) from the global feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def as_dense(m) -> np.ndarray:
+    """Dense float32 array from a numpy array or scipy sparse matrix."""
+    if hasattr(m, "toarray"):
+        m = m.toarray()
+    return np.asarray(m, dtype=np.float32)
+
+
+@dataclass
+class MeshLevels:
+    """Mesh topology the model needs: template, faces, regressor and level matrices.
+
+    ``down[i]`` maps level i to level i+1 (level 0 = full mesh, sizes shrinking);
+    ``up[i]`` maps level i+1 back to level i.
+    """
+
+    template: np.ndarray  # (Nv, 3) rest-pose template vertices
+    faces: np.ndarray  # (F, 3) int
+    h36m_regressor: np.ndarray  # (17, Nv)
+    down: list  # [(N1, Nv), (N2, N1), ...]
+    up: list  # [(Nv, N1), (N1, N2), ...]
+
+    @property
+    def sizes(self) -> list[int]:
+        """Vertex count per level, full mesh first."""
+        return [int(self.template.shape[0])] + [int(as_dense(d).shape[0]) for d in self.down]
+
+    def coarse_template(self) -> np.ndarray:
+        """Template downsampled to the coarsest level with the D matrices."""
+        v = np.asarray(self.template, dtype=np.float32)
+        for d in self.down:
+            v = as_dense(d) @ v
+        return v
+
+
+def input_channels(kind: str, num_keypoints: int = 17) -> int:
+    """Channel count for the ``model.input`` setting."""
+    table = {"heatmaps": num_keypoints, "masks": 1, "both": num_keypoints + 1}
+    if kind not in table:
+        raise ValueError(f"model.input must be one of {sorted(table)}, got {kind!r}")
+    return table[kind]
+
+
+def conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class HeatmapEncoder(nn.Module):
+    """CNN over heatmaps/masks: stride-2 stem, then one stride-2 stage per extra channel entry."""
+
+    def __init__(self, in_channels: int, channels: list[int], feat_dim: int):
+        super().__init__()
+        layers = [conv_bn(in_channels, channels[0], 2), conv_bn(channels[0], channels[0], 1)]
+        for cin, cout in zip(channels[:-1], channels[1:]):
+            layers += [conv_bn(cin, cout, 2), conv_bn(cout, cout, 1)]
+        self.body = nn.Sequential(*layers)
+        self.global_fc = nn.Linear(channels[-1], feat_dim)
+        self.grid_proj = nn.Conv2d(channels[-1], feat_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.body(x)
+        glob = self.global_fc(f.mean(dim=(2, 3)))
+        grid = self.grid_proj(f).flatten(2).transpose(1, 2)
+        return glob, grid
+
+
+class TransformerBlock(nn.Module):
+    """In-projection, ``layers`` post-LN BERT layers, out-projection."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        out_dim: int,
+        layers: int,
+        heads: int,
+        intermediate: int,
+        num_tokens: int,
+        dropout: float,
+    ):
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
+        self.inp = nn.Linear(in_dim, hidden)
+        self.pos = nn.Parameter(torch.randn(num_tokens, hidden) * 0.02)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                hidden,
+                heads,
+                intermediate,
+                dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=False,
+                layer_norm_eps=1e-12,
+            )
+            for _ in range(layers)
+        )
+        self.out = nn.Linear(hidden, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(self.inp(x) + self.pos)
+        for layer in self.layers:
+            h = layer(h)
+        return self.out(h)
+
+
+class Upsampler(nn.Module):
+    """Learned linear upsampling coarse -> full along the vertex axis, initialised from U."""
+
+    def __init__(self, up: list):
+        super().__init__()
+        # apply coarsest first: up[-1] (N_{n-1} x N_n), ..., up[0] (Nv x N1)
+        self.linears = nn.ModuleList()
+        for u in reversed(up):
+            u = torch.from_numpy(as_dense(u))
+            lin = nn.Linear(u.shape[1], u.shape[0])
+            with torch.no_grad():
+                lin.weight.copy_(u)
+                lin.bias.zero_()
+            self.linears.append(lin)
+
+    def forward(self, coarse: torch.Tensor) -> list[torch.Tensor]:
+        """(B, Nc, 3) -> list of (B, N_level, 3), coarsest first, full mesh last."""
+        out = [coarse]
+        v = coarse
+        for lin in self.linears:
+            v = lin(v.transpose(1, 2)).transpose(1, 2)
+            out.append(v)
+        return out
+
+
+class MeshRegressor(nn.Module):
+    """Heatmaps -> (H36M-17 joints, mesh at every level, weak-perspective camera)."""
+
+    def __init__(self, cfg: dict, levels: MeshLevels, in_channels: int, res: int):
+        super().__init__()
+        m = cfg
+        feat = int(m["feat_dim"])
+        self.encoder = HeatmapEncoder(in_channels, list(m["enc_channels"]), feat)
+        with torch.no_grad():
+            n_grid = self.encoder(torch.zeros(1, in_channels, res, res))[1].shape[1]
+        self.use_grid = bool(m["grid_tokens"])
+        joints_t = as_dense(levels.h36m_regressor) @ np.asarray(levels.template, np.float32)
+        queries = np.concatenate([joints_t, levels.coarse_template()], 0)
+        self.register_buffer("queries", torch.from_numpy(queries.astype(np.float32)))
+        self.num_joints = joints_t.shape[0]
+        n_tokens = queries.shape[0] + (n_grid if self.use_grid else 0)
+        hidden = list(m["hidden"])
+        inter = m["intermediate"]
+        inter = list(inter) if isinstance(inter, list | tuple) else [int(inter)] * len(hidden)
+        outs = list(m["block_out"]) + [3]
+        if not (len(hidden) == len(inter) == len(outs)):
+            raise ValueError(
+                "model.hidden, model.intermediate and model.block_out+[3] differ in length"
+            )
+        ins = [feat + 3] + outs[:-1]
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                i, h, o, int(m["layers"]), int(m["heads"]), it, n_tokens, float(m["dropout"])
+            )
+            for i, h, o, it in zip(ins, hidden, outs, inter)
+        )
+        self.upsample = Upsampler(levels.up)
+        self.cam_head = nn.Linear(feat, 3)
+        with torch.no_grad():
+            self.cam_head.weight.mul_(0.01)
+            self.cam_head.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """x: (B, C, R, R). Returns joints (B,17,3), vertices [coarse..full], cam (B,3)."""
+        glob, grid = self.encoder(x)
+        b = x.shape[0]
+        q = self.queries.to(glob.dtype).unsqueeze(0).expand(b, -1, -1)
+        tokens = torch.cat([q, glob.unsqueeze(1).expand(-1, q.shape[1], -1)], dim=2)
+        if self.use_grid:
+            zeros = grid.new_zeros(b, grid.shape[1], 3)
+            tokens = torch.cat([tokens, torch.cat([zeros, grid], dim=2)], dim=1)
+        h = tokens
+        for blk in self.blocks:
+            h = blk(h)
+        joints = h[:, : self.num_joints]
+        coarse = h[:, self.num_joints : q.shape[1]]
+        return {"joints": joints, "vertices": self.upsample(coarse), "cam": self.cam_head(glob)}
+
+
+def masked_heatmap_modeling(
+    heatmaps: torch.Tensor, max_ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Zero a random fraction (uniform in [0, max_ratio] per sample) of keypoint channels."""
+    if max_ratio <= 0:
+        return heatmaps
+    b, k = heatmaps.shape[:2]
+    ratio = torch.rand(b, 1, generator=generator, device=heatmaps.device) * max_ratio
+    keep = torch.rand(b, k, generator=generator, device=heatmaps.device) >= ratio
+    return heatmaps * keep[:, :, None, None].to(heatmaps.dtype)
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def param_breakdown(model: MeshRegressor) -> list[tuple[str, int]]:
+    """Parameter count by part: encoder, each transformer block, upsampling, camera head."""
+    rows = [("encoder", count(model.encoder))]
+    rows += [(f"transformer block {i + 1}", count(b)) for i, b in enumerate(model.blocks)]
+    rows += [("upsampling", count(model.upsample)), ("camera head", count(model.cam_head))]
+    rows.append(("total", count(model)))
+    return rows
+
+
+def bert_layer_params(hidden: int, intermediate: int) -> int:
+    """One BERT layer: QKV + output projection, two LayerNorms, feed-forward."""
+    attn = 4 * (hidden * hidden + hidden)
+    ffn = hidden * intermediate + intermediate + intermediate * hidden + hidden
+    return attn + ffn + 2 * 2 * hidden
+
+
+def metro_block_params(
+    img_dim: int,
+    hidden: int,
+    out_dim: int,
+    layers: int = 4,
+    intermediate: int = 3072,
+    vocab: int = 30522,
+    max_positions: int = 512,
+    type_vocab: int = 2,
+) -> dict[str, int]:
+    """Parameters of one METRO block (metro/modeling/bert/modeling_metro.py), computed from shapes.
+
+    Used in the forward pass: image-feature embedding (img_dim -> hidden), position table,
+    the encoder layers, cls head (hidden -> out) and residual (img_dim -> out). Never used:
+    BERT's word-embedding table (vocab x hidden), token-type table, embedding LayerNorm, pooler.
+    """
+    used = (
+        img_dim * hidden
+        + hidden
+        + max_positions * hidden
+        + layers * bert_layer_params(hidden, intermediate)
+        + hidden * out_dim
+        + out_dim
+        + img_dim * out_dim
+        + out_dim
+    )
+    unused = vocab * hidden + type_vocab * hidden + 2 * hidden + hidden * hidden + hidden
+    return {"used": used, "unused": unused}
