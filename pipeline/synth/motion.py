@@ -1,0 +1,738 @@
+"""Generated AMASS-format motion archive (the embedded default for licensed AMASS data).
+
+``generate_archive(out_dir)`` writes ``out_dir/<Subset>/<Subject>/<motion>_poses.npz`` files in
+AMASS's SMPL+H G layout (``poses`` (N, 156) axis-angle in SMPL-H joint order, ``trans``,
+``betas`` (16,), ``dmpls`` (N, 8), ``gender``, ``mocap_framerate``), one subject folder
+``shape.npz`` as AMASS ships, and a few ``<motion>_stageii.npz`` files in AMASS's SMPL-X layout.
+
+Motions are procedural: per-joint Euler angles (``R = Rx @ Rz @ Ry`` in the parent's rest frame,
+SMPL rest frame y-up facing +z) built from smooth periodic curves and smoothstep keyframes,
+kept inside ``JOINT_LIMITS``. The root orientation carries AMASS's y-up -> z-up turn (+90 deg
+about x) and the heading; ``trans`` moves the body over the floor and its height is solved by a
+forward-kinematics pass over an SMPL-like rest skeleton so the lowest foot joint sits at
+``FOOT_CLEARANCE`` above z = 0 (jumps add a smooth lift on top).
+
+Everything is a pure function of ``seed``; the npz files are written with fixed zip timestamps
+so equal seeds give byte-identical archives.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from scipy.spatial.transform import Rotation
+
+# --------------------------------------------------------------------------------------------
+# Skeleton (SMPL-H joint order, 52 joints)
+# --------------------------------------------------------------------------------------------
+
+#: SMPL-H joint names in pose order (22 body joints, 15 left-hand, 15 right-hand joints).
+_FINGERS = ("index", "middle", "pinky", "ring", "thumb")
+SMPLH_JOINT_NAMES: tuple[str, ...] = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
+    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist",
+    *(f"{side}_{f}{k}" for side in ("left", "right") for f in _FINGERS for k in (1, 2, 3)),
+)  # fmt: skip
+
+_BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+
+
+def _hand_parents(wrist: int, first: int) -> list[int]:
+    out = []
+    for f in range(5):
+        base = first + 3 * f
+        out += [wrist, base, base + 1]
+    return out
+
+
+#: Kinematic tree parents of the 52 SMPL-H joints (-1 for the root).
+SMPLH_PARENTS: np.ndarray = np.array(
+    [*_BODY_PARENTS, *_hand_parents(20, 22), *_hand_parents(21, 37)], dtype=np.int64
+)
+
+# Approximate rest joint positions of an adult SMPL-H body (metres, SMPL rest frame: y-up,
+# facing +z, left = +x). Left side listed; the right side mirrors x.
+_BODY_REST = np.array([
+    [0.000, -0.240, 0.025],   # pelvis
+    [0.060, -0.330, 0.015],   # left_hip
+    [-0.060, -0.330, 0.015],  # right_hip
+    [0.000, -0.120, 0.000],   # spine1
+    [0.105, -0.710, 0.025],   # left_knee
+    [-0.105, -0.710, 0.025],  # right_knee
+    [0.000, 0.020, 0.025],    # spine2
+    [0.090, -1.130, -0.020],  # left_ankle
+    [-0.090, -1.130, -0.020], # right_ankle
+    [0.000, 0.075, 0.030],    # spine3
+    [0.120, -1.185, 0.100],   # left_foot
+    [-0.120, -1.185, 0.100],  # right_foot
+    [0.000, 0.290, -0.005],   # neck
+    [0.075, 0.200, 0.005],    # left_collar
+    [-0.075, 0.200, 0.005],   # right_collar
+    [0.000, 0.360, 0.045],    # head
+    [0.170, 0.230, -0.010],   # left_shoulder
+    [-0.170, 0.230, -0.010],  # right_shoulder
+    [0.430, 0.215, -0.030],   # left_elbow
+    [-0.430, 0.215, -0.030],  # right_elbow
+    [0.685, 0.220, -0.025],   # left_wrist
+    [-0.685, 0.220, -0.025],  # right_wrist
+])  # fmt: skip
+
+# Left-hand finger joints relative to the left wrist (index, middle, pinky, ring, thumb x 3).
+_LEFT_HAND_OFFSETS = np.array([
+    [0.095, -0.005, 0.025], [0.135, -0.007, 0.027], [0.160, -0.009, 0.028],
+    [0.098, -0.004, 0.002], [0.141, -0.006, 0.002], [0.169, -0.008, 0.002],
+    [0.082, -0.010, -0.040], [0.108, -0.012, -0.044], [0.126, -0.013, -0.046],
+    [0.092, -0.007, -0.019], [0.132, -0.009, -0.021], [0.157, -0.011, -0.022],
+    [0.030, -0.015, 0.030], [0.055, -0.020, 0.052], [0.080, -0.024, 0.068],
+])  # fmt: skip
+
+
+def rest_joints(gender: str = "neutral", betas: np.ndarray | None = None) -> np.ndarray:
+    """(52, 3) rest joint positions of the generator's SMPL-like skeleton.
+
+    Stature scales with gender (female 0.94, male 1.0, neutral 0.97) and ``1 + 0.03 * betas[0]``.
+    """
+    left = _BODY_REST[20] + _LEFT_HAND_OFFSETS
+    right = left * np.array([-1.0, 1.0, 1.0])
+    joints = np.concatenate([_BODY_REST, left, right])
+    scale = {"male": 1.0, "female": 0.94, "neutral": 0.97}[gender]
+    if betas is not None and len(betas):
+        scale *= 1.0 + 0.03 * float(np.clip(betas[0], -3.0, 3.0))
+    return joints * scale
+
+
+def forward_kinematics(
+    rotmats: np.ndarray, joints: np.ndarray, parents: np.ndarray = SMPLH_PARENTS
+) -> np.ndarray:
+    """Posed joint positions (N, J, 3) from local rotations (N, J, 3, 3) and rest joints (J, 3).
+
+    Same rule as SMPL's linear blend skinning: the root rotates about its own rest position and
+    each child hangs at its rest offset from its parent (no translation added).
+    """
+    n, nj = rotmats.shape[:2]
+    glob = np.empty_like(rotmats)
+    pos = np.empty((n, nj, 3))
+    glob[:, 0] = rotmats[:, 0]
+    pos[:, 0] = joints[0]
+    for j in range(1, nj):
+        p = parents[j]
+        glob[:, j] = glob[:, p] @ rotmats[:, j]
+        pos[:, j] = pos[:, p] + glob[:, p] @ (joints[j] - joints[p])
+    return pos
+
+
+# --------------------------------------------------------------------------------------------
+# Joint limits (Euler x, y, z in radians, R = Rx @ Rz @ Ry in the parent rest frame)
+# --------------------------------------------------------------------------------------------
+
+#: scipy extrinsic sequence giving R = Rx @ Rz @ Ry from angles ordered (y, z, x); the middle
+#: angle (z) stays inside (-pi/2, pi/2), so large knee (x) and elbow (y) flexions decompose
+#: uniquely.
+EULER_SEQ = "yzx"
+
+_J = {name: i for i, name in enumerate(SMPLH_JOINT_NAMES)}
+
+
+def _lr(name: str, left: list[tuple[float, float]]) -> dict[int, np.ndarray]:
+    """Limits for a left/right pair: the right side mirrors y and z (x-reflection)."""
+    lo = np.array(left, dtype=float)
+    right = lo.copy()
+    right[1:] = -lo[1:, ::-1]
+    return {_J[f"left_{name}"]: lo, _J[f"right_{name}"]: right}
+
+
+def _build_limits() -> dict[int, np.ndarray]:
+    lim: dict[int, np.ndarray] = {}
+    lim.update(_lr("hip", [(-2.1, 0.6), (-0.7, 0.7), (-0.5, 0.9)]))
+    lim.update(_lr("knee", [(-0.05, 2.6), (-0.3, 0.3), (-0.2, 0.2)]))
+    lim.update(_lr("ankle", [(-0.9, 0.8), (-0.4, 0.4), (-0.4, 0.4)]))
+    lim.update(_lr("foot", [(-0.6, 0.6), (-0.3, 0.3), (-0.3, 0.3)]))
+    lim.update(_lr("collar", [(-0.4, 0.4), (-0.4, 0.4), (-0.4, 0.5)]))
+    lim.update(_lr("shoulder", [(-1.8, 1.8), (-1.3, 1.3), (-1.5, 1.5)]))
+    lim.update(_lr("elbow", [(-0.8, 0.8), (-2.6, 0.05), (-0.3, 0.3)]))
+    lim.update(_lr("wrist", [(-1.0, 1.0), (-0.8, 0.8), (-1.0, 1.0)]))
+    for s in ("spine1", "spine2", "spine3"):
+        lim[_J[s]] = np.array([(-0.5, 0.9), (-0.5, 0.5), (-0.4, 0.4)])
+    lim[_J["neck"]] = np.array([(-0.6, 0.7), (-0.8, 0.8), (-0.5, 0.5)])
+    lim[_J["head"]] = np.array([(-0.5, 0.6), (-0.7, 0.7), (-0.4, 0.4)])
+    for f in _FINGERS:
+        for k in (1, 2, 3):
+            if f == "thumb":
+                left = [(-0.8, 0.8), (-0.8, 0.8), (-0.8, 0.8)]
+            else:
+                left = [(-0.3, 0.3), (-0.3, 0.3), (-1.5, 0.2)]
+            lim.update(_lr(f"{f}{k}", left))
+    return lim
+
+
+#: Per-joint (3, 2) [low, high] Euler limits for joints 1..51 (x, y, z rows).
+JOINT_LIMITS: dict[int, np.ndarray] = _build_limits()
+
+#: Target height of the lowest foot joint (ankle or toe base) above the floor, metres.
+FOOT_CLEARANCE = 0.05
+_FOOT_JOINTS = (_J["left_ankle"], _J["right_ankle"], _J["left_foot"], _J["right_foot"])
+
+
+def pose_to_euler(poses: np.ndarray) -> np.ndarray:
+    """(N, 156) axis-angle poses -> (N, 52, 3) Euler (x, y, z) with R = Rx @ Rz @ Ry."""
+    n = poses.shape[0]
+    yzx = Rotation.from_rotvec(poses.reshape(-1, 3)).as_euler(EULER_SEQ)
+    return yzx[:, [2, 0, 1]].reshape(n, 52, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Motion library
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Track:
+    """Smooth curves of one motion clip before it becomes AMASS arrays."""
+
+    t: np.ndarray  # (N,) seconds
+    euler: np.ndarray  # (N, 52, 3) joint Euler angles (x, y, z); row 0 unused
+    tilt: np.ndarray  # (N, 3) body-local root Euler angles (x forward bend, y twist, z side)
+    heading: np.ndarray  # (N,) yaw about world z, radians
+    forward: np.ndarray  # (N,) speed along the facing direction, m/s
+    lateral: np.ndarray  # (N,) speed towards the body's left, m/s
+    lift: np.ndarray  # (N,) extra height over the planted pose (jumps), metres
+    extras: dict = field(default_factory=dict)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * x * (x * (6 * x - 15) + 10)
+
+
+def _pulse(t: np.ndarray, start: float, rise: float, hold: float, fall: float) -> np.ndarray:
+    """0 -> 1 -> 0 with smooth (C2) ramps: rise, hold, fall durations from ``start``."""
+    up = _smoothstep((t - start) / rise)
+    down = _smoothstep((t - start - rise - hold) / fall)
+    return up - down
+
+
+def _periodic_pulse(t: np.ndarray, period: float, rise: float, hold: float, fall: float):
+    """Sum of ``_pulse`` repeated every ``period`` seconds (starting at 0.2 s)."""
+    out = np.zeros_like(t)
+    k = 0
+    while 0.2 + k * period < t[-1] + period:
+        out += _pulse(t, 0.2 + k * period, rise, hold, fall)
+        k += 1
+    return np.clip(out, 0.0, 1.0)
+
+
+def _base_track(t: np.ndarray, rng: np.random.Generator) -> Track:
+    """Relaxed standing pose with breathing, gentle head motion and mild finger curl."""
+    n = t.size
+    e = np.zeros((n, 52, 3))
+    ph = rng.uniform(0, 2 * np.pi, 8)
+    # Arms hanging slightly away from the body, elbows a little bent.
+    down = rng.uniform(1.15, 1.3)
+    e[:, _J["left_shoulder"], 2] = -down
+    e[:, _J["right_shoulder"], 2] = down
+    e[:, _J["left_elbow"], 1] = -rng.uniform(0.15, 0.35)
+    e[:, _J["right_elbow"], 1] = rng.uniform(0.15, 0.35)
+    e[:, _J["left_knee"], 0] = e[:, _J["right_knee"], 0] = 0.04
+    breath = 0.02 * np.sin(2 * np.pi * 0.25 * t + ph[0])
+    e[:, _J["spine3"], 0] += breath
+    e[:, _J["neck"], 1] += 0.12 * np.sin(2 * np.pi * 0.13 * t + ph[1])
+    e[:, _J["head"], 0] += 0.08 * np.sin(2 * np.pi * 0.17 * t + ph[2])
+    # Fingers: slowly varying curl, thumb a little opposed.
+    for side, sign, first in (("left", -1.0, 22), ("right", 1.0, 37)):
+        curl = rng.uniform(0.1, 0.5) + 0.15 * np.sin(2 * np.pi * 0.3 * t + ph[3 if sign < 0 else 4])
+        for f in range(4):
+            spread = 0.08 * (f - 1.5) * (1 if side == "left" else -1)
+            for k in range(3):
+                j = first + 3 * f + k
+                e[:, j, 2] = sign * curl * (1.0 + 0.2 * k) * (0.9 + 0.05 * f)
+                if k == 0:
+                    e[:, j, 1] = spread * 0.5
+        for k in range(3):
+            j = first + 12 + k
+            e[:, j, 0] = 0.3 + 0.1 * k
+            e[:, j, 2] = sign * 0.5 * curl
+    zeros = np.zeros(n)
+    return Track(t, e, np.zeros((n, 3)), zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy())
+
+
+def _gait(tr: Track, freq: float, amp: float, rng: np.random.Generator, run: bool) -> None:
+    e, t = tr.euler, tr.t
+    phi = 2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi)
+    hip = (0.55 if run else 0.38) * amp
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        p = phi + (0 if sgn > 0 else np.pi)
+        e[:, _J[f"{side}_hip"], 0] = -hip * np.sin(p) - (0.25 if run else 0.05)
+        knee_wave = 0.5 - 0.5 * np.cos(p - 1.2)
+        e[:, _J[f"{side}_knee"], 0] = (0.1 if not run else 0.3) + (1.3 if run else 0.65) * amp * (
+            knee_wave**2
+        )
+        e[:, _J[f"{side}_ankle"], 0] = 0.2 * amp * np.sin(p - 0.6)
+        e[:, _J[f"{side}_hip"], 2] = sgn * 0.04 * np.sin(p)
+        # Arms swing opposite to the leg on the same side.
+        e[:, _J[f"{side}_shoulder"], 0] = (0.45 if run else 0.3) * amp * np.sin(p)
+        if run:
+            e[:, _J[f"{side}_elbow"], 1] = -sgn * (1.3 + 0.2 * np.sin(p))
+            e[:, _J[f"{side}_shoulder"], 2] = -sgn * 1.2
+    tr.tilt[:, 1] = 0.08 * amp * np.sin(phi)  # pelvis twist
+    e[:, _J["spine2"], 1] = -0.06 * amp * np.sin(phi)
+    tr.tilt[:, 0] = (0.18 if run else 0.04) + 0.02 * np.sin(2 * phi)
+
+
+def _walk(t, rng, amp):
+    tr = _base_track(t, rng)
+    _gait(tr, rng.uniform(0.85, 1.0), amp, rng, run=False)
+    tr.forward[:] = rng.uniform(1.0, 1.4) * amp * _smoothstep(t / 0.6)
+    tr.heading += rng.uniform(-0.15, 0.15) * t  # gentle curve
+    return tr
+
+
+def _run(t, rng, amp):
+    tr = _base_track(t, rng)
+    freq = rng.uniform(1.3, 1.5)
+    _gait(tr, freq, amp, rng, run=True)
+    tr.forward[:] = rng.uniform(2.5, 3.2) * _smoothstep(t / 0.8)
+    tr.lift[:] = 0.04 * np.sin(2 * np.pi * freq * t) ** 2 * _smoothstep(t / 0.8)
+    return tr
+
+
+def _squat(t, rng, amp):
+    tr = _base_track(t, rng)
+    d = 0.5 - 0.5 * np.cos(2 * np.pi * rng.uniform(0.3, 0.45) * t)
+    d *= amp * rng.uniform(0.8, 1.0)
+    e = tr.euler
+    tr.tilt[:, 0] = 0.45 * d
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        e[:, _J[f"{side}_hip"], 0] = -1.6 * d
+        e[:, _J[f"{side}_hip"], 2] = sgn * 0.15 * d
+        e[:, _J[f"{side}_knee"], 0] = 0.04 + 2.0 * d
+        e[:, _J[f"{side}_ankle"], 0] = -0.85 * d
+        e[:, _J[f"{side}_shoulder"], 0] = -1.3 * d
+        e[:, _J[f"{side}_shoulder"], 2] *= 1 - 0.6 * d
+    e[:, _J["spine2"], 0] = 0.15 * d
+    e[:, _J["neck"], 0] = -0.3 * d
+    return tr
+
+
+def _jump(t, rng, amp):
+    tr = _base_track(t, rng)
+    period = rng.uniform(1.5, 1.8)
+    crouch = _periodic_pulse(t, period, 0.35, 0.05, 0.25)  # crouch, then extend at take-off
+    air = np.zeros_like(t)
+    k = 0
+    flight = 0.4
+    while 0.2 + k * period < t[-1]:
+        t0 = 0.2 + k * period + 0.55
+        x = np.clip((t - t0) / flight, 0.0, 1.0)
+        air += np.sin(np.pi * x) ** 2
+        k += 1
+    e = tr.euler
+    tr.tilt[:, 0] = 0.4 * crouch
+    for side in ("left", "right"):
+        sgn = 1.0 if side == "left" else -1.0
+        e[:, _J[f"{side}_hip"], 0] = -1.1 * crouch - 0.15 * air
+        e[:, _J[f"{side}_knee"], 0] = 0.04 + 1.4 * crouch + 0.25 * air
+        e[:, _J[f"{side}_ankle"], 0] = -0.7 * crouch + 0.35 * air
+        e[:, _J[f"{side}_shoulder"], 0] = 0.6 * crouch - 1.2 * air
+        e[:, _J[f"{side}_shoulder"], 2] = -sgn * (1.2 - 0.4 * air)
+    tr.lift[:] = rng.uniform(0.2, 0.35) * amp * air
+    tr.forward[:] = 0.6 * air
+    return tr
+
+
+def _wave(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    side = "right" if rng.random() < 0.7 else "left"
+    sgn = 1.0 if side == "left" else -1.0
+    up = _pulse(t, 0.2, 0.6, t[-1] - 1.6, 0.6)
+    e[:, _J[f"{side}_shoulder"], 2] = (1 - up) * e[:, _J[f"{side}_shoulder"], 2] + up * sgn * 0.2
+    e[:, _J[f"{side}_shoulder"], 0] = -1.4 * up
+    wav = 0.35 * amp * np.sin(2 * np.pi * rng.uniform(1.3, 2.0) * t)
+    e[:, _J[f"{side}_elbow"], 1] = -sgn * (0.3 + up * (1.0 + wav))
+    e[:, _J[f"{side}_wrist"], 2] = sgn * 0.3 * up * wav
+    e[:, _J["neck"], 1] += -sgn * 0.2 * up
+    return tr
+
+
+def _reach(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    period = rng.uniform(2.0, 2.6)
+    for k, side in enumerate(("left", "right")):
+        sgn = 1.0 if side == "left" else -1.0
+        r = _periodic_pulse(t - k * period / 2, period, 0.6, 0.3, 0.6)
+        high = rng.uniform(0.0, 0.4)
+        e[:, _J[f"{side}_shoulder"], 0] = -(1.3 + high) * amp * r
+        e[:, _J[f"{side}_shoulder"], 2] *= 1 - 0.3 * r
+        e[:, _J[f"{side}_elbow"], 1] *= 1 - 0.8 * r
+        e[:, _J["spine2"], 0] += 0.15 * r
+        e[:, _J["spine3"], 1] += -sgn * 0.2 * r
+        tr.tilt[:, 0] += 0.1 * r
+    for side in ("left", "right"):
+        e[:, _J[f"{side}_hip"], 0] = -0.9 * tr.tilt[:, 0]
+    return tr
+
+
+def _kick(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    side = "right" if rng.random() < 0.6 else "left"
+    sgn = 1.0 if side == "left" else -1.0
+    period = rng.uniform(1.6, 2.0)
+    chamber = _periodic_pulse(t, period, 0.3, 0.05, 0.5)
+    strike = _periodic_pulse(t - 0.25, period, 0.2, 0.1, 0.35)
+    e[:, _J[f"{side}_hip"], 0] = -(0.7 * chamber + 0.7 * strike) * amp
+    e[:, _J[f"{side}_knee"], 0] = 0.04 + 1.4 * chamber * (1 - 0.85 * strike)
+    e[:, _J[f"{side}_ankle"], 0] = -0.4 * strike
+    other = "left" if side == "right" else "right"
+    e[:, _J[f"{other}_knee"], 0] = 0.04 + 0.2 * chamber
+    e[:, _J[f"{other}_ankle"], 0] = -0.1 * chamber
+    e[:, _J[f"{other}_hip"], 0] = -0.1 * chamber
+    tr.tilt[:, 0] = -0.15 * strike
+    for s in ("left", "right"):
+        g = 1.0 if s == "left" else -1.0
+        e[:, _J[f"{s}_shoulder"], 2] = -g * (1.2 - 0.5 * chamber)
+    tr.tilt[:, 2] = sgn * 0.06 * chamber
+    return tr
+
+
+def _sit(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    dur = t[-1]
+    s = _pulse(t, 0.3, 0.3 * dur, 0.25 * dur, 0.3 * dur) * amp
+    tr.tilt[:, 0] = 0.35 * s
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        e[:, _J[f"{side}_hip"], 0] = -1.5 * s
+        e[:, _J[f"{side}_hip"], 2] = sgn * 0.12 * s
+        e[:, _J[f"{side}_knee"], 0] = 0.04 + 1.55 * s
+        e[:, _J[f"{side}_ankle"], 0] = -0.4 * s
+        e[:, _J[f"{side}_shoulder"], 0] = -0.5 * s
+        e[:, _J[f"{side}_elbow"], 1] = -sgn * (0.3 + 0.9 * s)
+    e[:, _J["spine2"], 0] = -0.1 * s
+    e[:, _J["neck"], 0] = -0.2 * s
+    return tr
+
+
+def _turn(t, rng, amp):
+    tr = _base_track(t, rng)
+    freq = rng.uniform(0.9, 1.1)
+    _gait(tr, freq, 0.45 * amp, rng, run=False)
+    total = rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.0) * np.pi
+    tr.heading[:] = total * _smoothstep((t - 0.2) / (t[-1] - 0.4))
+    tr.forward[:] = 0.25 * _smoothstep(t / 0.5)
+    e = tr.euler
+    e[:, _J["neck"], 1] += 0.2 * np.sign(total) * np.gradient(tr.heading, t) / np.pi
+    return tr
+
+
+def _bend(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    b = (0.5 - 0.5 * np.cos(2 * np.pi * rng.uniform(0.25, 0.35) * t)) * amp
+    tr.tilt[:, 0] = 0.9 * b
+    for side in ("left", "right"):
+        e[:, _J[f"{side}_hip"], 0] = -0.8 * b
+        e[:, _J[f"{side}_knee"], 0] = 0.04 + 0.15 * b
+        e[:, _J[f"{side}_ankle"], 0] = -0.1 * b
+        e[:, _J[f"{side}_shoulder"], 0] = -1.1 * b
+    for s in ("spine1", "spine2", "spine3"):
+        e[:, _J[s], 0] = 0.2 * b
+    e[:, _J["neck"], 0] = -0.2 * b
+    return tr
+
+
+def _throw(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    side = "right" if rng.random() < 0.75 else "left"
+    sgn = 1.0 if side == "left" else -1.0
+    period = rng.uniform(2.0, 2.5)
+    wind = _periodic_pulse(t, period, 0.6, 0.1, 0.25)
+    rel = _periodic_pulse(t - 0.75, period, 0.2, 0.1, 0.6)
+    e[:, _J[f"{side}_shoulder"], 2] = sgn * (1.2 * (1 - wind) * (1 - rel) - 0.1 * wind)
+    e[:, _J[f"{side}_shoulder"], 0] = 0.4 * wind - 1.3 * rel * amp
+    e[:, _J[f"{side}_elbow"], 1] = -sgn * (0.3 + 1.4 * wind * (1 - rel) + 0.2 * rel)
+    twist = sgn * (0.35 * wind - 0.45 * rel)
+    for s in ("spine1", "spine2", "spine3"):
+        e[:, _J[s], 1] = twist / 3
+    tr.tilt[:, 1] = 0.5 * twist
+    tr.tilt[:, 0] = 0.2 * rel
+    other = "left" if side == "right" else "right"
+    e[:, _J[f"{other}_hip"], 0] = -0.4 * rel
+    e[:, _J[f"{other}_knee"], 0] = 0.04 + 0.4 * rel
+    e[:, _J[f"{other}_shoulder"], 0] = -0.6 * wind
+    return tr
+
+
+def _jacks(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    freq = rng.uniform(0.8, 1.1)
+    o = 0.5 - 0.5 * np.cos(2 * np.pi * freq * t)
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        e[:, _J[f"{side}_shoulder"], 2] = sgn * (-1.25 + 2.45 * o * amp)
+        e[:, _J[f"{side}_elbow"], 1] = -sgn * 0.2
+        e[:, _J[f"{side}_hip"], 2] = sgn * 0.32 * o
+        e[:, _J[f"{side}_knee"], 0] = 0.1 + 0.15 * np.sin(np.pi * o)
+    tr.lift[:] = 0.08 * np.sin(2 * np.pi * freq * t) ** 2
+    return tr
+
+
+def _sidestep(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    freq = rng.uniform(0.8, 1.0)
+    phi = 2 * np.pi * freq * t
+    direction = rng.choice([-1.0, 1.0])
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        p = phi + (0 if sgn > 0 else np.pi)
+        e[:, _J[f"{side}_hip"], 2] = sgn * 0.18 * amp * np.clip(np.sin(p), 0, None) ** 2
+        e[:, _J[f"{side}_knee"], 0] = 0.1 + 0.3 * np.clip(np.sin(p), 0, None) ** 2
+        e[:, _J[f"{side}_hip"], 0] = -0.15 * np.clip(np.sin(p), 0, None) ** 2
+    tr.lateral[:] = direction * 0.5 * _smoothstep(t / 0.5)
+    return tr
+
+
+def _idle(t, rng, amp):
+    tr = _base_track(t, rng)
+    e = tr.euler
+    sway = np.sin(2 * np.pi * rng.uniform(0.15, 0.3) * t)
+    tr.tilt[:, 2] = 0.04 * sway
+    e[:, _J["left_hip"], 2] = -0.04 * sway
+    e[:, _J["right_hip"], 2] = -0.04 * sway
+    e[:, _J["spine3"], 1] = 0.15 * np.sin(2 * np.pi * 0.2 * t)
+    look = _pulse(t, 0.5, 0.6, 0.8, 0.6)
+    e[:, _J["neck"], 1] += 0.5 * look * rng.choice([-1.0, 1.0])
+    e[:, _J["left_elbow"], 1] -= 0.8 * look
+    return tr
+
+
+#: Motion kinds: name -> (builder, (min, max) duration in seconds).
+MOTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
+    "walk": (_walk, (4.0, 6.0)),
+    "run": (_run, (3.0, 4.5)),
+    "squat": (_squat, (4.0, 6.0)),
+    "jump": (_jump, (3.5, 5.0)),
+    "wave": (_wave, (3.0, 4.5)),
+    "reach": (_reach, (4.0, 5.5)),
+    "kick": (_kick, (3.5, 5.0)),
+    "sit": (_sit, (4.0, 6.0)),
+    "turn": (_turn, (3.5, 5.0)),
+    "bend": (_bend, (4.0, 6.0)),
+    "throw": (_throw, (4.0, 5.5)),
+    "jumping_jacks": (_jacks, (3.5, 5.0)),
+    "sidestep": (_sidestep, (3.0, 4.5)),
+    "idle": (_idle, (3.0, 4.5)),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Track -> AMASS arrays
+# --------------------------------------------------------------------------------------------
+
+_YUP_TO_ZUP = Rotation.from_euler("x", np.pi / 2)
+
+
+def _softmin(z: np.ndarray, tau: float = 0.01) -> np.ndarray:
+    """Smooth minimum over the last axis (differentiable stand-in for min)."""
+    m = z.min(axis=-1, keepdims=True)
+    return (m - tau * np.log(np.exp(-(z - m) / tau).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+def _clip_to_limits(euler: np.ndarray) -> np.ndarray:
+    out = euler.copy()
+    for j, lim in JOINT_LIMITS.items():
+        out[:, j] = np.clip(out[:, j], lim[:, 0], lim[:, 1])
+    return out
+
+
+def track_to_amass(
+    tr: Track, joints: np.ndarray, start_xy: np.ndarray, heading0: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn a Track into AMASS ``poses`` (N, 156) and ``trans`` (N, 3) (z-up world)."""
+    n = tr.t.size
+    fps = 1.0 / (tr.t[1] - tr.t[0]) if n > 1 else 60.0
+    euler = _clip_to_limits(tr.euler)
+    local = Rotation.from_euler(EULER_SEQ, euler.reshape(-1, 3)[:, [1, 2, 0]])
+    poses = local.as_rotvec().reshape(n, 52, 3)
+    heading = heading0 + tr.heading
+    tilt = Rotation.from_euler(EULER_SEQ, tr.tilt[:, [1, 2, 0]])
+    root = Rotation.from_euler("z", heading[:, None]) * _YUP_TO_ZUP * tilt
+    poses[:, 0] = root.as_rotvec()
+    rotmats = local.as_matrix().reshape(n, 52, 3, 3)
+    rotmats[:, 0] = root.as_matrix()
+    pos = forward_kinematics(rotmats[:, :22], joints[:22], SMPLH_PARENTS[:22])
+    lowest = _softmin(pos[:, _FOOT_JOINTS, 2])
+    dt = np.diff(tr.t, prepend=tr.t[0])
+    fwd = np.stack([np.sin(heading), -np.cos(heading)], axis=1)
+    left = np.stack([np.cos(heading), np.sin(heading)], axis=1)
+    vel = tr.forward[:, None] * fwd + tr.lateral[:, None] * left
+    xy = start_xy + np.cumsum(vel * dt[:, None], axis=0) - joints[0, :2]
+    # Light smoothing (sigma 40 ms) of the planted height removes kinks when support switches feet.
+    z = gaussian_filter1d(FOOT_CLEARANCE - lowest, sigma=0.04 * fps, mode="nearest") + tr.lift
+    trans = np.concatenate([xy, z[:, None]], axis=1)
+    return poses.reshape(n, 156), trans
+
+
+# --------------------------------------------------------------------------------------------
+# Archive layout
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubjectSpec:
+    subset: str
+    name: str
+    gender: str
+
+
+_SUBJECTS = (
+    SubjectSpec("SynthCMU", "s01", "male"),
+    SubjectSpec("SynthCMU", "s02", "female"),
+    SubjectSpec("SynthCMU", "s03", "male"),
+    SubjectSpec("SynthKIT", "k101", "female"),
+    SubjectSpec("SynthKIT", "k102", "male"),
+    SubjectSpec("SynthKIT", "k103", "female"),
+    SubjectSpec("SynthBML", "rub01", "male"),
+    SubjectSpec("SynthBML", "rub02", "female"),
+)
+_SMPLX_SUBJECT = SubjectSpec("SynthMoSh", "x01", "neutral")
+_FPS_CHOICES = (60.0, 100.0, 120.0)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez_compressed-equivalent writer with fixed zip timestamps (byte-reproducible)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, arr in arrays.items():
+            buf = BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+    tmp.replace(path)
+
+
+def _subject_betas(rng: np.random.Generator, gender: str) -> np.ndarray:
+    betas = rng.normal(0.0, 1.0, 16)
+    betas[0] = np.clip(betas[0], -2.0, 2.0)
+    return betas
+
+
+def _clip(kind: str, rng: np.random.Generator, fps: float, small: bool):
+    builder, (lo, hi) = MOTIONS[kind]
+    dur = rng.uniform(1.2, 1.6) if small else rng.uniform(lo, hi)
+    n = int(round(dur * fps))
+    t = np.arange(n) / fps
+    amp = rng.uniform(0.85, 1.1)
+    return builder(t, rng, amp)
+
+
+def _motion_arrays(
+    kind: str, rng: np.random.Generator, gender: str, betas: np.ndarray, fps: float, small: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    tr = _clip(kind, rng, fps, small)
+    joints = rest_joints(gender, betas)
+    start = rng.uniform(-0.5, 0.5, 2)
+    heading0 = rng.uniform(-np.pi, np.pi)
+    return track_to_amass(tr, joints, start, heading0)
+
+
+def _dmpls(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
+    t = np.arange(n)[:, None] / fps
+    f = rng.uniform(0.5, 2.0, 8)
+    return 0.3 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, 8)) * rng.uniform(0.2, 1, 8)
+
+
+def generate_archive(out_dir: Path, seed: int = 0, small: bool = False) -> list[Path]:
+    """Write the AMASS-format archive under ``out_dir``; return the sequence files written.
+
+    Default: 3 SMPL+H subsets, 8 subjects (both genders), every subject performing 8 of the
+    ``MOTIONS`` kinds (each kind at least 4 times overall), about 4-5 minutes of motion at
+    60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). ``small`` writes 1 subject per
+    subset with 2 clips of ~1.4 s (for tests).
+    """
+    out_dir = Path(out_dir)
+    kinds = list(MOTIONS)
+    subjects = _SUBJECTS[::3] if small else _SUBJECTS
+    per_subject = 2 if small else 8
+    written: list[Path] = []
+    for si, subj in enumerate(subjects):
+        srng = np.random.default_rng([seed, 1, si])
+        betas = _subject_betas(srng, subj.gender)
+        sdir = out_dir / subj.subset / subj.name
+        _write_npz(sdir / "shape.npz", {"gender": np.array(subj.gender), "betas": betas})
+        order = [kinds[(si * 5 + k) % len(kinds)] for k in range(per_subject)]
+        for k, kind in enumerate(order):
+            rng = np.random.default_rng([seed, 2, si, k])
+            fps = float(_FPS_CHOICES[int(rng.integers(len(_FPS_CHOICES)))])
+            poses, trans = _motion_arrays(kind, rng, subj.gender, betas, fps, small)
+            path = sdir / f"{kind}_{k + 1:02d}_poses.npz"
+            _write_npz(
+                path,
+                {
+                    "trans": trans,
+                    "gender": np.array(subj.gender),
+                    "mocap_framerate": np.array(fps),
+                    "betas": betas,
+                    "dmpls": _dmpls(rng, poses.shape[0], fps),
+                    "poses": poses,
+                },
+            )
+            written.append(path)
+    written += _write_smplx_subject(out_dir, seed, small)
+    return written
+
+
+def _write_smplx_subject(out_dir: Path, seed: int, small: bool) -> list[Path]:
+    """SMPL-X layout (``*_stageii.npz``) as AMASS's SMPL-X release ships it."""
+    subj = _SMPLX_SUBJECT
+    srng = np.random.default_rng([seed, 3])
+    betas = _subject_betas(srng, subj.gender)
+    sdir = out_dir / subj.subset / subj.name
+    _write_npz(sdir / "neutral_stagei.npz", {"gender": np.array(subj.gender), "betas": betas})
+    written = []
+    for k, kind in enumerate(("walk", "wave") if not small else ("wave",)):
+        rng = np.random.default_rng([seed, 4, k])
+        fps = 120.0
+        poses, trans = _motion_arrays(kind, rng, subj.gender, betas, fps, small)
+        n = poses.shape[0]
+        t = np.arange(n) / fps
+        jaw = np.zeros((n, 3))
+        jaw[:, 0] = 0.08 + 0.06 * np.sin(2 * np.pi * 0.7 * t)  # mouth opening (about x)
+        eye = np.zeros((n, 6))
+        gaze = 0.15 * np.sin(2 * np.pi * 0.3 * t)
+        eye[:, 1] = eye[:, 4] = gaze
+        full = np.concatenate([poses[:, :66], jaw, eye, poses[:, 66:]], axis=1)  # (N, 165)
+        path = sdir / f"{kind}_{k + 1:02d}_stageii.npz"
+        _write_npz(
+            path,
+            {
+                "gender": np.array(subj.gender),
+                "surface_model_type": np.array("smplx"),
+                "mocap_frame_rate": np.array(fps),
+                "mocap_time_length": np.array(n / fps),
+                "trans": trans,
+                "poses": full,
+                "betas": betas,
+                "num_betas": np.array(16),
+                "root_orient": poses[:, :3],
+                "pose_body": poses[:, 3:66],
+                "pose_hand": poses[:, 66:],
+                "pose_jaw": jaw,
+                "pose_eye": eye,
+            },
+        )
+        written.append(path)
+    return written
