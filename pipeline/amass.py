@@ -73,6 +73,11 @@ class SequenceInfo:
     model_type: str  # 'smplh' | 'smplx'
 
     @property
+    def frames(self) -> int:
+        """Alias of ``n_frames`` (the plan's name for it)."""
+        return self.n_frames
+
+    @property
     def duration(self) -> float:
         return self.n_frames / self.fps
 
