@@ -1,0 +1,450 @@
+"""Streaming reader: a torch IterableDataset over a shard folder and split.
+
+Epoch plan (a pure function of the manifest, ``seed``, ``epoch`` and the view policy):
+
+1. Every shard of the split is cut into blocks of ``block`` consecutive meshes; the blocks are
+   shuffled globally from ``(seed, epoch)`` and concatenated into one global mesh sequence.
+2. The view policy turns each mesh into ``s`` samples: ``"random"`` (one view drawn per mesh
+   from ``(seed, epoch)``), ``"all"`` (all V views) or a fixed list of view slots.
+3. The mesh sequence is cut into ``T = world_size * num_workers`` contiguous, balanced streams
+   (sizes differ by at most one mesh); stream ``g = rank * num_workers + worker`` belongs to
+   that DataLoader worker of that rank. Each sample is therefore seen exactly once per epoch
+   for any world size and worker count (a stream may be empty when T exceeds the meshes).
+4. Each stream reads windows of ``ceil(shuffle_buffer / s)`` meshes (few h5py calls per
+   window: one hyperslab read per field and contiguous run), permutes the window's samples
+   (the bounded shuffle buffer) and emits batches.
+
+Resume: ``set_epoch(epoch, consumed)`` with ``consumed`` = samples already yielded globally in
+that epoch. It is split as the training loop consumed it: ranks in lockstep (rank ``r`` took
+``consumed // W`` plus one if ``r < consumed % W``), and within a rank the DataLoader took
+batches round-robin from its workers (worker 0 first, exhausted workers skipped). With the
+dataset's own batching (``batch_size`` set, as ``loader()`` does) this reproduces exactly the
+samples not yet seen; each stream skips its share without reading the skipped windows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the Blosc/Zstd filters)
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from shards.manifest import load_manifest
+from shards.schema import FORMAT_NAME, SCHEMA_VERSION
+
+CROP_RES = 224
+MESH_FIELDS = ("sample_id", "mesh/vertices", "joints3d/h36m17")
+VIEW_FIELDS = (
+    "views/camera",
+    "views/R",
+    "views/t",
+    "views/kp2d",
+    "views/kp2d_h36m17",
+    "views/visible",
+    "views/crop",
+)
+HEAVY_FIELDS = ("views/heatmaps", "views/masks")
+
+
+class ShardError(RuntimeError):
+    """A shard file is unreadable or disagrees with the manifest (message names the file)."""
+
+
+def dist_info(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """(rank, world size): explicit arguments, else torch.distributed, else RANK/WORLD_SIZE."""
+    if rank is not None and world_size is not None:
+        return int(rank), int(world_size)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng([int(k) & 0xFFFFFFFF for k in key])
+
+
+def rr_consumption(lengths: Sequence[int], batch: int, consumed: int) -> list[int]:
+    """Samples taken from each worker when a DataLoader round-robins batches of ``batch``.
+
+    ``lengths`` are the workers' stream lengths in samples; returns per-worker counts summing
+    to ``min(consumed, sum(lengths))``. Exhausted workers are skipped, as DataLoader does.
+    """
+    n = len(lengths)
+    taken = [0] * n
+    left = consumed
+    full = [ln // batch for ln in lengths]
+    rounds = min(left // (batch * n), min(full)) if n else 0
+    for w in range(n):
+        taken[w] = rounds * batch
+    left -= rounds * batch * n
+    while left > 0:
+        progressed = False
+        for w in range(n):
+            if left <= 0:
+                break
+            step = min(batch, lengths[w] - taken[w], left)
+            if step > 0:
+                taken[w] += step
+                left -= step
+                progressed = True
+        if not progressed:
+            break
+    return taken
+
+
+class ShardDataset(IterableDataset):
+    """Stream (mesh, view) samples of one split as trainer-ready tensors.
+
+    Yields dicts following the sample contract of docs/ARCHITECTURE.md: per sample when
+    ``batch_size`` is None, else batched dicts (leading batch axis) built with vectorised
+    decoding, which is the fast path (use with ``DataLoader(batch_size=None)``, see
+    ``loader``). ``views``: ``"random"``, ``"all"`` or a list of view slots (e.g. [0, 1, 2, 3]).
+    ``skip_bad``: warn and skip unreadable shards instead of stopping (exactly-once then only
+    holds for the good shards).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        *,
+        views: str | Sequence[int] = "random",
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        shuffle_buffer: int = 1024,
+        block: int = 64,
+        drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        skip_bad: bool = False,
+        with_vertices: bool = True,
+        with_masks: bool | None = None,
+        epoch: int = 0,
+        consumed: int = 0,
+        max_open_files: int = 16,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.manifest = load_manifest(self.root)
+        if self.manifest.schema_version != SCHEMA_VERSION:
+            raise ShardError(
+                f"{self.root / 'manifest.json'}: schema version {self.manifest.schema_version}, "
+                f"this reader reads {SCHEMA_VERSION}"
+            )
+        self.split = split
+        self.shards = self.manifest.split_shards(split)
+        dims = self.manifest.dims
+        self.V, self.R, self.K = int(dims["V"]), int(dims["R"]), int(dims["K"])
+        self.has_masks = bool(dims.get("masks", 0))
+        self.with_masks = self.has_masks if with_masks is None else bool(with_masks)
+        if self.with_masks and not self.has_masks:
+            raise ValueError(f"{self.root}: masks requested but the dataset has none")
+        if isinstance(views, str):
+            if views not in ("random", "all"):
+                raise ValueError(f"views must be 'random', 'all' or a list, got {views!r}")
+            self.views: str | list[int] = views
+            self.per_mesh = 1 if views == "random" else self.V
+        else:
+            sel = sorted(set(int(v) for v in views))
+            if not sel or sel[0] < 0 or sel[-1] >= self.V:
+                raise ValueError(f"view slots {list(views)} out of range for V={self.V}")
+            self.views = sel
+            self.per_mesh = len(sel)
+        self.batch_size = batch_size
+        self.shuffle, self.seed = shuffle, seed
+        self.shuffle_buffer, self.block = max(1, shuffle_buffer), max(1, block)
+        self.drop_last = drop_last
+        self.rank_arg, self.world_arg = rank, world_size
+        self.skip_bad = skip_bad
+        self.with_vertices = with_vertices
+        self.max_open_files = max_open_files
+        self.epoch, self.consumed = epoch, consumed
+        self._files: OrderedDict[int, h5py.File] = OrderedDict()
+        self._bad: set[int] = set()
+
+    # ---- plan -------------------------------------------------------------------------
+    def set_epoch(self, epoch: int, consumed: int = 0) -> None:
+        """Select the epoch (reshuffles) and the number of samples already consumed in it."""
+        self.epoch, self.consumed = int(epoch), int(consumed)
+
+    @property
+    def num_meshes(self) -> int:
+        return sum(s.meshes for s in self.shards)
+
+    def __len__(self) -> int:
+        """Samples per epoch over all ranks and workers."""
+        return self.num_meshes * self.per_mesh
+
+    def _mesh_sequence(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global (shard index, mesh index) sequence of this epoch."""
+        units = [
+            (si, b, min(b + self.block, s.meshes))
+            for si, s in enumerate(self.shards)
+            for b in range(0, s.meshes, self.block)
+        ]
+        if self.shuffle:
+            order = _rng(self.seed, self.epoch, 1).permutation(len(units))
+            units = [units[i] for i in order]
+        shard = np.concatenate([np.full(b1 - b0, si, np.int32) for si, b0, b1 in units])
+        mesh = np.concatenate([np.arange(b0, b1, dtype=np.int64) for _, b0, b1 in units])
+        return shard, mesh
+
+    def _view_slots(self, n: int) -> np.ndarray:
+        """(n, s) views for the epoch's global mesh sequence."""
+        if self.views == "random":
+            return _rng(self.seed, self.epoch, 2).integers(0, self.V, (n, 1))
+        sel = np.arange(self.V) if self.views == "all" else np.asarray(self.views)
+        return np.broadcast_to(sel, (n, len(sel)))
+
+    def _streams(self, n: int, t: int) -> list[tuple[int, int]]:
+        return [(g * n // t, (g + 1) * n // t) for g in range(t)]
+
+    def _skip_for(self, rank: int, world: int, worker: int, nworkers: int) -> int:
+        if self.consumed <= 0:
+            return 0
+        n = self.num_meshes
+        spans = self._streams(n, world * nworkers)
+        c_rank = self.consumed // world + (1 if rank < self.consumed % world else 0)
+        lengths = [
+            (spans[rank * nworkers + w][1] - spans[rank * nworkers + w][0]) * self.per_mesh
+            for w in range(nworkers)
+        ]
+        return rr_consumption(lengths, self.batch_size or 1, c_rank)[worker]
+
+    # ---- IO -----------------------------------------------------------------------------
+    def _file(self, si: int) -> h5py.File:
+        f = self._files.get(si)
+        if f is not None:
+            self._files.move_to_end(si)
+            return f
+        path = self.root / self.shards[si].name
+        if not path.exists():
+            raise ShardError(f"{path}: shard file missing")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise ShardError(f"{path}: cannot open ({e})") from e
+        fmt = f.attrs.get("format")
+        ver = f.attrs.get("schema_version")
+        m = f.attrs.get("meshes")
+        if fmt != FORMAT_NAME or ver != SCHEMA_VERSION:
+            f.close()
+            raise ShardError(f"{path}: format {fmt!r} version {ver!r}, expected {SCHEMA_VERSION}")
+        if m != self.shards[si].meshes:
+            f.close()
+            raise ShardError(f"{path}: {m} meshes, manifest says {self.shards[si].meshes}")
+        self._files[si] = f
+        while len(self._files) > self.max_open_files:
+            self._files.popitem(last=False)[1].close()
+        return f
+
+    def _close_all(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    @staticmethod
+    def _read_pairs(ds: h5py.Dataset, m0: int, slots: np.ndarray) -> np.ndarray:
+        """Rows ``(m0 + i, slots[i, k])`` of a per-view dataset, one hyperslab selection."""
+        n, s = slots.shape
+        rest = ds.shape[2:]
+        space = ds.id.get_space()
+        space.select_none()
+        zeros = (0,) * len(rest)
+        count = (1, 1) + tuple(rest)
+        for i in range(n):
+            for k in range(s):
+                space.select_hyperslab(
+                    (m0 + i, int(slots[i, k])) + zeros, count, op=h5py.h5s.SELECT_OR
+                )
+        out = np.empty((n * s,) + tuple(rest), ds.dtype)
+        mspace = h5py.h5s.create_simple(out.shape)
+        ds.id.read(mspace, space, out)
+        return out.reshape((n, s) + tuple(rest))
+
+    def _read_run(self, si: int, m0: int, m1: int, slots: np.ndarray) -> dict[str, np.ndarray]:
+        f = self._file(si)
+        out: dict[str, np.ndarray] = {}
+        names = list(MESH_FIELDS if self.with_vertices else ("sample_id", "joints3d/h36m17"))
+        names += list(VIEW_FIELDS)
+        if "views/visible_h36m17" in f:
+            names.append("views/visible_h36m17")
+        for name in names:
+            out[name] = f[name][m0:m1]
+        heavy = ["views/heatmaps"] + (["views/masks"] if self.with_masks else [])
+        for name in heavy:
+            ds = f[name]
+            if self.views == "all":
+                out[name] = ds[m0:m1]
+            else:
+                out[name] = self._read_pairs(ds, m0, slots)
+        return out
+
+    def _read_window(
+        self, shard: np.ndarray, mesh: np.ndarray, slots: np.ndarray
+    ) -> dict[str, np.ndarray] | None:
+        """Read the meshes of one window in as few contiguous runs as possible."""
+        cut = np.flatnonzero((np.diff(shard) != 0) | (np.diff(mesh) != 1)) + 1
+        starts = np.r_[0, cut]
+        ends = np.r_[cut, len(shard)]
+        parts: list[dict[str, np.ndarray]] = []
+        keep: list[np.ndarray] = []
+        for a, b in zip(starts, ends):
+            si = int(shard[a])
+            if si in self._bad:
+                continue
+            try:
+                parts.append(self._read_run(si, int(mesh[a]), int(mesh[b - 1]) + 1, slots[a:b]))
+                keep.append(np.arange(a, b))
+            except (OSError, KeyError, ValueError, ShardError) as e:
+                path = self.root / self.shards[si].name
+                msg = str(e) if str(e).startswith(str(path)) else f"{path}: unreadable ({e})"
+                if not self.skip_bad:
+                    raise ShardError(msg) from e
+                warnings.warn(f"skipping bad shard {msg}", stacklevel=2)
+                self._bad.add(si)
+                f = self._files.pop(si, None)
+                if f is not None:
+                    f.close()
+        if not parts:
+            return None
+        keys = set(parts[0]).intersection(*parts[1:]) if len(parts) > 1 else set(parts[0])
+        win = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+        win["_slots"] = slots[np.concatenate(keep)]
+        return win
+
+    # ---- decoding ---------------------------------------------------------------------------
+    def _decode(self, win: dict[str, np.ndarray], j: np.ndarray, k: np.ndarray) -> dict:
+        """Batch of samples (window mesh ``j``, slot ``k``) -> trainer tensors."""
+        view = win["_slots"][j, k]
+        hk = k if self.views != "all" else view
+        hm = torch.from_numpy(win["views/heatmaps"][j, hk])
+        out: dict[str, torch.Tensor] = {"heatmaps": hm.to(torch.float32).mul_(1.0 / 255.0)}
+        rot = torch.from_numpy(win["views/R"][j, view])
+        tr = torch.from_numpy(win["views/t"][j, view])
+        if self.with_vertices:
+            v = torch.from_numpy(win["mesh/vertices"][j]).to(torch.float32)
+            out["vertices"] = torch.baddbmm(tr[:, None, :], v, rot.transpose(1, 2))
+        j3 = torch.from_numpy(win["joints3d/h36m17"][j])
+        out["joints3d"] = torch.baddbmm(tr[:, None, :], j3, rot.transpose(1, 2))
+        crop = win["views/crop"][j, view]
+
+        def to_crop(kp: np.ndarray, vis: np.ndarray | None) -> torch.Tensor:
+            xy = kp @ np.swapaxes(crop[:, :, :2], 1, 2) + crop[:, None, :, 2]
+            xy = 2.0 * (xy + 0.5) / CROP_RES - 1.0
+            if vis is None:
+                vis = (np.abs(xy) <= 1.0).all(-1)
+            return torch.from_numpy(
+                np.concatenate([xy, vis[..., None].astype(np.float32)], -1).astype(np.float32)
+            )
+
+        vis_h = win.get("views/visible_h36m17")
+        out["joints2d"] = to_crop(
+            win["views/kp2d_h36m17"][j, view], None if vis_h is None else vis_h[j, view]
+        )
+        out["kp2d"] = to_crop(win["views/kp2d"][j, view], win["views/visible"][j, view])
+        if self.with_masks:
+            packed = win["views/masks"][j, hk]
+            bits = np.unpackbits(packed, axis=-1, count=self.R * self.R)
+            out["masks"] = torch.from_numpy(bits.reshape(-1, 1, self.R, self.R)).to(torch.float32)
+        out["sample_id"] = torch.from_numpy(win["sample_id"][j].astype(np.int64))
+        out["view"] = torch.from_numpy(win["views/camera"][j, view].astype(np.int64))
+        return out
+
+    # ---- iteration ----------------------------------------------------------------------
+    def stream_bounds(self, rank: int, world: int, worker: int, nworkers: int) -> tuple[int, int]:
+        """Mesh range [a, b) of the global sequence owned by (rank, worker)."""
+        return self._streams(self.num_meshes, world * nworkers)[rank * nworkers + worker]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self.iter_stream(worker, nworkers)
+
+    def iter_stream(self, worker: int, nworkers: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Samples of DataLoader worker ``worker`` of ``nworkers`` on this rank."""
+        rank, world = dist_info(self.rank_arg, self.world_arg)
+        shard, mesh = self._mesh_sequence()
+        slots_all = self._view_slots(len(shard))
+        a, b = self.stream_bounds(rank, world, worker, nworkers)
+        skip = self._skip_for(rank, world, worker, nworkers)
+        s = self.per_mesh
+        wm = max(1, math.ceil(self.shuffle_buffer / s))
+        bs = self.batch_size or 256
+        g = rank * nworkers + worker
+        pending: list[dict] = []
+        pend_n = 0
+        try:
+            for wi, w0 in enumerate(range(a, b, wm)):
+                w1 = min(w0 + wm, b)
+                n_samples = (w1 - w0) * s
+                if skip >= n_samples:
+                    skip -= n_samples
+                    continue
+                win = self._read_window(shard[w0:w1], mesh[w0:w1], slots_all[w0:w1])
+                if win is None:
+                    continue
+                n_mesh = len(win["sample_id"])
+                order = np.arange(n_mesh * s)
+                if self.shuffle:
+                    order = _rng(self.seed, self.epoch, 3, g, wi).permutation(order)
+                if skip:
+                    order = order[skip:]
+                    skip = 0
+                pos = 0
+                while pos < len(order):
+                    need = bs - pend_n
+                    take = order[pos : pos + need]
+                    pos += len(take)
+                    pending.append(self._decode(win, take // s, take % s))
+                    pend_n += len(take)
+                    if pend_n == bs:
+                        yield from self._emit(pending)
+                        pending, pend_n = [], 0
+            if pending and not (self.drop_last and self.batch_size):
+                yield from self._emit(pending)
+        finally:
+            self._close_all()
+
+    def _emit(self, parts: list[dict]) -> Iterator[dict[str, torch.Tensor]]:
+        batch = (
+            parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        )
+        if self.batch_size:
+            yield batch
+        else:
+            n = len(batch["sample_id"])
+            for i in range(n):
+                yield {k: v[i] for k, v in batch.items()}
+
+
+def loader(
+    root: str | os.PathLike,
+    split: str = "train",
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+    **dataset_kwargs,
+) -> DataLoader:
+    """DataLoader over ``ShardDataset(root, split, batch_size=batch_size, **dataset_kwargs)``.
+
+    The dataset batches itself (``DataLoader(batch_size=None)``); call
+    ``loader.dataset.set_epoch(epoch, consumed)`` before each epoch (workers are not
+    persistent, so they see it).
+    """
+    ds = ShardDataset(root, split, batch_size=batch_size, **dataset_kwargs)
+    kw = {}
+    if num_workers > 0 and prefetch_factor is not None:
+        kw["prefetch_factor"] = prefetch_factor
+    return DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)

@@ -1,0 +1,246 @@
+"""Schema-valid random datasets for tests and benchmarks (no body model, no pipeline).
+
+Random but consistent: a blob-shaped template mesh placed in a z-up world, joints from random
+convex regressors, a made-up ring of OpenCV cameras with VideoPose3D-style distortion, crops
+around the projected mesh, Gaussian heatmaps at the projected COCO joints, silhouettes from the
+projected vertices.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from shards.manifest import write_manifest
+from shards.schema import N_JOINTS, SHARD_PATTERN
+from shards.topology import Topology, write_topology
+from shards.writer import ShardWriter
+
+CROP_RES = 224
+
+
+def project(x_cam: np.ndarray, k: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Camera-frame points (..., N, 3) -> distorted image pixels (..., N, 2).
+
+    ``k`` (..., 3, 3), ``dist`` (..., 5) = k1 k2 p1 p2 k3 with VideoPose3D's model.
+    """
+    xy = x_cam[..., :2] / x_cam[..., 2:3]
+    r2 = (xy**2).sum(-1, keepdims=True)
+    k1, k2, p1, p2, k3 = (dist[..., i, None, None] for i in range(5))
+    radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+    p = np.concatenate([p1, p2], -1)
+    tan = (p * xy).sum(-1, keepdims=True)
+    xyd = xy * (radial + tan) + p * r2
+    f = np.stack([k[..., 0, 0], k[..., 1, 1]], -1)[..., None, :]
+    c = np.stack([k[..., 0, 2], k[..., 1, 2]], -1)[..., None, :]
+    return xyd * f + c
+
+
+def look_at(center: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV extrinsics (R, t) of a camera at ``center`` looking at ``target`` (world z-up)."""
+    fwd = target - center
+    fwd = fwd / np.linalg.norm(fwd)
+    right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(fwd, right)
+    rot = np.stack([right, down, fwd])
+    return rot, -rot @ center
+
+
+def make_rig(n_cams: int, radius: float = 5.0) -> tuple[dict[str, np.ndarray], list[str]]:
+    """A ring of ``n_cams`` 1000x1000 cameras at 1.5 m height looking at (0, 0, 0.9)."""
+    rs, ts = [], []
+    for i in range(n_cams):
+        a = 2 * np.pi * i / n_cams + 0.3
+        r, t = look_at(np.array([radius * np.cos(a), radius * np.sin(a), 1.5]), np.r_[0, 0, 0.9])
+        rs.append(r)
+        ts.append(t)
+    kmat = np.array([[1150.0, 0, 500], [0, 1150.0, 500], [0, 0, 1]])
+    dist = np.array([-0.2, 0.2, 1e-3, -1e-3, -0.01])
+    rig = {
+        "R": np.stack(rs).astype(np.float32),
+        "t": np.stack(ts).astype(np.float32),
+        "K": np.repeat(kmat[None], n_cams, 0).astype(np.float32),
+        "dist": np.repeat(dist[None], n_cams, 0).astype(np.float32),
+        "size": np.repeat(np.array([[1000, 1000]]), n_cams, 0).astype(np.int32),
+    }
+    return rig, [f"cam{i}" for i in range(n_cams)]
+
+
+def crop_affine(box: np.ndarray, res: int = CROP_RES) -> np.ndarray:
+    """(..., 3) boxes (cx, cy, side) -> (..., 2, 3) affine image px -> crop px (centre rule)."""
+    cx, cy, side = box[..., 0], box[..., 1], box[..., 2]
+    s = res / side
+    a = np.zeros(box.shape[:-1] + (2, 3))
+    a[..., 0, 0] = s
+    a[..., 1, 1] = s
+    a[..., 0, 2] = -s * (cx - side / 2) - 0.5
+    a[..., 1, 2] = -s * (cy - side / 2) - 0.5
+    return a
+
+
+def apply_affine(a: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """(..., 2, 3) affine applied to (..., N, 2) points."""
+    return pts @ np.swapaxes(a[..., :2], -1, -2) + a[..., None, :, 2]
+
+
+def gaussian_heatmaps(pts_crop: np.ndarray, visible: np.ndarray, res: int) -> np.ndarray:
+    """(..., K, 2) crop px (224) -> (..., K, res, res) uint8 Gaussians, sigma 2*res/56."""
+    h = (pts_crop + 0.5) * res / CROP_RES - 0.5
+    sigma = 2.0 * res / 56
+    g = np.arange(res, dtype=np.float32)
+    gx = np.exp(-((g - h[..., 0, None]) ** 2) / (2 * sigma**2)).astype(np.float32)
+    gy = np.exp(-((g - h[..., 1, None]) ** 2) / (2 * sigma**2)).astype(np.float32)
+    hm = gy[..., :, None] * gx[..., None, :] * visible[..., None, None]
+    return np.round(hm * 255).astype(np.uint8)
+
+
+def _blob_template(nv: int, rng: np.random.Generator) -> np.ndarray:
+    u = rng.normal(size=(nv, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return (u * np.array([0.25, 0.15, 0.85]) + np.array([0, 0, 0.9])).astype(np.float32)
+
+
+def make_fake_arrays(
+    sample_ids: np.ndarray,
+    template: np.ndarray,
+    regs: dict[str, np.ndarray],
+    rig: dict[str, np.ndarray],
+    views: int,
+    res: int,
+    masks: bool,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Field arrays for meshes ``sample_ids`` (schema names, ready for ``ShardWriter``)."""
+    m, nv = len(sample_ids), len(template)
+    ang = rng.uniform(-np.pi, np.pi, m)
+    c, s = np.cos(ang), np.sin(ang)
+    place = np.zeros((m, 4, 4), np.float32)
+    place[:, 0, 0], place[:, 0, 1], place[:, 1, 0], place[:, 1, 1] = c, -s, s, c
+    place[:, 2, 2] = place[:, 3, 3] = 1
+    place[:, :2, 3] = rng.uniform(-0.5, 0.5, (m, 2))
+    body = template[None] + rng.normal(scale=0.02, size=(m, nv, 3))
+    verts = body @ np.swapaxes(place[:, :3, :3], 1, 2) + place[:, None, :3, 3]
+    verts = verts.astype(np.float16).astype(np.float32)  # what the file will hold
+    j_coco = np.einsum("jn,mnc->mjc", regs["coco17"], verts)
+    j_h36m = np.einsum("jn,mnc->mjc", regs["h36m17"], verts)
+    cam = np.broadcast_to(np.arange(views) % len(rig["R"]), (m, views))
+    rot, tr, kk, dd = (rig[k][cam].astype(np.float64) for k in ("R", "t", "K", "dist"))
+
+    def to_img(x):  # (m, n, 3) world -> (m, V, n, 2)
+        xc = np.einsum("mvij,mnj->mvni", rot, x) + tr[:, :, None, :]
+        return project(xc, kk, dd)
+
+    v_img = to_img(verts)
+    lo, hi = v_img.min(2), v_img.max(2)
+    box = np.concatenate([(lo + hi) / 2, 1.2 * (hi - lo).max(-1, keepdims=True)], -1)
+    aff = crop_affine(box)
+    kp = to_img(j_coco)
+    kp_h = to_img(j_h36m)
+    kp_c = apply_affine(aff, kp)
+    vis = ((kp_c > -0.5) & (kp_c < CROP_RES - 0.5)).all(-1)
+    vis_h = ((apply_affine(aff, kp_h) > -0.5) & (apply_affine(aff, kp_h) < CROP_RES - 0.5)).all(-1)
+    out = {
+        "sample_id": np.asarray(sample_ids, np.int64),
+        "source/path": np.array([f"Fake/S{i % 7}/motion{i % 3}_poses.npz" for i in sample_ids]),
+        "source/frame": (np.asarray(sample_ids) * 3).astype(np.int32),
+        "body/pose": rng.normal(scale=0.2, size=(m, 156)).astype(np.float32),
+        "body/betas": rng.normal(size=(m, 16)).astype(np.float32),
+        "body/trans": place[:, :3, 3].copy(),
+        "body/gender": rng.integers(0, 3, m).astype(np.uint8),
+        "body/placement": place,
+        "mesh/vertices": verts.astype(np.float16),
+        "joints3d/coco17": j_coco.astype(np.float32),
+        "joints3d/h36m17": j_h36m.astype(np.float32),
+        "views/camera": cam.astype(np.int16),
+        "views/R": rot.astype(np.float32),
+        "views/t": tr.astype(np.float32),
+        "views/K": kk.astype(np.float32),
+        "views/dist": dd.astype(np.float32),
+        "views/kp2d": kp.astype(np.float32),
+        "views/kp2d_h36m17": kp_h.astype(np.float32),
+        "views/visible": vis.astype(np.uint8),
+        "views/visible_h36m17": vis_h.astype(np.uint8),
+        "views/crop": aff.astype(np.float32),
+        "views/heatmaps": gaussian_heatmaps(kp_c, vis, res),
+    }
+    if masks:
+        pix = np.floor((apply_affine(aff, v_img) + 0.5) * res / CROP_RES).astype(int)
+        pix = np.clip(pix, 0, res - 1)
+        mk = np.zeros((m, views, res, res), bool)
+        mi, vi = np.meshgrid(np.arange(m), np.arange(views), indexing="ij")
+        mk[mi[..., None], vi[..., None], pix[..., 1], pix[..., 0]] = True
+        out["views/masks"] = mk
+    return out
+
+
+def make_fake_dataset(
+    root: str | os.PathLike,
+    n_meshes: int = 64,
+    views: int = 4,
+    res: int = 56,
+    nv: int = 431,
+    masks: bool = False,
+    shards: int = 2,
+    seed: int = 0,
+    *,
+    val_shards: int = 0,
+    compression_kind: str = "blosc-zstd",
+    n_cams: int | None = None,
+) -> Path:
+    """Write a complete random dataset (shards, topology.h5, manifest.json) under ``root``.
+
+    Meshes are split as evenly as possible over ``shards`` files; the last ``val_shards`` shards
+    form split ``"val"``, the rest ``"train"``. Sample ids are 0..n_meshes-1. Returns ``root``.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    template = _blob_template(nv, rng)
+    regs = {}
+    for name in ("coco17", "h36m17"):
+        w = rng.uniform(size=(N_JOINTS, nv)) ** 8
+        regs[name] = (w / w.sum(1, keepdims=True)).astype(np.float32)
+    rig, names = make_rig(n_cams or max(views, 4))
+    faces = rng.integers(0, nv, size=(2 * nv, 3)).astype(np.int32)
+    n_coarse = max(nv // 4, 1)
+    down = np.zeros((n_coarse, nv), np.float32)
+    down[np.arange(n_coarse), np.arange(n_coarse) * (nv // n_coarse)] = 1
+    import scipy.sparse as sp
+
+    write_topology(
+        root,
+        Topology(
+            template=template,
+            faces=faces,
+            joint_names={k: [f"{k}_{i}" for i in range(N_JOINTS)] for k in regs},
+            regressors=regs,
+            sampling={"down_0": sp.csr_matrix(down), "up_0": sp.csr_matrix(down.T)},
+            rig=rig,
+            rig_names=names,
+        ),
+    )
+    bounds = np.linspace(0, n_meshes, shards + 1).round().astype(int)
+    infos = []
+    for i in range(shards):
+        ids = np.arange(bounds[i], bounds[i + 1])
+        split = "val" if i >= shards - val_shards else "train"
+        w = ShardWriter(
+            root / SHARD_PATTERN.format(i), compression_kind=compression_kind, split=split
+        )
+        for a in range(0, len(ids), 256):
+            w.append(
+                make_fake_arrays(ids[a : a + 256], template, regs, rig, views, res, masks, rng)
+            )
+        infos.append(w.close())
+    dims = {"V": views, "R": res, "K": N_JOINTS, "J": N_JOINTS, "Nv": nv, "P": 156, "B": 16}
+    dims["masks"] = int(masks)
+    write_manifest(
+        root,
+        infos,
+        dims=dims,
+        config={"fake": True, "seed": seed, "n_meshes": n_meshes, "views": views, "res": res},
+        skipped=[{"input": "Fake/S0/broken_poses.npz", "reason": "example skip"}],
+    )
+    return root
