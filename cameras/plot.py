@@ -73,7 +73,7 @@ def plot_rig(rig: Rig, out: Path | str | None = None, title: str | None = None):
     centre = rig.centre
     fig, ax = plt.subplots(figsize=(7.5, 7.5), dpi=150)
     radius = max(np.linalg.norm((c.centre - centre)[:2]) for c in rig)
-    lim = radius + 1.3
+    lim = radius + 1.8
     for cam in rig:
         colour = INTERP_COLOUR if cam.interpolated else REAL_COLOUR
         pos = cam.centre[:2]
@@ -94,12 +94,13 @@ def plot_rig(rig: Rig, out: Path | str | None = None, title: str | None = None):
             zorder=3,
         )
         _camera_glyph(ax, pos, fwd, right, colour)
-        label_at = pos + (pos - centre[:2]) / dist * 0.8
+        out_dir = (pos - centre[:2]) / dist
+        label_at = pos + out_dir * 0.45
         ax.text(
             *label_at,
             f"{cam.name}\n{cam.id.split('@')[0] if not cam.interpolated else ''}".strip(),
-            ha="center",
-            va="center",
+            ha="left" if out_dir[0] > 0.5 else "right" if out_dir[0] < -0.5 else "center",
+            va="bottom" if out_dir[1] > 0.5 else "top" if out_dir[1] < -0.5 else "center",
             fontsize=8,
             color=colour,
             zorder=6,
