@@ -1,0 +1,531 @@
+"""Build driver: AMASS archive + body models -> sampling plan -> Ray tasks -> shards + manifest.
+
+    python -m pipeline.build --config configs/build_default.yaml --amass data/amass \\
+        --body-models data/body_models --out out/shards --views 8 --res 56 --masks 0 --workers 2
+
+Local Ray with ``--workers N`` (``0`` runs units in this process, no Ray); a cluster through
+``--address`` or ``RAY_ADDRESS`` (the output folder must be on a filesystem every node sees).
+
+Resumable: the plan is saved in the output folder; each finished unit leaves its shard
+(``shard-NNNNNN.h5``, named by unit index) and a record ``units/unit-NNNNNN.json`` with the
+shard's checksum and the unit's skips. A rerun of the same command skips units whose record and
+shard checksum match, deletes partial ``*.tmp-*`` files, computes the rest and writes the
+topology and ``manifest.json``. Planned = written + skipped is checked before the manifest is
+written. Bad inputs (missing folders, missing or unloadable body models, an unwritable output)
+stop the build before any work starts with one line naming the path and the reason (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pipeline.plan import SPLITS, Plan, PlanConfig, SeqEntry, make_plan
+from pipeline.process import Context, RenderConfig, process_unit
+
+UNITS_DIR = "units"
+FAULT_ENV = "MPT_BUILD_FAULT"  # testing hook: "<unit>[:<flag file>]" -> os._exit mid-shard
+
+
+class PreflightError(Exception):
+    """Bad input detected before any work started; the message is one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+
+def load_config(path: Path | None, overrides: dict) -> dict:
+    """Read a build config (``plan``/``render``/``build`` sections) and apply CLI overrides."""
+    raw: dict = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise PreflightError(f"{path}: build config not found")
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise PreflightError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from e
+    unknown = sorted(set(raw) - {"plan", "render", "build"})
+    if unknown:
+        raise PreflightError(f"{path}: unknown sections {unknown}")
+    plan = dict(raw.get("plan") or {})
+    render = dict(raw.get("render") or {})
+    build = {
+        "model_type": "smplh",
+        "max_retries": 3,
+        "compression": "blosc-zstd",
+        **(raw.get("build") or {}),
+    }
+    bad = sorted(set(build) - {"model_type", "max_retries", "compression"})
+    if bad:
+        raise PreflightError(f"{path}: build config: unknown keys {bad}")
+    for k in ("meshes", "seed", "unit_size"):
+        if overrides.get(k) is not None:
+            plan[k] = overrides[k]
+    for k in ("views", "res", "masks"):
+        if overrides.get(k) is not None:
+            render[k] = overrides[k]
+    try:
+        pc = PlanConfig.from_dict(plan)
+        rc = RenderConfig.from_dict(render)
+    except (TypeError, ValueError) as e:
+        raise PreflightError(f"{path}: {e}") from e
+    return {"plan": asdict(pc), "render": asdict(rc), "build": build}
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def scan_archive(
+    root: Path, model_type: str
+) -> tuple[list[SeqEntry], list[dict], dict[str, tuple[str, str]]]:
+    """List readable sequences of ``model_type`` and record the other files as skips.
+
+    Returns (entries, skips, {relative path: (model_type, gender)}).
+    """
+    from pipeline import amass
+
+    infos, bad = amass.scan(root, on_error="skip")
+    entries, kinds, skips = [], {}, []
+    for s in bad:
+        skips.append({"input": _rel(root, s.path), "reason": s.reason, "samples": 0})
+    for info in infos:
+        rel = _rel(root, info.path)
+        mt = str(getattr(info, "model_type", "smplh"))
+        if mt != model_type:
+            reason = f"{mt} sequence; this build poses {model_type} body models"
+            skips.append({"input": rel, "reason": reason, "samples": 0})
+            continue
+        entries.append(SeqEntry(rel, info.subset, int(info.frames), float(info.fps)))
+        kinds[rel] = (mt, str(info.gender))
+    return entries, skips, kinds
+
+
+def _rel(root: Path, p) -> str:
+    try:
+        return Path(p).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def preflight_paths(amass_root: Path, body_models: Path, out: Path) -> None:
+    """Folders exist and the output is writable (one clear line otherwise)."""
+    if not amass_root.is_dir():
+        raise PreflightError(f"{amass_root}: AMASS folder not found")
+    if not body_models.is_dir():
+        raise PreflightError(f"{body_models}: body-model folder not found")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise PreflightError(f"{out}: output folder not writable ({e.strerror or e})") from e
+
+
+def preflight_models(body_models: Path, needed: set[tuple[str, str]]) -> None:
+    """Every (model_type, gender) the plan needs loads (plus the neutral model for topology)."""
+    from pipeline.body_models import load_body_model
+
+    for model_type, gender in sorted(needed | {(next(iter(needed))[0], "neutral")}):
+        try:
+            load_body_model(body_models, model_type=model_type, gender=gender)
+        except Exception as e:  # noqa: BLE001 - any failure is reported as one line
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise PreflightError(
+                f"{body_models}: {model_type} {gender} body model unusable ({msg})"
+            ) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# one unit (runs in a Ray task or in-process)
+
+_CTX: dict[tuple, Context] = {}
+
+
+def shard_name(unit: int) -> str:
+    from shards.schema import SHARD_PATTERN
+
+    return SHARD_PATTERN.format(unit)
+
+
+def unit_record_path(out: Path, unit: int) -> Path:
+    return out / UNITS_DIR / f"unit-{unit:06d}.json"
+
+
+def run_unit(job: dict) -> dict:
+    """Compute and write one unit; return (and persist) its record."""
+    import torch
+
+    torch.set_num_threads(1)
+    from shards.writer import ShardWriter, write_shard
+
+    out = Path(job["out"])
+    key = (job["amass"], job["body_models"], job["model_type"], json.dumps(job["render"]))
+    if key not in _CTX:
+        _CTX.clear()
+        _CTX[key] = Context(
+            Path(job["amass"]),
+            Path(job["body_models"]),
+            RenderConfig(**job["render"]),
+            model_type=job["model_type"],
+        )
+    ctx = _CTX[key]
+    u = job["unit"]
+    res = process_unit(
+        ctx, job["paths"], np.asarray(job["frames"]), np.asarray(job["ids"]), job["seed"]
+    )
+    shard = None
+    path = out / shard_name(u)
+    attrs = {"unit": u, "plan": job["plan_digest"]}
+    if res.arrays is not None:
+        if _fault_now(u):
+            w = ShardWriter(path, split=job["split"], attrs=attrs)
+            w.append({k: v[:1] for k, v in res.arrays.items()})
+            os._exit(17)  # simulated crash mid-shard: leaves a partial temp file
+        info = write_shard(
+            path, res.arrays, split=job["split"], compression_kind=job["compression"], attrs=attrs
+        )
+        shard = info.to_dict()
+    record = {
+        "unit": u,
+        "plan": job["plan_digest"],
+        "split": job["split"],
+        "planned": len(job["ids"]),
+        "shard": shard,
+        "skips": [{**s, "input": s.pop("path")} for s in res.skips],
+    }
+    rp = unit_record_path(out, u)
+    rp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = rp.with_name(f"{rp.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record) + "\n")
+    os.replace(tmp, rp)
+    return record
+
+
+def _fault_now(unit: int) -> bool:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return False
+    target, _, flag = spec.partition(":")
+    if int(target) != unit:
+        return False
+    if flag:  # fail once: the flag file marks that the crash already happened
+        if Path(flag).exists():
+            return False
+        Path(flag).write_text("crashed\n")
+    return True
+
+
+def load_done(out: Path, plan: Plan, digest: str) -> dict[int, dict]:
+    """Unit records whose shard is present and matches its recorded checksum."""
+    from shards.writer import file_checksum
+
+    done = {}
+    for u in range(len(plan.units)):
+        rp = unit_record_path(out, u)
+        if not rp.exists():
+            continue
+        try:
+            rec = json.loads(rp.read_text())
+        except json.JSONDecodeError:
+            continue
+        if rec.get("plan") != digest:
+            continue
+        sh = rec.get("shard")
+        if sh is not None:
+            p = out / sh["name"]
+            if not p.exists() or p.stat().st_size != sh["bytes"]:
+                continue
+            if file_checksum(p) != sh["checksum"]:
+                continue
+        done[u] = rec
+    return done
+
+
+def clean_partial(out: Path) -> int:
+    """Delete temporary files left by killed writers; return how many."""
+    n = 0
+    for p in list(out.glob("*.tmp-*")) + list((out / UNITS_DIR).glob("*.tmp-*")):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+
+def make_jobs(plan: Plan, units: list[int], args, cfg: dict, digest: str) -> list[dict]:
+    jobs = []
+    for u in units:
+        a, b = (int(x) for x in plan.units[u])
+        jobs.append(
+            {
+                "unit": u,
+                "out": str(args.out.resolve()),
+                "amass": str(args.amass.resolve()),
+                "body_models": str(args.body_models.resolve()),
+                "render": cfg["render"],
+                "compression": cfg["build"]["compression"],
+                "model_type": cfg["build"]["model_type"],
+                "seed": int(cfg["plan"]["seed"]),
+                "split": plan.unit_split(u),
+                "plan_digest": digest,
+                "paths": [plan.sequences[s] for s in plan.seq[a:b]],
+                "frames": plan.frame[a:b].tolist(),
+                "ids": list(range(a, b)),
+            }
+        )
+    return jobs
+
+
+def run_local(jobs: list[dict], bar) -> list[dict]:
+    recs = []
+    for job in jobs:
+        rec = run_unit(job)
+        bar.update(rec["planned"])
+        recs.append(rec)
+    return recs
+
+
+def run_ray(jobs: list[dict], bar, workers: int, address: str | None, retries: int) -> list[dict]:
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+        ray.init(
+            num_cpus=workers,
+            include_dashboard=False,
+            _temp_dir=tmp,
+            log_to_driver=True,
+            runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k == FAULT_ENV}},
+        )
+    try:
+        task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(run_unit)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", workers or 1)))
+        window = 2 * cpus
+        pending, recs, it = [], [], iter(jobs)
+        for job in it:
+            pending.append(task.remote(job))
+            if len(pending) >= window:
+                break
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            rec = ray.get(ready[0])
+            recs.append(rec)
+            bar.update(rec["planned"])
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(task.remote(nxt))
+        return recs
+    finally:
+        ray.shutdown()
+
+
+def build_topology(body_models: Path, render: RenderConfig, model_type: str):
+    """Template (neutral model), faces, joint regressors and names, D/U matrices and rig."""
+    from cameras.rig import make_rig
+    from pipeline import joints, mesh_sampling
+    from pipeline.body_models import load_body_model
+    from shards.topology import Topology
+
+    model = load_body_model(body_models, model_type=model_type, gender="neutral")
+    template = np.asarray(model.v_template, np.float32)
+    faces = np.asarray(model.faces, np.int32)
+    regs = joints.joint_regressors(body_models, model)
+    names = {"coco17": list(joints.COCO17), "h36m17": list(joints.H36M17)}
+    sampling = mesh_sampling.sampling_matrices(template, faces)
+    rig = make_rig(views=render.views)
+    rig_map = {
+        "R": rig.R,
+        "t": rig.t,
+        "K": rig.K,
+        "dist": rig.dist,
+        "size": rig.image_size,
+        "interpolated": rig.interpolated,
+        "centre": np.broadcast_to(rig.centre, (len(rig), 3)),
+    }
+    return Topology(
+        template=template,
+        faces=faces,
+        joint_names=names,
+        regressors={k: np.asarray(regs[k], np.float32) for k in ("coco17", "h36m17")},
+        sampling=sampling,
+        rig=rig_map,
+        rig_names=[c.name for c in rig],
+        attrs={"model_type": model_type, "source": str(body_models)},
+    )
+
+
+def build(args) -> dict:
+    """Run the whole build; return figures (counts and timings)."""
+    from tqdm import tqdm
+
+    from shards.manifest import write_manifest
+    from shards.topology import write_topology
+    from shards.writer import ShardInfo
+
+    t0 = time.perf_counter()
+    cfg = load_config(args.config, vars(args))
+    preflight_paths(args.amass, args.body_models, args.out)
+    entries, scan_skips, kinds = scan_archive(args.amass, cfg["build"]["model_type"])
+    if not entries:
+        raise PreflightError(f"{args.amass}: no readable AMASS sequences (*_poses.npz)")
+    pcfg = PlanConfig(**cfg["plan"])
+    plan = make_plan(entries, pcfg, _body_pose_loader(args.amass), skips=scan_skips)
+    needed = {kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
+    preflight_models(args.body_models, needed)
+    digest = plan.digest()
+    if (args.out / "plan.json").exists():
+        old = json.loads((args.out / "plan.json").read_text()).get("digest")
+        if old != digest:
+            raise PreflightError(
+                f"{args.out}: holds a different plan ({old} != {digest}); use a new --out"
+            )
+    plan.save(args.out)
+    (args.out / "build_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+
+    removed = clean_partial(args.out)
+    done = load_done(args.out, plan, digest)
+    todo = [u for u in range(len(plan.units)) if u not in done]
+    jobs = make_jobs(plan, todo, args, cfg, digest)
+    done_meshes = sum(r["planned"] for r in done.values())
+    print(
+        f"plan {digest}: {plan.size} meshes in {len(plan.units)} units "
+        f"({', '.join(f'{k} {v}' for k, v in plan.stats['splits'].items())}); "
+        f"{len(done)} units done, {len(todo)} to run"
+        + (f"; removed {removed} partial files" if removed else ""),
+        flush=True,
+    )
+    bar = tqdm(
+        total=plan.size,
+        initial=done_meshes,
+        unit="mesh",
+        desc="build",
+        smoothing=0.1,
+        disable=args.quiet,
+    )
+    t_units = time.perf_counter()
+    try:
+        if args.workers == 0 and not args.address:
+            recs = run_local(jobs, bar)
+        else:
+            addr = args.address or os.environ.get("RAY_ADDRESS")
+            recs = run_ray(jobs, bar, args.workers, addr, cfg["build"]["max_retries"])
+    finally:
+        bar.close()
+    t_units = time.perf_counter() - t_units
+    records = {**done, **{r["unit"]: r for r in recs}}
+
+    shards = [ShardInfo(**records[u]["shard"]) for u in sorted(records) if records[u]["shard"]]
+    sample_skips = [s for u in sorted(records) for s in records[u]["skips"]]
+    written = sum(s.meshes for s in shards)
+    planned = plan.size
+    if written + len(sample_skips) != planned:
+        raise RuntimeError(
+            f"{args.out}: planned {planned} != written {written} + skipped {len(sample_skips)}"
+        )
+    if not shards:
+        raise RuntimeError(f"{args.out}: every planned sample was skipped; see the unit records")
+    write_topology(
+        args.out,
+        build_topology(args.body_models, RenderConfig(**cfg["render"]), cfg["build"]["model_type"]),
+    )
+    dims = _dims(args.out / shards[0].name)
+    config = {
+        **cfg,
+        "plan_digest": digest,
+        "amass": str(args.amass),
+        "body_models": str(args.body_models),
+        "planned": planned,
+        "written": written,
+        "skipped_samples": len(sample_skips),
+        "plan_stats": plan.stats,
+    }
+    write_manifest(
+        args.out, shards, dims=dims, config=config, skipped=list(plan.skips) + sample_skips
+    )
+    dt = time.perf_counter() - t0
+    print(
+        f"wrote {len(shards)} shards, {written} meshes ({len(sample_skips)} samples and "
+        f"{len(plan.skips)} files skipped) to {args.out} in {dt:.1f} s",
+        flush=True,
+    )
+    computed = sum(r["planned"] for r in recs)
+    return {
+        "planned": planned,
+        "written": written,
+        "skipped": len(sample_skips),
+        "units_run": len(recs),
+        "units_resumed": len(done),
+        "meshes_computed": computed,
+        "seconds_total": dt,
+        "seconds_units": t_units,
+    }
+
+
+def _dims(shard: Path) -> dict[str, int]:
+    import h5py
+
+    with h5py.File(shard, "r") as f:
+        return {k: int(f.attrs[k]) for k in ("V", "R", "K", "J", "Nv", "P", "B", "masks")}
+
+
+def _body_pose_loader(root: Path):
+    from pipeline.amass import load_sequence
+
+    def load(rel: str) -> np.ndarray:
+        return np.asarray(load_sequence(root / rel).poses)[:, 3:66]
+
+    return load
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m pipeline.build", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--config", type=Path, default=None, help="build config YAML")
+    ap.add_argument("--amass", type=Path, required=True, help="AMASS root (<Subset>/...)")
+    ap.add_argument("--body-models", type=Path, required=True, help="body-model folder")
+    ap.add_argument("--out", type=Path, required=True, help="output shard folder")
+    ap.add_argument("--views", type=int, default=None)
+    ap.add_argument("--res", type=int, default=None)
+    ap.add_argument("--masks", type=int, choices=(0, 1), default=None)
+    ap.add_argument("--meshes", type=int, default=None, help="target number of meshes")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--unit-size", type=int, default=None, help="meshes per work unit / shard")
+    ap.add_argument("--workers", type=int, default=2, help="local Ray workers (0: no Ray)")
+    ap.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        build(args)
+        return 0
+    except PreflightError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["SPLITS", "build", "load_config", "main", "run_unit", "PreflightError"]
