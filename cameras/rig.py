@@ -31,7 +31,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from .camera import Camera
 from .data import load_h36m_s1, load_raw
-from .projection import Projection, project
+from .projection import Projection, project, world_to_camera
 
 TWO_PI = 2.0 * np.pi
 
@@ -162,6 +162,11 @@ class Rig:
     def interpolated(self) -> np.ndarray:
         """(V,) bool."""
         return np.array([c.interpolated for c in self.cameras], dtype=bool)
+
+    def to_camera(self, points_world: np.ndarray) -> np.ndarray:
+        """``(..., N, 3)`` world points in every camera's frame: ``(..., V, N, 3)``, metres."""
+        pts = np.asarray(points_world, dtype=np.float64)[..., None, :, :]
+        return world_to_camera(pts, self.R, self.t)
 
     def project(self, points_world: np.ndarray, distort: bool = True) -> Projection:
         """Project ``(..., N, 3)`` world points into every camera: outputs ``(..., V, N, ...)``."""

@@ -132,6 +132,13 @@ def test_batched_meshes_times_views(points: np.ndarray) -> None:
     assert proj.depth.shape == proj.visible.shape == (4, 8, 100)
     via_rig = rig.project(meshes)
     np.testing.assert_array_equal(via_rig.uv, proj.uv)
+    cam_frame = rig.to_camera(meshes)
+    assert cam_frame.shape == (4, 8, 100, 3)
+    np.testing.assert_allclose(cam_frame[..., 2], proj.depth)
+    pinhole = cam_frame[..., :2] / cam_frame[..., 2:] * rig.K[:, None, [0, 1], [0, 1]]
+    np.testing.assert_allclose(
+        pinhole + rig.K[:, None, :2, 2], rig.project(meshes, distort=False).uv, atol=1e-9
+    )
     for m in range(4):
         for v, cam in enumerate(rig):
             one = cam.project(meshes[m])
