@@ -458,7 +458,7 @@ def _throw(t, rng, amp):
     period = rng.uniform(2.0, 2.5)
     wind = _periodic_pulse(t, period, 0.6, 0.1, 0.25)
     rel = _periodic_pulse(t - 0.75, period, 0.2, 0.1, 0.6)
-    e[:, _J[f"{side}_shoulder"], 2] = sgn * (1.2 * (1 - wind) * (1 - rel) - 0.1 * wind)
+    e[:, _J[f"{side}_shoulder"], 2] = -sgn * (1.2 * (1 - wind) * (1 - rel) - 0.1 * wind)
     e[:, _J[f"{side}_shoulder"], 0] = 0.4 * wind - 1.3 * rel * amp
     e[:, _J[f"{side}_elbow"], 1] = -sgn * (0.3 + 1.4 * wind * (1 - rel) + 0.2 * rel)
     twist = sgn * (0.35 * wind - 0.45 * rel)
@@ -495,7 +495,7 @@ def _sidestep(t, rng, amp):
     direction = rng.choice([-1.0, 1.0])
     for side, sgn in (("left", 1.0), ("right", -1.0)):
         p = phi + (0 if sgn > 0 else np.pi)
-        e[:, _J[f"{side}_hip"], 2] = sgn * 0.18 * amp * np.clip(np.sin(p), 0, None) ** 2
+        e[:, _J[f"{side}_hip"], 2] = sgn * 0.3 * amp * np.clip(np.sin(p), 0, None) ** 2
         e[:, _J[f"{side}_knee"], 0] = 0.1 + 0.3 * np.clip(np.sin(p), 0, None) ** 2
         e[:, _J[f"{side}_hip"], 0] = -0.15 * np.clip(np.sin(p), 0, None) ** 2
     tr.lateral[:] = direction * 0.5 * _smoothstep(t / 0.5)
@@ -639,11 +639,29 @@ def _clip(kind: str, rng: np.random.Generator, fps: float, small: bool):
     return builder(t, rng, amp)
 
 
+def model_rest_joints(body_models: Path, gender: str, betas: np.ndarray) -> np.ndarray:
+    """(52, 3) rest joints of ``body_models/smplh/<gender>/model.npz`` shaped by ``betas``.
+
+    Reads the AMASS SMPL+H model format directly: ``J_regressor @ (v_template + shapedirs @ b)``.
+    """
+    path = Path(body_models) / "smplh" / gender / "model.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: SMPL+H model file not found (needed to plant feet)")
+    with np.load(path, allow_pickle=False) as m:
+        v, sd, jr = m["v_template"], m["shapedirs"], m["J_regressor"]
+    k = min(sd.shape[-1], len(betas))
+    verts = v + sd[..., :k] @ np.asarray(betas[:k], dtype=np.float64)
+    return np.asarray(jr @ verts, dtype=np.float64)
+
+
 def _motion_arrays(
-    kind: str, rng: np.random.Generator, gender: str, betas: np.ndarray, fps: float, small: bool
+    kind: str,
+    rng: np.random.Generator,
+    joints: np.ndarray,
+    fps: float,
+    small: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     tr = _clip(kind, rng, fps, small)
-    joints = rest_joints(gender, betas)
     start = rng.uniform(-0.5, 0.5, 2)
     heading0 = rng.uniform(-np.pi, np.pi)
     return track_to_amass(tr, joints, start, heading0)
@@ -655,13 +673,17 @@ def _dmpls(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
     return 0.3 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, 8)) * rng.uniform(0.2, 1, 8)
 
 
-def generate_archive(out_dir: Path, seed: int = 0, small: bool = False) -> list[Path]:
+def generate_archive(
+    out_dir: Path, seed: int = 0, small: bool = False, body_models: Path | None = None
+) -> list[Path]:
     """Write the AMASS-format archive under ``out_dir``; return the sequence files written.
 
     Default: 3 SMPL+H subsets, 8 subjects (both genders), every subject performing 8 of the
     ``MOTIONS`` kinds (each kind at least 4 times overall), about 4-5 minutes of motion at
     60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). ``small`` writes 1 subject per
-    subset with 2 clips of ~1.4 s (for tests).
+    subset with 2 clips of ~1.4 s (for tests). With ``body_models`` (a body-model folder holding
+    ``smplh/<gender>/model.npz``) feet are planted with that model's shaped skeleton, otherwise
+    with the built-in SMPL-like ``rest_joints``.
     """
     out_dir = Path(out_dir)
     kinds = list(MOTIONS)
@@ -671,13 +693,14 @@ def generate_archive(out_dir: Path, seed: int = 0, small: bool = False) -> list[
     for si, subj in enumerate(subjects):
         srng = np.random.default_rng([seed, 1, si])
         betas = _subject_betas(srng, subj.gender)
+        joints = _joints(body_models, subj.gender, betas)
         sdir = out_dir / subj.subset / subj.name
         _write_npz(sdir / "shape.npz", {"gender": np.array(subj.gender), "betas": betas})
         order = [kinds[(si * 5 + k) % len(kinds)] for k in range(per_subject)]
         for k, kind in enumerate(order):
             rng = np.random.default_rng([seed, 2, si, k])
             fps = float(_FPS_CHOICES[int(rng.integers(len(_FPS_CHOICES)))])
-            poses, trans = _motion_arrays(kind, rng, subj.gender, betas, fps, small)
+            poses, trans = _motion_arrays(kind, rng, joints, fps, small)
             path = sdir / f"{kind}_{k + 1:02d}_poses.npz"
             _write_npz(
                 path,
@@ -691,22 +714,31 @@ def generate_archive(out_dir: Path, seed: int = 0, small: bool = False) -> list[
                 },
             )
             written.append(path)
-    written += _write_smplx_subject(out_dir, seed, small)
+    written += _write_smplx_subject(out_dir, seed, small, body_models)
     return written
 
 
-def _write_smplx_subject(out_dir: Path, seed: int, small: bool) -> list[Path]:
+def _joints(body_models: Path | None, gender: str, betas: np.ndarray) -> np.ndarray:
+    if body_models is None:
+        return rest_joints(gender, betas)
+    return model_rest_joints(body_models, gender, betas)
+
+
+def _write_smplx_subject(
+    out_dir: Path, seed: int, small: bool, body_models: Path | None
+) -> list[Path]:
     """SMPL-X layout (``*_stageii.npz``) as AMASS's SMPL-X release ships it."""
     subj = _SMPLX_SUBJECT
     srng = np.random.default_rng([seed, 3])
     betas = _subject_betas(srng, subj.gender)
+    joints = _joints(body_models, subj.gender, betas)  # SMPL+H stand-in for the SMPL-X skeleton
     sdir = out_dir / subj.subset / subj.name
     _write_npz(sdir / "neutral_stagei.npz", {"gender": np.array(subj.gender), "betas": betas})
     written = []
     for k, kind in enumerate(("walk", "wave") if not small else ("wave",)):
         rng = np.random.default_rng([seed, 4, k])
         fps = 120.0
-        poses, trans = _motion_arrays(kind, rng, subj.gender, betas, fps, small)
+        poses, trans = _motion_arrays(kind, rng, joints, fps, small)
         n = poses.shape[0]
         t = np.arange(n) / fps
         jaw = np.zeros((n, 3))
@@ -736,3 +768,88 @@ def _write_smplx_subject(out_dir: Path, seed: int, small: bool) -> list[Path]:
         )
         written.append(path)
     return written
+
+
+# --------------------------------------------------------------------------------------------
+# Preview
+# --------------------------------------------------------------------------------------------
+
+_BONES = [(j, int(SMPLH_PARENTS[j])) for j in range(1, 22)]
+_FRONT_VIEW = {"wave", "jumping_jacks", "sidestep", "idle", "throw", "reach"}
+
+
+def plot_motions(root: Path, out_png: Path, frames_per_clip: int = 6) -> Path:
+    """Stick-figure contact sheet of the archive under ``root``.
+
+    One row per motion kind (its first clip): ``frames_per_clip`` evenly spaced frames seen from
+    the body's side (or front, for arm-dominated kinds) with the floor line, and the root path
+    from above. Uses the built-in skeleton for forward kinematics.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = Path(root)
+    clips: dict[str, Path] = {}
+    for p in sorted(root.rglob("*_poses.npz")):
+        clips.setdefault(p.name.rsplit("_", 2)[0], p)
+    kinds = [k for k in MOTIONS if k in clips]
+    spacing = 1.5
+    fig, axes = plt.subplots(
+        len(kinds), 2, figsize=(13, 2.3 * len(kinds)), squeeze=False,
+        gridspec_kw={"width_ratios": [4.2, 1]},
+    )  # fmt: skip
+    for row, kind in enumerate(kinds):
+        with np.load(clips[kind]) as d:
+            poses, trans = d["poses"], d["trans"]
+            gender, betas, fps = str(d["gender"]), d["betas"], float(d["mocap_framerate"])
+        n = poses.shape[0]
+        rot = Rotation.from_rotvec(poses[:, :66].reshape(-1, 3)).as_matrix().reshape(n, 22, 3, 3)
+        pos = forward_kinematics(rot, rest_joints(gender, betas)[:22], SMPLH_PARENTS[:22])
+        pos += trans[:, None]
+        facing = Rotation.from_rotvec(poses[n // 2, :3]).apply([0.0, 0.0, 1.0])
+        facing[2] = 0.0
+        facing /= np.linalg.norm(facing) + 1e-12
+        front = kind in _FRONT_VIEW
+        # horizontal screen axis: the body's forward (side view) or its left (front view)
+        axis = np.array([-facing[1], facing[0], 0.0]) if front else facing
+        ax = axes[row, 0]
+        idx = np.linspace(0, n - 1, frames_per_clip).astype(int)
+        for c, i in enumerate(idx):
+            x0 = c * spacing - pos[i, 0] @ axis
+            col = plt.cm.viridis(0.85 * c / max(1, frames_per_clip - 1))
+            for j, p in _BONES:
+                a, b = pos[i, j], pos[i, p]
+                ax.plot([a @ axis + x0, b @ axis + x0], [a[2], b[2]], color=col, lw=1.8)
+            ax.plot(pos[i, 15] @ axis + x0, pos[i, 15, 2] + 0.06, "o", color=col, ms=6)
+            ax.text(c * spacing, -0.22, f"{i / fps:.1f} s", ha="center", fontsize=8)
+        ax.axhline(0.0, color="0.4", lw=0.8)
+        ax.set_xlim(-0.8, (frames_per_clip - 1) * spacing + 0.8)
+        ax.set_ylim(-0.35, 2.05)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.tick_params(labelsize=7)
+        view = "front" if front else "side"
+        ax.set_ylabel(f"{kind}\n{gender}, {view}", fontsize=9)
+        ax2 = axes[row, 1]
+        ax2.plot(trans[:, 0], trans[:, 1], color="C1")
+        ax2.plot(trans[0, 0], trans[0, 1], "o", color="C2", ms=4)
+        ax2.annotate(
+            "", xy=trans[0, :2] + 0.6 * facing[:2], xytext=trans[0, :2],
+            arrowprops={"arrowstyle": "->", "color": "k"},
+        )  # fmt: skip
+        c = 0.5 * (trans[:, :2].min(axis=0) + trans[:, :2].max(axis=0))
+        r = max(1.0, 0.55 * float(np.ptp(trans[:, :2], axis=0).max()))
+        ax2.set_xlim(c[0] - r, c[0] + r)
+        ax2.set_ylim(c[1] - r, c[1] + r)
+        ax2.set_aspect("equal")
+        ax2.tick_params(labelsize=7)
+    axes[0, 0].set_title("z-up world, floor at z = 0 (metres); time left to right", fontsize=10)
+    axes[0, 1].set_title("root path from above (x, y); arrow = facing", fontsize=9)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=75)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,199 @@
+"""Generated AMASS-format archive: layout, determinism, motion sanity (limits, smoothness, floor).
+
+Forward kinematics in these tests is smplx's own ``batch_rigid_transform`` (independent of the
+generator's numpy FK) applied to the generator's rest skeleton.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+from smplx.lbs import batch_rigid_transform
+
+from pipeline.synth import motion
+from pipeline.synth.motion import JOINT_LIMITS, SMPLH_PARENTS, generate_archive, rest_joints
+
+SMPLH_KEYS = {"trans", "gender", "mocap_framerate", "betas", "dmpls", "poses"}
+SMPLX_KEYS = {
+    "gender", "surface_model_type", "mocap_frame_rate", "mocap_time_length", "trans", "poses",
+    "betas", "num_betas", "root_orient", "pose_body", "pose_hand", "pose_jaw", "pose_eye",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def full_archive(tmp_path_factory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("amass_full")
+    return root, generate_archive(root, seed=0)
+
+
+def _smplh_poses(d) -> np.ndarray:
+    if "root_orient" in d:
+        return np.concatenate([d["root_orient"], d["pose_body"], d["pose_hand"]], axis=1)
+    return d["poses"]
+
+
+def _fps(d) -> float:
+    return float(d["mocap_framerate"] if "mocap_framerate" in d else d["mocap_frame_rate"])
+
+
+def _world_joints(poses: np.ndarray, trans: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """(N, 22, 3) posed body joints in the world with smplx's kinematic chain."""
+    n = poses.shape[0]
+    rot = Rotation.from_rotvec(poses[:, :66].reshape(-1, 3)).as_matrix().reshape(n, 22, 3, 3)
+    rest = torch.as_tensor(np.broadcast_to(joints[:22], (n, 22, 3)).copy())
+    posed, _ = batch_rigid_transform(
+        torch.as_tensor(rot), rest, torch.as_tensor(SMPLH_PARENTS[:22]), dtype=torch.float64
+    )
+    return posed.numpy() + trans[:, None]
+
+
+def _kind(path: Path) -> str:
+    return path.name.rsplit("_", 2)[0]
+
+
+def test_archive_layout(full_archive):
+    root, files = full_archive
+    smplh = [p for p in files if p.name.endswith("_poses.npz")]
+    smplx = [p for p in files if p.name.endswith("_stageii.npz")]
+    assert smplx and len(smplh) >= 48
+    subsets = {p.relative_to(root).parts[0] for p in smplh}
+    subjects = {p.parent for p in smplh}
+    assert len(subsets) >= 3 and len(subjects) == 8
+    genders, betas, kinds, total = set(), {}, set(), 0.0
+    for p in smplh:
+        with np.load(p) as d:
+            assert set(d.files) == SMPLH_KEYS
+            n = d["poses"].shape[0]
+            assert d["poses"].shape == (n, 156) and d["poses"].dtype == np.float64
+            assert d["trans"].shape == (n, 3) and d["dmpls"].shape == (n, 8)
+            assert d["betas"].shape == (16,)
+            assert d["gender"].shape == () and d["gender"].dtype.kind == "U"  # np.array("male")
+            fps = _fps(d)
+            assert 60 <= fps <= 120
+            total += n / fps
+            assert 1.0 <= n / fps <= 8.0
+            genders.add(str(d["gender"]))
+            betas[p.parent] = d["betas"]
+        kinds.add(_kind(p))
+    assert genders == {"male", "female"}
+    b = np.stack(list(betas.values()))
+    assert len({row.tobytes() for row in b}) == 8  # distinct subjects
+    assert 0.4 < b.std() < 1.8 and abs(b.mean()) < 0.6  # ~N(0, 1)
+    assert len(kinds) >= 12
+    assert 120 <= total <= 600  # a few minutes of motion
+    for p in smplx:
+        with np.load(p) as d:
+            assert set(d.files) == SMPLX_KEYS
+            assert str(d["surface_model_type"]) == "smplx"
+            n = d["trans"].shape[0]
+            assert d["poses"].shape == (n, 165) and d["pose_hand"].shape == (n, 90)
+            np.testing.assert_array_equal(d["poses"][:, 3:66], d["pose_body"])
+            np.testing.assert_array_equal(d["poses"][:, 66:69], d["pose_jaw"])
+            np.testing.assert_array_equal(d["poses"][:, 75:], d["pose_hand"])
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.npz"))
+    }
+
+
+def test_determinism(tmp_path):
+    a = generate_archive(tmp_path / "a", seed=5, small=True)
+    generate_archive(tmp_path / "b", seed=5, small=True)
+    generate_archive(tmp_path / "c", seed=6, small=True)
+    assert 4 <= len(a) <= 12
+    da, db, dc = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
+    assert da == db  # byte-identical
+    assert set(da) == set(dc) or da != dc
+    changed = [k for k in da if k in dc and da[k] != dc[k]]
+    assert changed, "another seed must change the motions"
+
+
+def test_joint_limits_and_anatomy(full_archive):
+    _, files = full_archive
+    for p in files:
+        with np.load(p) as d:
+            poses = _smplh_poses(d)
+        euler = motion.pose_to_euler(poses)
+        # decomposition must reproduce the rotation (checks the Euler convention round trip)
+        back = Rotation.from_euler(motion.EULER_SEQ, euler.reshape(-1, 3)[:, [1, 2, 0]])
+        np.testing.assert_allclose(back.as_rotvec(), poses.reshape(-1, 3), atol=1e-6)
+        for j, lim in JOINT_LIMITS.items():
+            e = euler[:, j]
+            assert np.all(e >= lim[:, 0] - 1e-6) and np.all(e <= lim[:, 1] + 1e-6), (p.name, j)
+        aa = poses.reshape(-1, 52, 3)
+        angle = np.linalg.norm(aa[:, 1:], axis=-1)
+        assert angle.max() < 2.7, p.name
+        # knees bend one way only (flexion is +x in the SMPL rest frame): no hyper-extension
+        for j in (4, 5):
+            assert np.all(aa[:, j, 0] > -0.06), p.name
+        # elbows: left flexes about -y, right about +y
+        assert np.all(aa[:, 18, 1] < 0.06) and np.all(aa[:, 19, 1] > -0.06), p.name
+
+
+def test_smooth_in_time(full_archive):
+    _, files = full_archive
+    for p in files:
+        with np.load(p) as d:
+            poses, trans, fps = _smplh_poses(d), d["trans"], _fps(d)
+            gender, betas = str(d["gender"]), d["betas"]
+        # bounded finite-difference accelerations (joints in m/s^2, trans, body joint angles)
+        pos = _world_joints(poses, trans, rest_joints(gender, betas))
+        acc = np.linalg.norm(np.diff(pos, 2, axis=0), axis=-1).max() * fps**2
+        assert acc < 400, (p.name, acc)
+        tacc = np.linalg.norm(np.diff(trans, 2, axis=0), axis=-1).max() * fps**2
+        assert tacc < 60, (p.name, tacc)
+        ang_acc = np.abs(np.diff(poses[:, 3:66], 2, axis=0)).max() * fps**2
+        assert ang_acc < 800, (p.name, ang_acc)  # rad/s^2
+        # root orientation: rotation between consecutive frames stays small
+        r = Rotation.from_rotvec(poses[:, :3])
+        step = (r[1:] * r[:-1].inv()).magnitude().max() * fps
+        assert step < 6.0, (p.name, step)  # rad/s
+
+
+def test_upright_z_up_and_feet_on_floor(full_archive):
+    _, files = full_archive
+    for p in files:
+        with np.load(p) as d:
+            poses, trans = _smplh_poses(d), d["trans"]
+            gender, betas = str(d["gender"]), d["betas"]
+        pos = _world_joints(poses, trans, rest_joints(gender, betas))
+        feet = pos[:, [7, 8, 10, 11], 2].min(axis=1)
+        kind = _kind(p)
+        assert feet.min() > 0.0, (p.name, feet.min())
+        assert np.percentile(feet, 10) < 0.08, (p.name, feet)  # touches the floor
+        if kind in ("jump", "jumping_jacks", "run"):
+            assert feet.max() < 0.6
+        else:
+            assert feet.max() < 0.12, (p.name, feet.max())
+        # the head is above the pelvis, the pelvis above the knees: z-up world
+        head, pelvis = pos[:, 15, 2], pos[:, 0, 2]
+        assert np.all(head > pelvis + 0.2) and np.all(pelvis > pos[:, [4, 5], 2].max(axis=1))
+        assert 0.5 < np.median(pelvis) < 1.2
+
+
+def test_walk_moves_along_facing(full_archive):
+    _, files = full_archive
+    walks = [p for p in files if _kind(p) in ("walk", "run")]
+    assert len(walks) >= 4
+    for p in walks:
+        with np.load(p) as d:
+            poses, trans, fps = _smplh_poses(d), d["trans"], _fps(d)
+        # facing = root rotation applied to SMPL's forward axis (+z in the rest frame)
+        facing = Rotation.from_rotvec(poses[:, :3]).apply([0.0, 0.0, 1.0])
+        assert np.abs(facing[:, 2]).max() < 0.45  # horizontal: the y-up -> z-up turn is there
+        half = len(trans) // 2
+        disp = trans[-1, :2] - trans[half, :2]
+        speed = np.linalg.norm(disp) / ((len(trans) - 1 - half) / fps)
+        direction = disp / np.linalg.norm(disp)
+        f = facing[half:, :2].mean(axis=0)
+        assert direction @ (f / np.linalg.norm(f)) > 0.9, p.name
+        lo, hi = (0.7, 1.7) if _kind(p) == "walk" else (2.0, 3.6)
+        assert lo < speed < hi, (p.name, speed)
