@@ -16,7 +16,7 @@ import numpy as np
 from shards.manifest import write_manifest
 from shards.schema import N_JOINTS, SHARD_PATTERN
 from shards.topology import Topology, write_topology
-from shards.writer import ShardWriter
+from shards.writer import DEFAULT_COMPRESSION, ShardWriter
 
 CROP_RES = 224
 
@@ -172,6 +172,12 @@ def make_fake_arrays(
         mk = np.zeros((m, views, res, res), bool)
         mi, vi = np.meshgrid(np.arange(m), np.arange(views), indexing="ij")
         mk[mi[..., None], vi[..., None], pix[..., 1], pix[..., 0]] = True
+        grown = mk.copy()  # close the gaps between projected vertices
+        grown[..., 1:, :] |= mk[..., :-1, :]
+        grown[..., :-1, :] |= mk[..., 1:, :]
+        grown[..., :, 1:] |= mk[..., :, :-1]
+        grown[..., :, :-1] |= mk[..., :, 1:]
+        mk = grown
         out["views/masks"] = mk
     return out
 
@@ -187,7 +193,7 @@ def make_fake_dataset(
     seed: int = 0,
     *,
     val_shards: int = 0,
-    compression_kind: str = "blosc-zstd",
+    compression_kind: str = DEFAULT_COMPRESSION,
     n_cams: int | None = None,
 ) -> Path:
     """Write a complete random dataset (shards, topology.h5, manifest.json) under ``root``.
@@ -199,8 +205,10 @@ def make_fake_dataset(
     rng = np.random.default_rng(seed)
     template = _blob_template(nv, rng)
     regs = {}
-    for name in ("coco17", "h36m17"):
-        w = rng.uniform(size=(N_JOINTS, nv)) ** 8
+    for name in ("coco17", "h36m17"):  # local regressors: a soft patch around an anchor vertex
+        anchor = template[rng.choice(nv, N_JOINTS, replace=nv < N_JOINTS)]
+        d2 = ((anchor[:, None] - template[None]) ** 2).sum(-1)
+        w = np.exp(-d2 / (2 * 0.08**2))
         regs[name] = (w / w.sum(1, keepdims=True)).astype(np.float32)
     rig, names = make_rig(n_cams or max(views, 4))
     faces = rng.integers(0, nv, size=(2 * nv, 3)).astype(np.int32)

@@ -29,18 +29,22 @@ from shards.schema import (
 )
 
 CHECKSUM_ALGO = "blake2b"
+DEFAULT_COMPRESSION = "blosc-lz4hc"
 HEAVY_FIELDS = ("views/heatmaps", "views/masks")  # one chunk per (mesh, view)
 VERTEX_CHUNK_MESHES = 16
 SMALL_CHUNK_MESHES = 1024
 
 
-def compression(kind: str = "blosc-zstd") -> Mapping[str, Any]:
+def compression(kind: str = DEFAULT_COMPRESSION) -> Mapping[str, Any]:
     """h5py ``create_dataset`` keyword arguments for a compression ``kind``.
 
-    Kinds: ``blosc-lz4``, ``blosc-zstd`` (default, byte shuffle), ``zstd``, ``gzip``, ``none``.
+    Kinds: ``blosc-lz4hc`` (default, see SCHEMA.md), ``blosc-lz4``, ``blosc-zstd``, ``zstd``,
+    ``gzip``, ``none``. Blosc kinds byte-shuffle (a no-op on uint8 heatmaps).
     """
     if kind == "blosc-lz4":
         return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+    if kind == "blosc-lz4hc":
+        return dict(hdf5plugin.Blosc(cname="lz4hc", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
     if kind == "blosc-zstd":
         return dict(hdf5plugin.Blosc(cname="zstd", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
     if kind == "zstd":
@@ -105,7 +109,7 @@ class ShardWriter:
         self,
         path: str | os.PathLike,
         *,
-        compression_kind: str = "blosc-zstd",
+        compression_kind: str = DEFAULT_COMPRESSION,
         split: str = "train",
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -248,7 +252,7 @@ def write_shard(
     arrays: Mapping[str, np.ndarray],
     *,
     split: str = "train",
-    compression_kind: str = "blosc-zstd",
+    compression_kind: str = DEFAULT_COMPRESSION,
     attrs: Mapping[str, Any] | None = None,
 ) -> ShardInfo:
     """Write one whole shard from a dict of field arrays; return its manifest record."""

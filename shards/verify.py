@@ -1,0 +1,217 @@
+"""Verify a shard dataset against its manifest and the schema; summarise it (``info``).
+
+Errors (dataset not trustworthy): missing/malformed manifest, schema version mismatch, missing
+shard or topology file, truncated file (size differs from the manifest), checksum mismatch,
+unreadable HDF5, missing or mis-shaped/mis-typed field, mesh count or sample-id range that
+disagrees with the manifest. Warnings: shard files the manifest does not list, leftover
+temporary files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the Blosc/Zstd filters)
+import numpy as np
+
+from shards.manifest import Manifest, load_manifest
+from shards.schema import (
+    FORMAT_NAME,
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    STR,
+    TOPOLOGY_NAME,
+    mask_bytes,
+    required_fields,
+)
+from shards.writer import file_checksum
+
+DIM_KEYS = ("V", "R", "K", "J", "Nv")
+
+
+@dataclass
+class Report:
+    """Outcome of ``verify``: ``errors``/``warnings`` as (file, reason) pairs."""
+
+    root: Path
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def bad_files(self) -> list[str]:
+        return sorted({f for f, _ in self.errors})
+
+    def lines(self) -> list[str]:
+        out = [f"ERROR {f}: {r}" for f, r in self.errors]
+        out += [f"WARNING {f}: {r}" for f, r in self.warnings]
+        status = "OK" if self.ok else f"FAILED ({len(self.bad_files)} bad file(s))"
+        out.append(f"{self.root}: {self.checked} shard(s) checked, {status}")
+        return out
+
+
+def _check_shard(path: Path, info, man: Manifest, rep: Report, checksums: bool) -> None:
+    name = path.name
+
+    def err(reason: str) -> None:
+        rep.errors.append((name, reason))
+
+    if not path.exists():
+        err("shard file missing")
+        return
+    size = path.stat().st_size
+    if size != info.bytes:
+        kind = "truncated" if size < info.bytes else "size differs"
+        err(f"{kind}: {size} bytes, manifest says {info.bytes}")
+    elif checksums:
+        got = file_checksum(path, info.checksum.split(":", 1)[0])
+        if got != info.checksum:
+            err(f"checksum mismatch: {got[:24]}..., manifest says {info.checksum[:24]}...")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        err(f"not a readable HDF5 file ({str(e).splitlines()[0]})")
+        return
+    with f:
+        a = f.attrs
+        if a.get("format") != FORMAT_NAME or a.get("schema_version") != SCHEMA_VERSION:
+            err(
+                f"format {a.get('format')!r} schema version {a.get('schema_version')!r}, "
+                f"expected {FORMAT_NAME!r} {SCHEMA_VERSION}"
+            )
+            return
+        m = int(a.get("meshes", -1))
+        if m != info.meshes:
+            err(f"{m} meshes in the file, manifest says {info.meshes}")
+        dims = {k: int(a[k]) for k in ("V", "R", "K", "J", "Nv", "P", "B") if k in a}
+        for k in DIM_KEYS:
+            if k in man.dims and dims.get(k) != int(man.dims[k]):
+                err(f"dimension {k}={dims.get(k)}, manifest says {man.dims[k]}")
+        dims["MB"] = mask_bytes(dims.get("R", 0))
+        for spec in required_fields(bool(man.dims.get("masks", 0))):
+            if spec.name not in f:
+                err(f"missing field {spec.name!r}")
+                continue
+            ds = f[spec.name]
+            try:
+                want = spec.full_shape(m, dims)
+            except KeyError as e:
+                err(f"missing dimension attribute {e}")
+                return
+            if ds.shape != want:
+                err(f"field {spec.name!r} has shape {ds.shape}, expected {want}")
+            elif spec.dtype != STR and ds.dtype != np.dtype(spec.dtype):
+                err(f"field {spec.name!r} has dtype {ds.dtype}, expected {spec.dtype}")
+        if "sample_id" in f and f["sample_id"].shape == (m,) and m > 0:
+            try:
+                ids = f["sample_id"][()]
+                if (int(ids.min()), int(ids.max())) != (info.sample_id_first, info.sample_id_last):
+                    err(
+                        f"sample ids {ids.min()}..{ids.max()}, manifest says "
+                        f"{info.sample_id_first}..{info.sample_id_last}"
+                    )
+            except OSError as e:
+                err(f"unreadable sample_id ({str(e).splitlines()[0]})")
+
+
+def verify(root: str | os.PathLike, *, checksums: bool = True) -> Report:
+    """Check every file of a dataset; never raises for a bad dataset, reports instead."""
+    root = Path(root)
+    rep = Report(root)
+    try:
+        man = load_manifest(root)
+    except (FileNotFoundError, ValueError) as e:
+        rep.errors.append((MANIFEST_NAME, str(e).split(": ", 1)[-1]))
+        return rep
+    if man.schema_version != SCHEMA_VERSION:
+        rep.errors.append(
+            (MANIFEST_NAME, f"schema version {man.schema_version}, expected {SCHEMA_VERSION}")
+        )
+    topo = root / TOPOLOGY_NAME
+    if not topo.exists():
+        rep.errors.append((TOPOLOGY_NAME, "topology file missing"))
+    elif man.topology.get("checksum") and checksums:
+        if topo.stat().st_size != man.topology.get("bytes"):
+            rep.errors.append((TOPOLOGY_NAME, "size differs from the manifest (truncated?)"))
+        elif file_checksum(topo) != man.topology["checksum"]:
+            rep.errors.append((TOPOLOGY_NAME, "checksum mismatch"))
+    listed = set()
+    for info in man.shards:
+        listed.add(info.name)
+        _check_shard(root / info.name, info, man, rep, checksums)
+        rep.checked += 1
+    if len(listed) != len(man.shards):
+        rep.errors.append((MANIFEST_NAME, "a shard is listed twice"))
+    for p in sorted(root.glob("shard-*.h5")):
+        if p.name not in listed:
+            rep.warnings.append((p.name, "shard file not listed in the manifest (ignored)"))
+    for p in sorted(root.glob("*.tmp-*")):
+        rep.warnings.append((p.name, "leftover temporary file (interrupted write?)"))
+    return rep
+
+
+def info(root: str | os.PathLike) -> dict:
+    """Summary of a dataset: splits, counts, dims, sizes, config hash, skipped inputs."""
+    root = Path(root)
+    man = load_manifest(root)
+    v = int(man.dims.get("V", 1))
+    splits = {}
+    for split, names in man.splits.items():
+        meshes = sum(s.meshes for s in man.shards if s.split == split)
+        splits[split] = {"shards": len(names), "meshes": meshes, "samples_all_views": meshes * v}
+    total_bytes = sum(s.bytes for s in man.shards)
+    hm_bytes = None
+    first = root / man.shards[0].name if man.shards else None
+    if first is not None and first.exists():
+        try:
+            with h5py.File(first, "r") as f:
+                ds = f["views/heatmaps"]
+                n_views = ds.shape[0] * ds.shape[1]
+                hm_bytes = round(ds.id.get_storage_size() / max(n_views, 1), 1)
+        except (OSError, KeyError):
+            hm_bytes = None
+    reasons: dict[str, int] = {}
+    for s in man.skipped:
+        reasons[s.get("reason", "?")] = reasons.get(s.get("reason", "?"), 0) + 1
+    return {
+        "root": str(root),
+        "schema_version": man.schema_version,
+        "created": man.created,
+        "dims": man.dims,
+        "meshes": man.meshes,
+        "shards": len(man.shards),
+        "splits": splits,
+        "bytes": total_bytes,
+        "bytes_per_mesh": round(total_bytes / max(man.meshes, 1), 1),
+        "heatmap_bytes_per_view": hm_bytes,
+        "config_hash": man.config_hash,
+        "skipped": len(man.skipped),
+        "skipped_reasons": reasons,
+    }
+
+
+def format_info(d: dict) -> str:
+    """Human-readable form of ``info``."""
+    lines = [
+        f"dataset   {d['root']}  (schema v{d['schema_version']}, created {d['created']})",
+        "dims      " + "  ".join(f"{k}={v}" for k, v in d["dims"].items()),
+        f"meshes    {d['meshes']} in {d['shards']} shard(s), {d['bytes'] / 2**20:.1f} MiB "
+        f"({d['bytes_per_mesh']:.0f} B/mesh; heatmaps {d['heatmap_bytes_per_view']} B/view)",
+    ]
+    for split, s in d["splits"].items():
+        lines.append(
+            f"split     {split:<8} {s['shards']} shard(s)  {s['meshes']} meshes  "
+            f"{s['samples_all_views']} (mesh, view) samples"
+        )
+    lines.append(f"config    {d['config_hash']}")
+    lines.append(f"skipped   {d['skipped']} input(s)")
+    for r, n in d["skipped_reasons"].items():
+        lines.append(f"          {n} x {r}")
+    return "\n".join(lines)
