@@ -1,0 +1,422 @@
+"""Binary silhouettes (and depth buffers) of posed meshes in the R x R crop.
+
+Input geometry is already projected: `uv` (B, Nv, 2) are the vertices in mask pixels (pixel
+centres at integers, docs/ARCHITECTURE.md), lens distortion included, and `depth` (B, Nv) their z
+in the camera frame (metres). Triangles are straight in image space between the projected
+vertices. A pixel is covered when its centre lies inside (or on the edge of) a triangle; the depth
+buffer holds the perspective-correct depth (1/z interpolated linearly in image space) of the
+nearest covering triangle, +inf where empty. Triangles with a vertex at z <= `znear` are dropped
+by every backend. No back-face culling.
+
+Backends:
+- "cpu": a rasterizer without OpenGL: a compiled (numba) scan over each triangle's pixel box when
+  numba is installed, else a vectorised numpy version (identical masks).
+- "pyrender": pyrender offscreen (EGL or OSMesa, probed automatically) fed the same triangles:
+  vertices rebuilt as (u z, v z, z) in the OpenCV camera frame and seen by a camera with fx = fy = 1
+  and principal point (0.5, 0.5), which maps them to GL window coordinates (u + 0.5, v + 0.5),
+  i.e. pixel centres land on integers as in our convention.
+- "auto": the faster available, which is "cpu" (see bench/bench_render.py).
+
+Masks are stored bit-packed (`pack_masks` / `unpack_masks`, numpy's big-endian bit order over
+the row-major R*R pixels). `keypoint_occlusion` tests keypoints against the depth buffer.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+
+try:
+    import numba
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+    HAVE_NUMBA = False
+
+BACKENDS = ("auto", "cpu", "pyrender")
+
+#: Per-keypoint depth tolerance (metres) for COCO-17 self-occlusion: the surface in front of an
+#: internal joint is about one limb radius nearer than the joint, so the tolerance is a little
+#: more than that radius (face keypoints are surface points).
+COCO17_OCCLUSION_TOL = np.array(
+    [0.03, 0.03, 0.03, 0.04, 0.04, 0.09, 0.09, 0.07, 0.07, 0.05, 0.05, 0.12, 0.12, 0.08, 0.08,
+     0.06, 0.06],
+    dtype=np.float32,
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+
+
+def _check(uv, depth, faces, res) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    uv = np.asarray(uv, dtype=np.float64)
+    depth = np.asarray(depth, dtype=np.float64)
+    faces = np.asarray(faces)
+    if uv.ndim != 3 or uv.shape[-1] != 2:
+        raise ValueError(f"masks: uv must be (B, Nv, 2), got shape {uv.shape}")
+    if depth.shape != uv.shape[:2]:
+        raise ValueError(f"masks: depth must be {uv.shape[:2]} (B, Nv), got {depth.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
+        raise ValueError(f"masks: faces must be (F, 3) integers, got {faces.shape} {faces.dtype}")
+    if faces.size and (faces.min() < 0 or faces.max() >= uv.shape[1]):
+        raise ValueError(f"masks: face indices outside [0, {uv.shape[1]})")
+    res = int(res)
+    if res < 1:
+        raise ValueError(f"masks: res must be >= 1, got {res}")
+    return uv, depth, np.ascontiguousarray(faces, dtype=np.int64), res
+
+
+# --------------------------------------------------------------------------------------------
+# CPU rasterizer
+
+if HAVE_NUMBA:
+
+    @numba.njit(cache=True, nogil=True)
+    def _raster_numba(uv, depth, faces, res, znear, want_depth, mask, zbuf):  # pragma: no cover
+        for b in range(uv.shape[0]):
+            for f in range(faces.shape[0]):
+                a, c1, c2 = faces[f, 0], faces[f, 1], faces[f, 2]
+                z0, z1, z2 = depth[b, a], depth[b, c1], depth[b, c2]
+                if not (z0 > znear and z1 > znear and z2 > znear):
+                    continue
+                x0, y0 = uv[b, a, 0], uv[b, a, 1]
+                x1, y1 = uv[b, c1, 0], uv[b, c1, 1]
+                x2, y2 = uv[b, c2, 0], uv[b, c2, 1]
+                area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+                if not (area != 0.0 and np.isfinite(area)):
+                    continue
+                xa = max(int(np.ceil(min(x0, x1, x2))), 0)
+                xb = min(int(np.floor(max(x0, x1, x2))), res - 1)
+                ya = max(int(np.ceil(min(y0, y1, y2))), 0)
+                yb = min(int(np.floor(max(y0, y1, y2))), res - 1)
+                inv = 1.0 / area
+                for i in range(ya, yb + 1):
+                    for j in range(xa, xb + 1):
+                        w0 = ((x1 - j) * (y2 - i) - (x2 - j) * (y1 - i)) * inv
+                        w1 = ((x2 - j) * (y0 - i) - (x0 - j) * (y2 - i)) * inv
+                        w2 = 1.0 - w0 - w1
+                        if w0 >= 0.0 and w1 >= 0.0 and w2 >= 0.0:
+                            mask[b, i, j] = True
+                            if want_depth:
+                                d = 1.0 / (w0 / z0 + w1 / z1 + w2 / z2)
+                                if d < zbuf[b, i, j]:
+                                    zbuf[b, i, j] = d
+
+
+def _raster_numpy(uv, depth, faces, res, znear, want_depth):
+    """Vectorised: expand every triangle's pixel box into candidates, keep those inside."""
+    bsz = uv.shape[0]
+    mask = np.zeros((bsz, res, res), dtype=bool)
+    zbuf = np.full((bsz, res, res), np.inf, dtype=np.float64) if want_depth else None
+    tri = uv[:, faces]  # (B, F, 3, 2)
+    tz = depth[:, faces]  # (B, F, 3)
+    x, y = tri[..., 0], tri[..., 1]
+    area = (x[..., 1] - x[..., 0]) * (y[..., 2] - y[..., 0]) - (x[..., 2] - x[..., 0]) * (
+        y[..., 1] - y[..., 0]
+    )
+    xa = np.maximum(np.ceil(x.min(-1)), 0)
+    xb = np.minimum(np.floor(x.max(-1)), res - 1)
+    ya = np.maximum(np.ceil(y.min(-1)), 0)
+    yb = np.minimum(np.floor(y.max(-1)), res - 1)
+    keep = np.all(tz > znear, -1) & (area != 0) & np.isfinite(area) & (xa <= xb) & (ya <= yb)
+    bi, fi = np.nonzero(keep)
+    if bi.size == 0:
+        return mask, zbuf
+    xa, xb, ya, yb = (v[bi, fi].astype(np.int64) for v in (xa, xb, ya, yb))
+    nx = xb - xa + 1
+    cnt = nx * (yb - ya + 1)
+    t = np.repeat(np.arange(bi.size), cnt)
+    local = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    py = ya[t] + local // nx[t]
+    px = xa[t] + local % nx[t]
+    b, f = bi[t], fi[t]
+    x0, x1, x2 = x[b, f, 0], x[b, f, 1], x[b, f, 2]
+    y0, y1, y2 = y[b, f, 0], y[b, f, 1], y[b, f, 2]
+    inv = 1.0 / area[b, f]
+    w0 = ((x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)) * inv
+    w1 = ((x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)) * inv
+    w2 = 1.0 - w0 - w1
+    hit = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+    lin = (b * res + py) * res + px
+    mask.reshape(-1)[lin[hit]] = True
+    if want_depth:
+        z = tz[b, f]
+        d = 1.0 / (w0 / z[:, 0] + w1 / z[:, 1] + w2 / z[:, 2])
+        np.minimum.at(zbuf.reshape(-1), lin[hit], d[hit])
+    return mask, zbuf
+
+
+def rasterize_cpu(uv, depth, faces, res, want_depth=False, znear=1e-3, engine="auto"):
+    """CPU rasterizer; returns (masks (B,R,R) bool, depth (B,R,R) float32 or None)."""
+    uv, depth, faces, res = _check(uv, depth, faces, res)
+    if engine == "auto":
+        engine = "numba" if HAVE_NUMBA else "numpy"
+    if engine == "numba":
+        if not HAVE_NUMBA:
+            raise RuntimeError("masks: engine='numba' requested but numba is not installed")
+        mask = np.zeros((uv.shape[0], res, res), dtype=bool)
+        zbuf = np.full((uv.shape[0], res, res), np.inf)
+        _raster_numba(uv, depth, faces, res, float(znear), bool(want_depth), mask, zbuf)
+    elif engine == "numpy":
+        mask, zbuf = _raster_numpy(uv, depth, faces, res, float(znear), bool(want_depth))
+    else:
+        raise ValueError(f"masks: engine must be auto, numba or numpy, got {engine!r}")
+    return mask, (zbuf.astype(np.float32) if want_depth else None)
+
+
+# --------------------------------------------------------------------------------------------
+# pyrender backend
+
+_PLATFORM: str | None = None
+_PLATFORM_LOCK = threading.Lock()
+_PROBE = "import pyrender, numpy as np\nr = pyrender.OffscreenRenderer(8, 8)\nr.delete()\n"
+
+
+def pyrender_platform() -> str:
+    """Pick the PyOpenGL platform for offscreen rendering ("egl" then "osmesa"), once.
+
+    The platform cannot change after OpenGL is imported, so each candidate is probed in a
+    subprocess and the first that works is set in PYOPENGL_PLATFORM for this process. A platform
+    already set by the user is tried first; if OpenGL is already imported, its platform is kept.
+    Raises RuntimeError (one line) when no offscreen context can be created.
+    """
+    global _PLATFORM
+    with _PLATFORM_LOCK:
+        if _PLATFORM is not None:
+            return _PLATFORM
+        current = os.environ.get("PYOPENGL_PLATFORM", "")
+        if "OpenGL" in sys.modules:
+            _PLATFORM = current or "default"
+            return _PLATFORM
+        candidates = [current] if current else []
+        candidates += [p for p in ("egl", "osmesa") if p not in candidates]
+        errors = []
+        for plat in candidates:
+            env = dict(os.environ, PYOPENGL_PLATFORM=plat)
+            try:
+                run = subprocess.run(
+                    [sys.executable, "-c", _PROBE], env=env, capture_output=True, timeout=120
+                )
+            except subprocess.TimeoutExpired:
+                errors.append(f"{plat}: probe timed out")
+                continue
+            if run.returncode == 0:
+                os.environ["PYOPENGL_PLATFORM"] = plat
+                _PLATFORM = plat
+                return plat
+            tail = run.stderr.decode(errors="replace").strip().splitlines()
+            errors.append(f"{plat}: {tail[-1] if tail else 'exit ' + str(run.returncode)}")
+        raise RuntimeError(
+            "masks: pyrender backend unavailable, no offscreen OpenGL context ("
+            + "; ".join(errors)
+            + "); install libosmesa6 or EGL drivers, or use backend='cpu'"
+        )
+
+
+_OFFSET: tuple[float, float] | None = None
+_CAL_STEPS = 32
+
+
+def _calibration_geometry(axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """32 rectangles; rectangle s starts at 4 + s/32 - 0.5 + 1/64 along `axis`, so counting the
+    rectangles that cover pixel 4 brackets the sample offset to 1/32 px."""
+    verts, faces = [], []
+    for s in range(_CAL_STEPS):
+        a = 4.0 + s / _CAL_STEPS - 0.5 + 0.5 / _CAL_STEPS
+        lo, hi = 3.0 * s + 2.0, 3.0 * s + 4.9
+        quad = [[a, lo], [12.0, lo], [12.0, hi], [a, hi]]
+        quad = np.array(quad)[:, ::-1] if axis == 1 else np.array(quad)
+        faces += [[4 * s, 4 * s + 1, 4 * s + 2], [4 * s, 4 * s + 2, 4 * s + 3]]
+        verts.append(quad)
+    return np.concatenate(verts), np.array(faces)
+
+
+class _PyrenderRasterizer:
+    """One offscreen renderer per resolution, reused across calls (one per thread)."""
+
+    def __init__(self, res: int, calibrate: bool = True) -> None:
+        pyrender_platform()
+        import pyrender
+
+        self.pyrender = pyrender
+        self.res = res
+        self.renderer = pyrender.OffscreenRenderer(res, res)
+        # OpenCV camera frame -> OpenGL camera frame (y and z flipped).
+        self.pose = np.diag([1.0, -1.0, -1.0, 1.0])
+        self.flags = pyrender.RenderFlags.DEPTH_ONLY
+        self.cx = self.cy = 0.5
+        if calibrate:
+            ox, oy = sample_offset()
+            self.cx, self.cy = 0.5 + ox, 0.5 + oy
+
+    def render(self, uv, depth, faces, znear) -> np.ndarray:
+        pr = self.pyrender
+        out = np.full((uv.shape[0], self.res, self.res), np.inf, dtype=np.float32)
+        for b in range(uv.shape[0]):
+            z = depth[b]
+            f = faces[np.all(z[faces] > znear, axis=1)]
+            if f.size == 0:
+                continue
+            used = np.unique(f)
+            zmin, zmax = float(z[used].min()), float(z[used].max())
+            pos = np.column_stack([uv[b] * z[:, None], z]).astype(np.float32)
+            # pyrender's depth-only pass always culls back faces: draw both windings.
+            both = np.concatenate([f, f[:, ::-1]]).astype(np.uint32)
+            prim = pr.Primitive(positions=pos, indices=both, mode=4)
+            scene = pr.Scene()
+            scene.add(pr.Mesh([prim]))
+            cam = pr.IntrinsicsCamera(
+                fx=1.0,
+                fy=1.0,
+                cx=float(self.cx),
+                cy=float(self.cy),
+                znear=max(znear, 0.5 * zmin),
+                zfar=2.0 * zmax + 1,
+            )
+            scene.add(cam, pose=self.pose)
+            d = self.renderer.render(scene, flags=self.flags)
+            out[b] = np.where(d > 0, d, np.inf)
+        return out
+
+
+def sample_offset() -> tuple[float, float]:
+    """Where the driver samples depth inside a pixel, relative to the pixel centre (x, y) in px.
+
+    pyrender renders into a 4x multisampled framebuffer and the depth read back comes from one
+    sample, not the pixel centre (Mesa: (-0.125, +0.375) in our y-down pixels). It is measured
+    once per process by rendering rectangles with edges at known sub-pixel positions (to 1/32
+    px), and every renderer shifts its principal point by it so samples land on pixel centres.
+    """
+    global _OFFSET
+    with _PLATFORM_LOCK:
+        if _OFFSET is not None:
+            return _OFFSET
+    # Kept alive on purpose: deleting an EGL renderer tears down the shared display.
+    rast = _PyrenderRasterizer(3 * _CAL_STEPS + 8, calibrate=False)
+    off = []
+    for axis in (0, 1):
+        uv, faces = _calibration_geometry(axis)
+        zb = rast.render(uv[None], np.full((1, len(uv)), 2.0), faces, 1e-3)[0]
+        rows = 3 * np.arange(_CAL_STEPS) + 3
+        hits = np.isfinite(zb[rows, 4]) if axis == 0 else np.isfinite(zb[4, rows])
+        off.append(float(hits.sum()) / _CAL_STEPS - 0.5)
+    _OFFSET = (off[0], off[1])
+    _KEEP.append(rast)
+    return _OFFSET
+
+
+_KEEP: list = []
+_RENDERERS = threading.local()
+
+
+def rasterize_pyrender(uv, depth, faces, res, want_depth=False, znear=1e-3):
+    """pyrender backend; returns (masks (B,R,R) bool, depth (B,R,R) float32 or None)."""
+    uv, depth, faces, res = _check(uv, depth, faces, res)
+    cache = getattr(_RENDERERS, "by_res", None)
+    if cache is None:
+        cache = _RENDERERS.by_res = {}
+    if res not in cache:
+        cache[res] = _PyrenderRasterizer(res)
+    zbuf = cache[res].render(uv, depth, faces, float(znear))
+    return np.isfinite(zbuf), (zbuf if want_depth else None)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def render_masks(
+    uv: np.ndarray,
+    depth: np.ndarray,
+    faces: np.ndarray,
+    res: int,
+    backend: str = "auto",
+    return_depth: bool = False,
+    znear: float = 1e-3,
+):
+    """Silhouettes of B posed meshes sharing `faces`.
+
+    Args:
+        uv: (B, Nv, 2) vertices projected into mask pixels (x, y), distortion included.
+        depth: (B, Nv) vertex z in the camera frame (metres).
+        faces: (F, 3) vertex indices.
+        res: mask side R.
+        backend: "auto" (= "cpu", the faster), "cpu" or "pyrender".
+        return_depth: also return the depth buffer.
+        znear: triangles with a vertex at z <= znear are dropped.
+
+    Returns:
+        masks (B, R, R) bool, or (masks, depth (B, R, R) float32, +inf where empty).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"masks: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend in ("auto", "cpu"):
+        mask, zbuf = rasterize_cpu(uv, depth, faces, res, return_depth, znear)
+    else:
+        mask, zbuf = rasterize_pyrender(uv, depth, faces, res, return_depth, znear)
+    return (mask, zbuf) if return_depth else mask
+
+
+def pack_masks(masks: np.ndarray) -> np.ndarray:
+    """(..., R, R) bool -> (..., ceil(R*R/8)) uint8, row-major pixels, big-endian bits."""
+    m = np.asarray(masks)
+    if m.ndim < 2 or m.shape[-1] != m.shape[-2]:
+        raise ValueError(f"pack_masks: expected (..., R, R), got shape {m.shape}")
+    return np.packbits(m.reshape(*m.shape[:-2], -1).astype(bool), axis=-1)
+
+
+def unpack_masks(packed: np.ndarray, res: int) -> np.ndarray:
+    """Inverse of `pack_masks`: (..., ceil(R*R/8)) uint8 -> (..., R, R) bool."""
+    p = np.asarray(packed)
+    nbytes = (res * res + 7) // 8
+    if p.dtype != np.uint8 or p.ndim < 1 or p.shape[-1] != nbytes:
+        raise ValueError(
+            f"unpack_masks: expected (..., {nbytes}) uint8 for res={res}, got {p.shape} {p.dtype}"
+        )
+    bits = np.unpackbits(p, axis=-1, count=res * res)
+    return bits.reshape(*p.shape[:-1], res, res).astype(bool)
+
+
+def keypoint_occlusion(
+    kp: np.ndarray, kp_depth: np.ndarray, depth_buffer: np.ndarray, tol=0.03
+) -> np.ndarray:
+    """Whether each keypoint is hidden by the body (self-occlusion).
+
+    A keypoint is occluded when the depth buffer at its (rounded) pixel is nearer than its own
+    depth by more than `tol` metres. Keypoints off the map, on an empty pixel, or with a
+    non-finite position are not occluded (they are handled by the heatmap weights instead).
+
+    Args:
+        kp: (B, K, 2) keypoints in mask pixels; kp_depth: (B, K) their camera-frame z.
+        depth_buffer: (B, R, R) from `render_masks(..., return_depth=True)`.
+        tol: scalar or (K,) metres; internal joints need about their depth below the surface
+            (see COCO17_OCCLUSION_TOL).
+
+    Returns:
+        (B, K) bool, True = occluded by the body.
+    """
+    kp = np.asarray(kp, dtype=np.float64)
+    kz = np.asarray(kp_depth, dtype=np.float64)
+    zb = np.asarray(depth_buffer)
+    if kp.ndim != 3 or kp.shape[-1] != 2 or kz.shape != kp.shape[:2]:
+        raise ValueError(
+            f"keypoint_occlusion: kp (B,K,2) and depth (B,K), got {kp.shape} {kz.shape}"
+        )
+    if zb.ndim != 3 or zb.shape[0] != kp.shape[0] or zb.shape[1] != zb.shape[2]:
+        raise ValueError(f"keypoint_occlusion: depth_buffer must be (B, R, R), got {zb.shape}")
+    res = zb.shape[-1]
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), kz.shape)
+    with np.errstate(invalid="ignore"):
+        ij = np.floor(kp + 0.5)
+        inside = np.all(np.isfinite(ij) & (ij >= 0) & (ij <= res - 1), axis=-1)
+    ij = np.where(inside[..., None], ij, 0).astype(np.int64)
+    b = np.arange(kp.shape[0])[:, None]
+    surf = zb[b, ij[..., 1], ij[..., 0]].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        return inside & np.isfinite(surf) & (surf < kz - tol)
