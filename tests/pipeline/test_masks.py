@@ -205,3 +205,19 @@ def test_no_gl_platform_gives_one_line_error():
     line = out.stdout.strip()
     assert line.startswith("ERR") and "\n" not in line
     assert "egl" in line and "osmesa" in line and "backend='cpu'" in line
+
+
+def test_preview_png(tmp_path):
+    from pipeline.render_preview import procedural_figure, render_preview, render_views
+
+    v, f, j = procedural_figure()
+    assert 5000 < len(v) < 9000 and f.max() < len(v) and j.shape == (17, 3)
+    d = render_views(None, views=4, res=56)
+    assert d["heatmaps"].shape == (4, 17, 56, 56) and d["masks"].shape == (4, 56, 56)
+    # every drawn keypoint of this figure lies on (or within a pixel of) its silhouette
+    kp = np.rint(d["kp"]).astype(int).clip(1, 54)
+    for view in range(4):
+        near = [d["masks"][view, y - 1 : y + 2, x - 1 : x + 2].any() for x, y in kp[view]]
+        assert all(near)
+    out = render_preview(tmp_path / "render.png", None, views=4, res=56)
+    assert out.stat().st_size > 10_000
