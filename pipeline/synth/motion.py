@@ -607,6 +607,7 @@ _SUBJECTS = (
 )
 _SMPLX_SUBJECT = SubjectSpec("SynthMoSh", "x01", "neutral")
 _FPS_CHOICES = (60.0, 100.0, 120.0)
+GENDERS = ("male", "female", "neutral")
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -681,11 +682,18 @@ def generate_archive(
     Default: 3 SMPL+H subsets, 8 subjects (both genders), every subject performing 8 of the
     ``MOTIONS`` kinds (each kind at least 4 times overall), about 4-5 minutes of motion at
     60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). ``small`` writes 1 subject per
-    subset with 2 clips of ~1.4 s (for tests). With ``body_models`` (a body-model folder holding
-    ``smplh/<gender>/model.npz``) feet are planted with that model's shaped skeleton, otherwise
-    with the built-in SMPL-like ``rest_joints``.
+    subset with 2 clips of ~1.4 s (for tests).
+
+    Feet are planted with the shaped skeleton of ``body_models`` (a body-model folder holding
+    ``smplh/<gender>/model.npz``); when it is None, the sibling ``out_dir/../body_models`` is
+    used if it holds those files (the embedded-default layout), else the built-in SMPL-like
+    ``rest_joints``.
     """
     out_dir = Path(out_dir)
+    if body_models is None:
+        sibling = out_dir.parent / "body_models"
+        if all((sibling / "smplh" / g / "model.npz").is_file() for g in GENDERS):
+            body_models = sibling
     kinds = list(MOTIONS)
     subjects = _SUBJECTS[::3] if small else _SUBJECTS
     per_subject = 2 if small else 8

@@ -197,3 +197,50 @@ def test_walk_moves_along_facing(full_archive):
         assert direction @ (f / np.linalg.norm(f)) > 0.9, p.name
         lo, hi = (0.7, 1.7) if _kind(p) == "walk" else (2.0, 3.6)
         assert lo < speed < hi, (p.name, speed)
+
+
+def test_feet_on_floor_with_generated_body_model(synth_data, tmp_path):
+    """Planted with the embedded body model, its posed soles (smplx's LBS) touch z = 0."""
+    from smplx.lbs import lbs
+
+    models = Path(synth_data) / "body_models"
+    files = generate_archive(tmp_path / "amass", seed=2, small=True, body_models=models)
+    cache: dict[str, dict] = {}
+    for p in files:
+        with np.load(p) as d:
+            poses, trans, betas = _smplh_poses(d), d["trans"], d["betas"]
+            gender = str(d["gender"])
+        if gender not in cache:
+            with np.load(models / "smplh" / gender / "model.npz") as m:
+                cache[gender] = {k: m[k] for k in m.files}
+        m = cache[gender]
+        idx = np.linspace(0, len(poses) - 1, 12).astype(int)
+        k = min(m["shapedirs"].shape[-1], 16)
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
+        verts, joints = lbs(
+            t(np.tile(betas[:k], (len(idx), 1))),
+            t(poses[idx]),
+            t(m["v_template"]),
+            t(m["shapedirs"][..., :k]),
+            t(m["posedirs"].reshape(-1, m["posedirs"].shape[-1]).T),
+            t(m["J_regressor"]),
+            torch.as_tensor(SMPLH_PARENTS),
+            t(m["weights"]),
+        )
+        sole = verts.numpy()[..., 2].min(axis=1) + trans[idx, 2]
+        feet = joints.numpy()[:, [7, 8, 10, 11], 2].min(axis=1) + trans[idx, 2]
+        airborne = _kind(p) in ("jump", "jumping_jacks", "run")
+        assert feet.min() > motion.FOOT_CLEARANCE - 0.035, (p.name, feet)
+        assert feet.max() < motion.FOOT_CLEARANCE + (0.5 if airborne else 0.035), (p.name, feet)
+        assert sole.min() > -0.06 and np.median(sole) < 0.04, (p.name, sole)
+
+
+def test_embedded_default_plants_with_sibling_body_models(synth_data, tmp_path):
+    """``DIR/amass`` next to ``DIR/body_models`` is planted with those models (no wiring)."""
+    root = Path(synth_data)
+    explicit = tmp_path / "amass"
+    generate_archive(explicit, seed=0, small=True, body_models=root / "body_models")
+    assert _digest(root / "amass") == _digest(explicit)
+    plain = tmp_path / "plain" / "amass"
+    generate_archive(plain, seed=0, small=True)  # no sibling models: built-in skeleton
+    assert _digest(plain) != _digest(explicit)
