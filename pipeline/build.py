@@ -62,7 +62,7 @@ def load_config(path: Path | None, overrides: dict) -> dict:
     build = {
         "model_type": "smplh",
         "max_retries": 3,
-        "compression": "blosc-zstd",
+        "compression": "blosc-lz4",
         **(raw.get("build") or {}),
     }
     bad = sorted(set(build) - {"model_type", "max_retries", "compression"})
@@ -96,26 +96,16 @@ def scan_archive(
     from pipeline import amass
 
     infos, bad = amass.scan(root, on_error="skip")
-    entries, kinds, skips = [], {}, []
-    for s in bad:
-        skips.append({"input": _rel(root, s.path), "reason": s.reason, "samples": 0})
+    entries, kinds = [], {}
+    skips = [{"input": b.path, "reason": b.reason, "samples": 0} for b in bad]
     for info in infos:
-        rel = _rel(root, info.path)
-        mt = str(getattr(info, "model_type", "smplh"))
-        if mt != model_type:
-            reason = f"{mt} sequence; this build poses {model_type} body models"
-            skips.append({"input": rel, "reason": reason, "samples": 0})
+        if info.model_type != model_type:
+            reason = f"{info.model_type} sequence; this build poses {model_type} body models"
+            skips.append({"input": info.path, "reason": reason, "samples": 0})
             continue
-        entries.append(SeqEntry(rel, info.subset, int(info.frames), float(info.fps)))
-        kinds[rel] = (mt, str(info.gender))
+        entries.append(SeqEntry(info.path, info.subset, int(info.frames), float(info.fps)))
+        kinds[info.path] = (info.model_type, str(info.gender))
     return entries, skips, kinds
-
-
-def _rel(root: Path, p) -> str:
-    try:
-        return Path(p).resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(p)
 
 
 def preflight_paths(amass_root: Path, body_models: Path, out: Path) -> None:
@@ -346,9 +336,14 @@ def build_topology(body_models: Path, render: RenderConfig, model_type: str):
     model = load_body_model(body_models, model_type=model_type, gender="neutral")
     template = np.asarray(model.v_template, np.float32)
     faces = np.asarray(model.faces, np.int32)
-    regs = joints.joint_regressors(body_models, model)
+    coco, h36m = joints.KeypointRegressor.from_body_models(
+        body_models, model_type, model.num_vertices, model.num_joints
+    ).vertex_regressors(model.j_regressor)
     names = {"coco17": list(joints.COCO17), "h36m17": list(joints.H36M17)}
-    sampling = mesh_sampling.sampling_matrices(template, faces)
+    levels = mesh_sampling.build_mesh_levels(template, faces, levels=2, factor=4)
+    sampling = {}
+    for i, (d, u) in enumerate(zip(levels.down, levels.up)):
+        sampling[f"down_{i}"], sampling[f"up_{i}"] = d, u
     rig = make_rig(views=render.views)
     rig_map = {
         "R": rig.R,
@@ -363,7 +358,7 @@ def build_topology(body_models: Path, render: RenderConfig, model_type: str):
         template=template,
         faces=faces,
         joint_names=names,
-        regressors={k: np.asarray(regs[k], np.float32) for k in ("coco17", "h36m17")},
+        regressors={"coco17": coco, "h36m17": h36m},
         sampling=sampling,
         rig=rig_map,
         rig_names=[c.name for c in rig],
@@ -386,7 +381,12 @@ def build(args) -> dict:
     if not entries:
         raise PreflightError(f"{args.amass}: no readable AMASS sequences (*_poses.npz)")
     pcfg = PlanConfig(**cfg["plan"])
-    plan = make_plan(entries, pcfg, _body_pose_loader(args.amass), skips=scan_skips)
+    try:
+        plan = make_plan(
+            entries, pcfg, _body_pose_loader(args.amass), scan_skips, progress=not args.quiet
+        )
+    except ValueError as e:
+        raise PreflightError(f"{args.amass}: {e}") from e
     needed = {kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
     preflight_models(args.body_models, needed)
     digest = plan.digest()
@@ -459,6 +459,11 @@ def build(args) -> dict:
     write_manifest(
         args.out, shards, dims=dims, config=config, skipped=list(plan.skips) + sample_skips
     )
+    from shards.verify import verify
+
+    rep = verify(args.out, checksums=False)  # checksums were taken from the written files
+    if not rep.ok:
+        raise RuntimeError("; ".join(rep.lines()[:5]))
     dt = time.perf_counter() - t0
     print(
         f"wrote {len(shards)} shards, {written} meshes ({len(sample_skips)} samples and "
@@ -489,7 +494,7 @@ def _body_pose_loader(root: Path):
     from pipeline.amass import load_sequence
 
     def load(rel: str) -> np.ndarray:
-        return np.asarray(load_sequence(root / rel).poses)[:, 3:66]
+        return np.asarray(load_sequence(root / rel, root).pose_body)
 
     return load
 

@@ -222,27 +222,42 @@ def make_plan(
     cfg: PlanConfig,
     load_body_pose: Callable[[str], np.ndarray] | None = None,
     skips: Sequence[dict] = (),
+    progress: bool = False,
 ) -> Plan:
     """Build the plan from a listing of readable sequences.
 
     ``load_body_pose(path) -> (frames, 63)`` is needed only when ``cfg.min_pose_dist > 0``.
-    ``skips`` are files that could not be listed (recorded in the plan with 0 samples).
+    ``skips`` are files that could not be listed (recorded in the plan with 0 samples); a
+    file whose poses fail to load (``ValueError``) during thinning is added to them.
     """
     listing = sorted(listing, key=lambda e: e.path)
     if not listing:
         raise ValueError("no readable sequences in the archive listing")
+    skips = list(skips)
+    if cfg.min_pose_dist > 0 and load_body_pose is None:
+        raise ValueError("min_pose_dist > 0 needs load_body_pose")
     cand: list[np.ndarray] = []
-    for e in listing:
+    usable: list[SeqEntry] = []
+    from tqdm import tqdm
+
+    for e in tqdm(listing, desc="plan", unit="seq", disable=not progress, leave=False):
         idx = resample_indices(e.frames, e.fps, cfg.fps)
         idx = idx[central_mask(idx, e.frames, cfg.central)]
         if cfg.keep_rate < 1.0 and idx.size:
             rng = np.random.default_rng(stable_seed(cfg.seed, "keep", e.path))
             idx = idx[rng.random(idx.size) < cfg.keep_rate]
         if cfg.min_pose_dist > 0 and idx.size > 1:
-            if load_body_pose is None:
-                raise ValueError("min_pose_dist > 0 needs load_body_pose")
-            idx = idx[thin_by_pose(load_body_pose(e.path)[idx], cfg.min_pose_dist)]
+            try:
+                body_pose = load_body_pose(e.path)
+            except ValueError as err:  # unusable file: recorded, nothing planned from it
+                skips.append({"input": e.path, "reason": str(err), "samples": 0})
+                continue
+            idx = idx[thin_by_pose(body_pose[idx], cfg.min_pose_dist)]
         cand.append(idx)
+        usable.append(e)
+    listing = usable
+    if not listing:
+        raise ValueError("no usable sequences in the archive listing")
 
     subsets = sorted({e.subset for e in listing})
     sub_of = np.array([subsets.index(e.subset) for e in listing])
@@ -296,6 +311,6 @@ def make_plan(
         frame=frame,
         split=split,
         units=np.asarray(units, np.int64).reshape(-1, 2),
-        skips=list(skips),
+        skips=skips,
         stats=stats,
     )

@@ -40,7 +40,7 @@ class RenderConfig:
     masks: bool = False
     sigma: float | None = None
     crop_scale: float = 1.2
-    body_chunk: int = 256
+    body_chunk: int = 64
 
     @classmethod
     def from_dict(cls, d: dict) -> RenderConfig:
@@ -71,7 +71,7 @@ class Context:
         body_models: Path,
         render: RenderConfig,
         model_type: str = "smplh",
-        cache: int = 8,
+        cache: int = 32,
     ):
         from cameras.rig import make_rig
 
@@ -92,7 +92,7 @@ class Context:
         if rel in self._seqs:
             self._seqs.move_to_end(rel)
             return self._seqs[rel]
-        seq = load_sequence(self.amass_root / rel)
+        seq = load_sequence(self.amass_root / rel, self.amass_root)
         self._seqs[rel] = seq
         if len(self._seqs) > self._cache:
             self._seqs.popitem(last=False)
@@ -109,18 +109,22 @@ class Context:
             )
         return self._models[key]
 
-    def regressors(self, model_type: str) -> tuple[np.ndarray, np.ndarray]:
-        """(COCO-17 (17, Nv), H36M-17 (17, Nv)) joint regressors for the model family."""
+    def regressors(self, model_type: str):
+        """Stacked COCO-17 + H36M-17 vertex regressor (34, Nv), sparse CSR: the same pure vertex
+        regressors topology.h5 ships, so shard joints equal what the trainer regresses from the
+        ground-truth mesh."""
         key = ("regressors", model_type)
         if key not in self._models:
-            from pipeline.joints import joint_regressors
+            import scipy.sparse as sp
+
+            from pipeline.joints import KeypointRegressor
 
             model = self.model(model_type, "neutral")
-            regs = joint_regressors(self.body_models_dir, model)
-            self._models[key] = (
-                np.asarray(regs["coco17"], np.float32),
-                np.asarray(regs["h36m17"], np.float32),
+            kr = KeypointRegressor.from_body_models(
+                self.body_models_dir, model_type, model.num_vertices, model.num_joints
             )
+            dense = np.concatenate(kr.vertex_regressors(model.j_regressor)).astype(np.float32)
+            self._models[key] = sp.csr_matrix(dense)
         return self._models[key]
 
     @property
@@ -239,8 +243,12 @@ def _inside(kp: np.ndarray, res: int) -> np.ndarray:
 
 
 def _apply(T: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Apply (M, 4, 4) transforms to (M, N, 3) points."""
-    return x @ np.swapaxes(T[:, :3, :3], 1, 2) + T[:, None, :3, 3]
+    """Apply (M, 4, 4) transforms to (M, N, 3) float32 points (one batched GEMM)."""
+    import torch
+
+    R = torch.from_numpy(np.ascontiguousarray(T[:, :3, :3].transpose(0, 2, 1), np.float32))
+    t = torch.from_numpy(np.ascontiguousarray(T[:, None, :3, 3], np.float32))
+    return torch.baddbmm(t, torch.from_numpy(np.ascontiguousarray(x, np.float32)), R).numpy()
 
 
 def _bodies(
@@ -261,14 +269,19 @@ def _bodies(
             verts = np.empty((len(pose),) + out.vertices.shape[1:], np.float32)
         verts[sel] = out.vertices
     assert verts is not None
-    coco_r, h36m_r = ctx.regressors(model_type)
-    return verts, np.einsum("jv,mvc->mjc", coco_r, verts), np.einsum("jv,mvc->mjc", h36m_r, verts)
+    reg = ctx.regressors(model_type)
+    m, nv = verts.shape[:2]
+    # (34, Nv) sparse @ (Nv, M*3): one sparse product for every mesh and both joint sets
+    j = (reg @ verts.transpose(1, 0, 2).reshape(nv, m * 3)).reshape(-1, m, 3).transpose(1, 0, 2)
+    j = np.ascontiguousarray(j, dtype=np.float32)
+    return verts, j[:, :17], j[:, 17:]
 
 
 def _place(verts: np.ndarray, h36m: np.ndarray, ids: np.ndarray, seed: int) -> np.ndarray:
     """(M, 4, 4) placements; the yaw of sample ``i`` comes from ``default_rng([seed, id_i])``."""
     yaw = np.array([np.random.default_rng([seed, int(i)]).uniform(0.0, 2.0 * np.pi) for i in ids])
-    return placement_transform(verts, np.random.default_rng(0), root=h36m[:, 0], yaw=yaw)
+    lowest = verts[np.arange(len(verts)), verts[:, :, 2].argmin(axis=1)][:, None]  # yaw keeps z
+    return placement_transform(lowest, np.random.default_rng(0), root=h36m[:, 0], yaw=yaw)
 
 
 def _masks(

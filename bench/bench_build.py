@@ -1,0 +1,168 @@
+"""End-to-end build throughput: AMASS files -> verified shards, against a naive per-sample script.
+
+Figures (8 views, 17 x 56 x 56 uint8 heatmaps, no masks, embedded default):
+- ``build_w1_meshes_per_s_per_core`` / ``build_w2_...``: ``python -m pipeline.build`` through local
+  Ray with 1 and 2 workers; meshes / (unit-phase seconds x workers). The unit phase runs from the
+  first task submission to the last shard written (Ray start-up, planning, topology and manifest
+  are reported separately as ``*_total_s``).
+- ``speedup_w2_over_w1``: unit-phase time of 1 worker / 2 workers.
+- ``naive_meshes_per_s``: a straightforward per-sample script (np.load of the sequence, one frame
+  through smplx, a full-grid Gaussian per keypoint and view, one h5py write per sample), on a
+  small subset of the same plan, same run; ``speedup_vs_naive`` = build_w1 per core / naive.
+- ``profile_*``: seconds per stage of one in-process unit (where the time goes).
+
+Targets: >= 500 meshes/s per core, >= 10x naive, 2 workers >= 1.7x one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MESHES = int(os.environ.get("BENCH_BUILD_MESHES", "4096"))
+NAIVE = int(os.environ.get("BENCH_BUILD_NAIVE", "24"))
+UNIT = 256
+
+
+def _data() -> tuple[Path, Path]:
+    data = Path(os.environ.get("MPT_DATA", ROOT / "data"))
+    amass, models = data / "amass", data / "body_models"
+    if not (models / "smplh" / "neutral" / "model.npz").is_file():
+        from pipeline.synth import generate
+
+        data = Path(tempfile.mkdtemp(prefix="bench-build-data-"))
+        generate(data, seed=0)
+        amass, models = data / "amass", data / "body_models"
+    return amass, models
+
+
+def _args(amass: Path, models: Path, out: Path, workers: int) -> list[str]:
+    return [
+        "--config", str(ROOT / "configs" / "build_default.yaml"),
+        "--amass", str(amass), "--body-models", str(models), "--out", str(out),
+        "--views", "8", "--res", "56", "--masks", "0", "--meshes", str(MESHES),
+        "--unit-size", str(UNIT), "--workers", str(workers), "--quiet",
+    ]  # fmt: skip
+
+
+def naive_build(amass: Path, models: Path, out: Path, plan, n: int) -> float:
+    """The per-sample baseline; returns meshes/s."""
+    import h5py
+
+    from cameras.crop import crop_affine, crop_box
+    from cameras.placement import placement_transform
+    from cameras.rig import make_rig
+    from pipeline.body_models import load_body_model
+
+    rig = make_rig(8)
+    regs = np.load(models / "smplh" / "joint_regressors.npz")
+    coco_r, h36m_r = regs["coco17"], regs["h36m17"]
+    res, sigma = 56, 2.0
+    yy, xx = np.mgrid[0:res, 0:res]
+    t0 = time.perf_counter()
+    with h5py.File(out, "w") as f:
+        hm_ds = f.create_dataset(
+            "heatmaps", (0, 8, 17, res, res), np.uint8, maxshape=(None, 8, 17, res, res)
+        )
+        v_ds = None
+        for i in range(n):
+            path = amass / plan.sequences[plan.seq[i]]
+            d = np.load(path)
+            fr = int(plan.frame[i])
+            gender = str(d["gender"])
+            model = load_body_model(models, "smplh", gender)
+            o = model.forward(d["poses"][fr][None], d["betas"][None], d["trans"][fr][None], chunk=1)
+            v = o.vertices[0]
+            coco, h36m = coco_r @ v, h36m_r @ v
+            T = placement_transform(v, np.random.default_rng([0, i]), root=h36m[0])
+            v = v @ T[:3, :3].T + T[:3, 3]
+            kp = np.concatenate([coco, h36m]) @ T[:3, :3].T + T[:3, 3]
+            hms = np.zeros((8, 17, res, res), np.uint8)
+            for c, cam in enumerate(rig):
+                p = cam.project(kp)
+                box = crop_box(p.uv, p.visible)
+                A = crop_affine(box, res)
+                uv = p.uv[:17] @ A[:, :2].T + A[:, 2]
+                for k in range(17):
+                    g = np.exp(-((xx - uv[k, 0]) ** 2 + (yy - uv[k, 1]) ** 2) / (2 * sigma**2))
+                    hms[c, k] = np.floor(255 * g + 0.5)
+            if v_ds is None:
+                v_ds = f.create_dataset(
+                    "vertices", (0,) + v.shape, np.float16, maxshape=(None,) + v.shape
+                )
+            for ds, a in ((hm_ds, hms), (v_ds, v.astype(np.float16))):
+                ds.resize(i + 1, axis=0)
+                ds[i] = a
+    return n / (time.perf_counter() - t0)
+
+
+def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
+    """Seconds per stage for one unit computed in-process."""
+    import cProfile
+    import pstats
+
+    from pipeline.process import Context, RenderConfig, process_unit
+
+    ctx = Context(amass, models, RenderConfig(views=8, res=56))
+    a, b = (int(x) for x in plan.units[0])
+    paths = [plan.sequences[s] for s in plan.seq[a:b]]
+    process_unit(ctx, paths[:8], plan.frame[a : a + 8], np.arange(a, a + 8), seed)  # warm
+    pr = cProfile.Profile()
+    pr.enable()
+    process_unit(ctx, paths, plan.frame[a:b], np.arange(a, b), seed)
+    pr.disable()
+    st = pstats.Stats(pr)
+    want = {
+        "body_forward": "forward",
+        "placement": "_place",
+        "projection": "project",
+        "heatmaps": "encode",
+        "crop": "crop_box",
+    }
+    out = {}
+    for key, fn in want.items():
+        tot = sum(v[3] for k, v in st.stats.items() if k[2] == fn)
+        out[f"profile_{key}_s"] = round(tot, 4)
+    out["profile_unit_total_s"] = round(sum(v[2] for v in st.stats.values()), 4)
+    out["profile_unit_meshes"] = b - a
+    return out
+
+
+def run() -> dict:
+    from pipeline import build as B
+    from pipeline.plan import Plan
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    amass, models = _data()
+    work = Path(tempfile.mkdtemp(prefix="bench-build-"))
+    res: dict = {"meshes": MESHES, "views": 8, "res": 56, "masks": 0}
+    try:
+        secs = {}
+        for w in (1, 2):
+            st = B.build(B.parse_args(_args(amass, models, work / f"w{w}", w)))
+            secs[w] = st["seconds_units"]
+            res[f"build_w{w}_meshes_per_s_per_core"] = round(st["written"] / (secs[w] * w), 1)
+            res[f"build_w{w}_total_s"] = round(st["seconds_total"], 2)
+        res["speedup_w2_over_w1"] = round(secs[1] / secs[2], 2)
+        plan = Plan.load(work / "w1")
+        naive = naive_build(amass, models, work / "naive.h5", plan, NAIVE)
+        res["naive_meshes_per_s"] = round(naive, 2)
+        res["speedup_vs_naive"] = round(res["build_w1_meshes_per_s_per_core"] / naive, 1)
+        res.update(profile_unit(amass, models, plan))
+        res["shard_bytes_per_mesh"] = int(
+            sum(p.stat().st_size for p in (work / "w1").glob("shard-*.h5")) / MESHES
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+if __name__ == "__main__":
+    for k, v in run().items():
+        print(f"{k:<40} {v}")

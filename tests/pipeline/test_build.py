@@ -1,0 +1,218 @@
+"""Build driver: determinism across worker counts and resume, accounting, preflight errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import build as B
+from shards.verify import verify
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--meshes", "72", "--unit-size", "16", "--views", "8", "--res", "56", "--masks", "0"]
+
+
+@pytest.fixture(scope="module")
+def inputs(synth_data):
+    """(amass root, body-model dir) of the small embedded default."""
+    return Path(synth_data) / "amass", Path(synth_data) / "body_models"
+
+
+def _args(amass: Path, models: Path, out: Path, workers: int, extra=()) -> list[str]:
+    return [
+        "--config",
+        str(ROOT / "configs" / "build_default.yaml"),
+        "--amass",
+        str(amass),
+        "--body-models",
+        str(models),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--quiet",
+        *SMALL,
+        *extra,
+    ]
+
+
+def _datasets(folder: Path) -> dict[str, dict[str, bytes]]:
+    """{shard name: {dataset path: raw bytes}} for every shard in a folder."""
+    out = {}
+    for p in sorted(folder.glob("shard-*.h5")):
+        d: dict[str, bytes] = {}
+
+        def visit(name, obj, d=d):
+            if isinstance(obj, h5py.Dataset):
+                a = obj[()]
+                d[name] = (
+                    repr(a.tolist()).encode()
+                    if a.dtype == object
+                    else a.tobytes() + str(a.shape).encode()
+                )
+
+        with h5py.File(p, "r") as f:
+            f.visititems(visit)
+        out[p.name] = d
+    return out
+
+
+def _assert_same(a: Path, b: Path) -> None:
+    da, db = _datasets(a), _datasets(b)
+    assert sorted(da) == sorted(db) and da
+    for name in da:
+        assert sorted(da[name]) == sorted(db[name]), name
+        for k in da[name]:
+            assert da[name][k] == db[name][k], f"{name}:{k} differs"
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    """An uninterrupted in-process build (no Ray)."""
+    out = tmp_path_factory.mktemp("ref")
+    assert B.main(_args(*inputs, out, 0)) == 0
+    return out
+
+
+def test_reference_build_contract(reference):
+    man = json.loads((reference / "manifest.json").read_text())
+    plan = json.loads((reference / "plan.json").read_text())
+    planned = plan["stats"]["planned"]
+    assert planned == 72
+    assert verify(reference).ok
+    assert man["meshes"] + man["config"]["skipped_samples"] == planned
+    # every shard holds one split and the sample ids of its unit, contiguous
+    with np.load(reference / "plan.npz") as z:
+        units, split = z["units"], z["split"]
+    names = {s["name"]: s for s in man["shards"]}
+    for u, (a, b) in enumerate(units):
+        info = names[f"shard-{u:06d}.h5"]
+        with h5py.File(reference / info["name"], "r") as f:
+            ids = f["sample_id"][()]
+            np.testing.assert_array_equal(ids, np.arange(a, b))
+            assert f["views/heatmaps"].shape == (b - a, 8, 17, 56, 56)
+        assert len(set(split[a:b].tolist())) == 1
+    assert (reference / "topology.h5").exists()
+    assert not list(reference.glob("*.tmp-*"))
+
+
+@pytest.mark.slow
+def test_ray_1_and_2_workers_identical_with_retry(inputs, reference, tmp_path):
+    """Real Ray path: 1 worker (its unit 1 crashes once mid-shard and is retried) and 2 workers
+    give byte-identical datasets, equal to the in-process build."""
+    one, two = tmp_path / "w1", tmp_path / "w2"
+    flag = tmp_path / "crashed-once"
+    env = {**os.environ, B.FAULT_ENV: f"1:{flag}", "RAY_AUTH_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "pipeline.build", *_args(*inputs, one, 1)]
+    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert flag.exists()  # the crash happened and Ray's retry finished the unit
+    assert B.main(_args(*inputs, two, 2)) == 0
+    _assert_same(one, reference)
+    _assert_same(two, reference)
+
+
+def test_kill_mid_shard_and_resume(inputs, reference, tmp_path):
+    """A build whose process dies while writing unit 2's shard leaves a partial file; rerunning
+    the same command skips finished units, ignores the partial file and matches the reference."""
+    out = tmp_path / "killed"
+    env = {**os.environ, B.FAULT_ENV: "2"}
+    cmd = [sys.executable, "-m", "pipeline.build", *_args(*inputs, out, 0)]
+    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 17, r.stderr[-2000:]
+    assert list(out.glob("shard-000002.h5.tmp-*"))  # killed mid-shard
+    assert not (out / "manifest.json").exists()
+    done_before = sorted(p.name for p in out.glob("shard-*.h5"))
+    assert done_before == ["shard-000000.h5", "shard-000001.h5"]
+    mtimes = {n: (out / n).stat().st_mtime_ns for n in done_before}
+    n_units = len(np.load(out / "plan.npz")["units"])
+    assert n_units > 3
+    stats = B.build(B.parse_args(_args(*inputs, out, 0)))
+    assert stats["units_resumed"] == 2 and stats["units_run"] == n_units - 2
+    assert {n: (out / n).stat().st_mtime_ns for n in done_before} == mtimes
+    assert not list(out.glob("*.tmp-*"))
+    _assert_same(out, reference)
+    # a corrupted shard is not trusted on the next rerun
+    with open(out / "shard-000001.h5", "r+b") as f:
+        f.seek(-7, 2)
+        f.write(b"garbage")
+    stats = B.build(B.parse_args(_args(*inputs, out, 0)))
+    assert stats["units_run"] == 1 and stats["units_resumed"] == n_units - 1
+    _assert_same(out, reference)
+
+
+def test_bad_inputs_are_skipped_and_counted(inputs, tmp_path):
+    """A corrupt file and a file with NaN frames mixed into the archive. Without pose thinning
+    the plan reads headers only, so the NaN file's samples are planned and then skipped by the
+    unit with the loader's reason: planned = written + skipped, id by id."""
+    amass, models = inputs
+    cfg = yaml.safe_load((ROOT / "configs" / "build_default.yaml").read_text())
+    cfg["plan"]["min_pose_dist"] = 0.0
+    config = tmp_path / "no_thinning.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    bad = tmp_path / "amass"
+    shutil.copytree(amass, bad)
+    files = sorted(p for p in bad.rglob("*_poses.npz"))
+    # a corrupt file (listed as skipped with its reason) ...
+    (files[0].parent / "broken_poses.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    # ... and a readable file whose frames hold NaNs (its planned samples are skipped)
+    victim = files[-1]
+    with np.load(victim) as z:
+        d = {k: z[k] for k in z.files}
+    d["poses"][:, 5] = np.nan
+    np.savez(victim, **d)
+    out = tmp_path / "out"
+    assert B.main([*_args(bad, models, out, 0), "--config", str(config)]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    planned = json.loads((out / "plan.json").read_text())["stats"]["planned"]
+    sample_skips = [s for s in man["skipped"] if "sample_id" in s]
+    assert man["meshes"] + len(sample_skips) == planned
+    assert sample_skips and all("NaN" in s["reason"] for s in sample_skips)
+    rel_victim = victim.relative_to(bad).as_posix()
+    assert {s["input"] for s in sample_skips} == {rel_victim}
+    broken = [s for s in man["skipped"] if s["input"].endswith("broken_poses.npz")]
+    assert len(broken) == 1 and broken[0]["reason"]
+    # the skipped ids are exactly the ids missing from the shards
+    ids = []
+    for p in sorted(out.glob("shard-*.h5")):
+        with h5py.File(p, "r") as f:
+            ids.append(f["sample_id"][()])
+    written = set(np.concatenate(ids).tolist())
+    skipped = {s["sample_id"] for s in sample_skips}
+    assert written.isdisjoint(skipped) and written | skipped == set(range(planned))
+
+
+def test_missing_body_model_is_one_clear_line(inputs, tmp_path, capsys):
+    amass, models = inputs
+    broken = tmp_path / "models"
+    shutil.copytree(models, broken)
+    victims = list((broken / "smplh").glob("*/model.npz"))
+    assert victims
+    for v in victims:
+        if v.parent.name != "neutral":
+            v.unlink()
+    out = tmp_path / "out"
+    assert B.main(_args(amass, broken, out, 0)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(broken) in err[0] and "body model" in err[0], err
+    assert not list(out.glob("shard-*"))  # stopped before any work
+
+    assert B.main(_args(tmp_path / "nowhere", models, out, 0)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0] and "not found" in err[0]
+
+
+def test_changed_config_into_same_folder_refuses(inputs, reference, tmp_path, capsys):
+    out = tmp_path / "o"
+    shutil.copytree(reference, out)
+    assert B.main(_args(*inputs, out, 0, ["--seed", "99"])) == 2
+    assert "different plan" in capsys.readouterr().err
