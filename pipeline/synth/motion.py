@@ -861,3 +861,26 @@ def plot_motions(root: Path, out_png: Path, frames_per_clip: int = 6) -> Path:
     fig.savefig(out_png, dpi=75)
     plt.close(fig)
     return out_png
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.synth.motion --out DIR [--seed S] [--small] [--png PNG]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m pipeline.synth.motion", description=main.__doc__)
+    ap.add_argument("--out", type=Path, required=True, help="archive root to write (or read)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--small", action="store_true")
+    ap.add_argument("--body-models", type=Path, default=None, help="plant feet with these")
+    ap.add_argument("--png", type=Path, default=None, help="only draw the stick-figure sheet")
+    args = ap.parse_args(argv)
+    if args.png is None or not any(args.out.rglob("*_poses.npz")):
+        files = generate_archive(args.out, args.seed, args.small, args.body_models)
+        print(f"wrote {len(files)} sequences under {args.out}")
+    if args.png is not None:
+        print(f"wrote {plot_motions(args.out, args.png)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
