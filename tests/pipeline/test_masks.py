@@ -182,6 +182,7 @@ def test_keypoint_occlusion_sphere_in_front():
     tol = np.array([0.03, 0.03, 0.03, 0.03, 0.03, 0.6])
     np.testing.assert_array_equal(M.keypoint_occlusion(kp, kz, zbuf, tol)[0, 5], False)
     assert M.COCO17_OCCLUSION_TOL.shape == (17,)
+    assert M.keypoint_occlusion(kp, kz, zbuf)[0, 5]  # default 0.03 for K != 17
 
 
 def test_bad_input_messages():
@@ -221,3 +222,37 @@ def test_preview_png(tmp_path):
         assert all(near)
     out = render_preview(tmp_path / "render.png", None, views=4, res=56)
     assert out.stat().st_size > 10_000
+
+
+def test_body_occlusion_front_and_back(synth_data):
+    from pipeline.body_models import load_body_model
+
+    bm = synth_data / "body_models"
+    model = load_body_model(bm)
+    pose = np.zeros((1, 156))
+    pose[0, [16 * 3 + 2, 17 * 3 + 2]] = [-1.0, 1.0]  # arms down, away from the torso
+    v = model(poses=pose).vertices[0].astype(np.float64)
+    coco = np.load(bm / "smplh" / "joint_regressors.npz")["coco17"] @ v
+    centre = v.mean(0)
+    occ = {}
+    for name, flip in (("front", np.array([-1.0, -1.0, -1.0])), ("back", np.array([1, -1, 1]))):
+        # body faces +z; the camera looks along +z, so flipping x and z shows the front
+        uv, z = pinhole((v - centre) * flip, 112, dist=3.0, focal=3.0)
+        kp, kz = pinhole((coco - centre) * flip, 112, dist=3.0, focal=3.0)
+        _, zb = M.render_masks(uv[None], z[None], model.faces, 112, return_depth=True)
+        occ[name] = M.keypoint_occlusion(kp[None], kz[None], zb)[0]
+    assert not occ["front"].any()
+    assert occ["back"][:3].all()  # nose and eyes are behind the head
+    assert not occ["back"][5:].any()  # shoulders ... ankles stay visible from behind
+
+
+def test_degenerate_and_huge_coordinates():
+    uv = np.array([[[1e30, 2.0], [5.0, 5.0], [2.0, 9.0], [np.nan, 1.0], [3.0, 3.0], [8.0, 8.0]]])
+    z = np.full((1, 6), 2.0)
+    faces = np.array([[0, 1, 2], [3, 4, 5], [1, 1, 2], [1, 2, 4]])
+    for engine in ENGINES:
+        m, d = M.rasterize_cpu(uv, z, faces, 12, True, engine=engine)
+        ref, _ = M.rasterize_cpu(uv, z, faces[3:], 12, True, engine="numpy")
+        assert m[0, 9:].any() and np.isfinite(d[m]).all()
+        # the huge triangle covers a slab; the NaN and zero-area ones are skipped
+        assert (m & ~ref).any() and np.array_equal(m | ref, m)
