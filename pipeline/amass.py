@@ -229,6 +229,10 @@ class _Npz:
     def array(self, key: str) -> np.ndarray:
         if key not in self.members:
             raise AmassFileError(self.path, f"missing key '{key}'")
+        if self.header(key)[1].hasobject:
+            raise AmassFileError(
+                self.path, f"'{key}' holds pickled Python objects (not loaded; save plain arrays)"
+            )
         try:
             with self.zf.open(self.members[key]) as f:
                 return np.lib.format.read_array(f, allow_pickle=False)

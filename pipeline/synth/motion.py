@@ -786,7 +786,9 @@ _BONES = [(j, int(SMPLH_PARENTS[j])) for j in range(1, 22)]
 _FRONT_VIEW = {"wave", "jumping_jacks", "sidestep", "idle", "throw", "reach"}
 
 
-def plot_motions(root: Path, out_png: Path, frames_per_clip: int = 6) -> Path:
+def plot_motions(
+    root: Path, out_png: Path, frames_per_clip: int = 6, body_models: Path | None = None
+) -> Path:
     """Stick-figure contact sheet of the archive under ``root``.
 
     One row per motion kind (its first clip): ``frames_per_clip`` evenly spaced frames seen from
@@ -799,6 +801,10 @@ def plot_motions(root: Path, out_png: Path, frames_per_clip: int = 6) -> Path:
     import matplotlib.pyplot as plt
 
     root = Path(root)
+    if body_models is None:
+        sibling = root.parent / "body_models"
+        if all((sibling / "smplh" / g / "model.npz").is_file() for g in GENDERS):
+            body_models = sibling
     clips: dict[str, Path] = {}
     for p in sorted(root.rglob("*_poses.npz")):
         clips.setdefault(p.name.rsplit("_", 2)[0], p)
@@ -814,8 +820,8 @@ def plot_motions(root: Path, out_png: Path, frames_per_clip: int = 6) -> Path:
             gender, betas, fps = str(d["gender"]), d["betas"], float(d["mocap_framerate"])
         n = poses.shape[0]
         rot = Rotation.from_rotvec(poses[:, :66].reshape(-1, 3)).as_matrix().reshape(n, 22, 3, 3)
-        pos = forward_kinematics(rot, rest_joints(gender, betas)[:22], SMPLH_PARENTS[:22])
-        pos += trans[:, None]
+        joints = _joints(body_models, gender, betas)
+        pos = forward_kinematics(rot, joints[:22], SMPLH_PARENTS[:22]) + trans[:, None]
         facing = Rotation.from_rotvec(poses[n // 2, :3]).apply([0.0, 0.0, 1.0])
         facing[2] = 0.0
         facing /= np.linalg.norm(facing) + 1e-12
@@ -878,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         files = generate_archive(args.out, args.seed, args.small, args.body_models)
         print(f"wrote {len(files)} sequences under {args.out}")
     if args.png is not None:
-        print(f"wrote {plot_motions(args.out, args.png)}")
+        print(f"wrote {plot_motions(args.out, args.png, body_models=args.body_models)}")
     return 0
 
 

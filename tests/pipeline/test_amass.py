@@ -93,6 +93,12 @@ def _bad_fps(p: Path) -> None:
     _write(p, a)
 
 
+def _pickled_gender(p: Path) -> None:
+    a = _smplh_arrays()
+    a["gender"] = np.array(["female", None], dtype=object)
+    _write(p, a)
+
+
 BAD_CASES = [
     ("truncated", _truncated, "truncated or corrupt npz archive", True),
     ("text", _text, "not an npz archive (no zip signature)", True),
@@ -103,6 +109,7 @@ BAD_CASES = [
     ("alien", _alien, "unknown gender 'alien'", True),
     ("trans_mismatch", _trans_mismatch, "'trans' has shape (19, 3), expected (20, 3)", True),
     ("bad_fps", _bad_fps, "mocap_framerate must be a positive number", True),
+    ("pickled", _pickled_gender, "'gender' holds pickled Python objects", True),
 ]
 
 
