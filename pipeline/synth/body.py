@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import lsq_linear
 from scipy.spatial import cKDTree
 
 GENDERS = ("neutral", "male", "female")
@@ -324,9 +323,10 @@ def _surface(
     prims: list[_Prim], voxel: float, target_vertices: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes on the implicit field, then quadric decimation to ~``target_vertices``."""
-    import fast_simplification
     import trimesh
     from skimage.measure import marching_cubes
+
+    from pipeline.mesh_sampling import decimate
 
     lo = np.min([_prim_bounds(p)[0] for p in prims], axis=0) - 0.04
     hi = np.max([_prim_bounds(p)[1] for p in prims], axis=0) + 0.04
@@ -337,10 +337,7 @@ def _surface(
     mesh = trimesh.Trimesh(verts, faces[:, ::-1], process=True)
     parts = mesh.split(only_watertight=False)
     mesh = max(parts, key=lambda m: len(m.vertices))
-    reduction = 1.0 - target_vertices / len(mesh.vertices)
-    v, f = fast_simplification.simplify(
-        mesh.vertices, mesh.faces, target_reduction=reduction, agg=5
-    )
+    v, f = decimate(mesh.vertices, mesh.faces, target_vertices)
     out = trimesh.Trimesh(v, f, process=True)
     out.remove_unreferenced_vertices()
     if out.volume < 0:
@@ -365,10 +362,37 @@ def _skinning_weights(
     W = np.zeros((len(v), NUM_JOINTS))
     W[np.arange(len(v)), owner] = 1.0
     M = _vertex_adjacency(faces, len(v))
-    for _ in range(iters):
+    # fingers are short and finely meshed: blend them over fewer rings than the body
+    hand_vertex = (owner >= 22) & (d.min(axis=1) > -0.05)
+    W_hand = None
+    for it in range(iters):
         W = 0.5 * W + 0.5 * (M @ W)
+        if it == 2:
+            W_hand = W.copy()
+    W[hand_vertex] = W_hand[hand_vertex]
     W[W < 1e-4] = 0.0
     return W / W.sum(axis=1, keepdims=True)
+
+
+def _closest_convex_weights(P: np.ndarray, target: np.ndarray, w0: np.ndarray) -> np.ndarray:
+    """Weights ``w >= 0`` with ``sum(w) = 1`` and ``w @ P = target`` near the prior ``w0``.
+
+    Minimum-norm correction of ``w0`` onto the affine constraints; vertices that come out
+    negative are dropped and the correction repeated (active set)."""
+    active = np.ones(len(P), bool)
+    w = np.zeros(len(P))
+    for _ in range(len(P)):
+        A = np.vstack([P[active].T, np.ones(active.sum())])  # (4, n)
+        b = np.append(target, 1.0)
+        x0 = w0[active]
+        corr = A.T @ np.linalg.lstsq(A @ A.T, b - A @ x0, rcond=None)[0]
+        x = x0 + corr
+        if np.all(x >= 0) or active.sum() <= 4:
+            break
+        idx = np.where(active)[0]
+        active[idx[x < 0]] = False
+    w[active] = np.clip(x, 0.0, None)
+    return w / w.sum()
 
 
 def _joint_regressor(v: np.ndarray, J: np.ndarray) -> np.ndarray:
@@ -378,17 +402,13 @@ def _joint_regressor(v: np.ndarray, J: np.ndarray) -> np.ndarray:
     for j in range(NUM_JOINTS):
         d0 = tree.query(J[j])[0]
         for grow in (1.4, 2.0, 3.0, 5.0):
-            idx = np.array(tree.query_ball_point(J[j], d0 * grow + 0.004))
+            radius = d0 * grow + 0.004
+            idx = np.array(tree.query_ball_point(J[j], radius))
             if len(idx) < 8:
                 idx = tree.query(J[j], k=8)[1]
             dist = np.linalg.norm(v[idx] - J[j], axis=1)
-            w0 = np.exp(-((dist / (d0 * grow + 0.004)) ** 2))
-            w0 /= w0.sum()
-            lam = 1e3
-            A = np.vstack([lam * np.vstack([v[idx].T, np.ones(len(idx))]), np.eye(len(idx))])
-            b = np.concatenate([lam * np.append(J[j], 1.0), w0])
-            w = lsq_linear(A, b, bounds=(0.0, np.inf), method="bvls").x
-            w /= w.sum()
+            w0 = np.exp(-((dist / radius) ** 2))
+            w = _closest_convex_weights(v[idx], J[j], w0 / w0.sum())
             if np.linalg.norm(w @ v[idx] - J[j]) < 5e-4:
                 break
         R[j, idx] = w

@@ -1,0 +1,188 @@
+"""Body-model layer vs direct smplx calls and closed-form references."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import smplx
+import torch
+from smplx.utils import Struct
+
+from pipeline.body_models import BodyModelError, load_body_model, load_smpl_pkl
+
+
+def _npz(synth_data, gender="neutral"):
+    path = synth_data / "body_models" / "smplh" / gender / "model.npz"
+    with np.load(path) as z:
+        return path, {k: z[k] for k in z.files}
+
+
+def _amass_frames(synth_data, n=6):
+    """Frames of a generated AMASS SMPL+H file (or random poses if none was generated)."""
+    files = (
+        sorted((synth_data / "amass").rglob("*_poses.npz"))
+        if (synth_data / "amass").is_dir()
+        else []
+    )
+    if files:
+        with np.load(files[0]) as z:
+            idx = np.linspace(0, len(z["poses"]) - 1, n).astype(int)
+            return z["poses"][idx], z["trans"][idx], z["betas"][:16], str(z["gender"])
+    rng = np.random.default_rng(0)
+    return rng.normal(0, 0.3, (n, 156)), rng.normal(0, 0.5, (n, 3)), rng.normal(0, 1, 16), "neutral"
+
+
+def _direct_smplh(path, monkeypatch, gender):
+    """smplx.SMPLH built straight from the file, with all 16 betas and filled hand PCA keys."""
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    for s in "lr":
+        data[f"hands_components{s}"] = np.eye(45)
+        data[f"hands_mean{s}"] = np.zeros(45)
+    monkeypatch.setattr(smplx.SMPLH, "SHAPE_SPACE_DIM", 16)
+    dummy_ids = {k: 0 for k in smplx.vertex_ids.vertex_ids["smplh"]}
+    return smplx.SMPLH(
+        model_path=str(path),
+        ext="npz",
+        use_pca=False,
+        flat_hand_mean=True,
+        num_betas=16,
+        gender=gender,
+        data_struct=Struct(**data),
+        vertex_ids=dummy_ids,
+    )
+
+
+def test_amass_pose_matches_direct_smplx_call(synth_data, monkeypatch):
+    poses, trans, betas, gender = _amass_frames(synth_data)
+    gender = gender if gender in ("male", "female", "neutral") else "neutral"
+    path, _ = _npz(synth_data, gender)
+    out = load_body_model(synth_data / "body_models", "smplh", gender).forward(
+        poses, betas, trans, chunk=4
+    )
+    ref = _direct_smplh(path, monkeypatch, gender)
+    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        r = ref(
+            betas=t(np.tile(betas, (len(poses), 1))),
+            global_orient=t(poses[:, :3]),
+            body_pose=t(poses[:, 3:66]),
+            left_hand_pose=t(poses[:, 66:111]),
+            right_hand_pose=t(poses[:, 111:156]),
+            transl=t(trans),
+        )
+    assert out.vertices.dtype == np.float32 and out.vertices.shape == r.vertices.shape
+    np.testing.assert_allclose(out.vertices, r.vertices.numpy(), atol=1e-5)
+    np.testing.assert_allclose(out.joints, r.joints[:, :52].numpy(), atol=1e-5)
+
+
+def test_all_16_betas_are_used(synth_data):
+    path, m = _npz(synth_data)
+    bm = load_body_model(synth_data / "body_models", "smplh", "neutral")
+    assert bm.num_betas == 16
+    betas = np.zeros((3, 16))
+    betas[1, 10:] = 1.5  # betas 11-16 only
+    betas[2] = np.linspace(-2, 2, 16)
+    trans = np.array([[0, 0, 0], [0.1, 0.2, 0.3], [0, 0, 0]])
+    out = bm.forward(np.zeros((3, 156)), betas, trans)
+    # zero pose: LBS is the identity, so vertices = v_template + shapedirs @ betas + trans
+    ref = m["v_template"][None] + np.einsum("vcb,nb->nvc", m["shapedirs"], betas) + trans[:, None]
+    np.testing.assert_allclose(out.vertices, ref, atol=2e-5)
+    assert np.abs(out.vertices[1] - out.vertices[0] - trans[1]).max() > 0.01
+
+
+def _smpl_dict_from_smplh(m: dict) -> dict:
+    """An SMPL-format model (24 joints, 10 betas) made from the SMPL+H one: each hand's
+    finger weights and regressor rows merge into SMPL's hand joint (first finger root)."""
+    W = np.zeros((len(m["weights"]), 24))
+    W[:, :22] = m["weights"][:, :22]
+    W[:, 22] = m["weights"][:, 22:37].sum(axis=1)
+    W[:, 23] = m["weights"][:, 37:52].sum(axis=1)
+    parents = np.append(m["kintree_table"][0, :22], [20, 21])
+    return {
+        "v_template": m["v_template"],
+        "f": m["f"],
+        "J_regressor": sp.csc_matrix(m["J_regressor"][list(range(22)) + [22, 37]]),
+        "kintree_table": np.stack([parents, np.arange(24)]),
+        "weights": W,
+        "posedirs": np.zeros((len(W), 3, 207)),
+        "shapedirs": m["shapedirs"][:, :, :10],
+    }
+
+
+@pytest.fixture
+def fake_chumpy(monkeypatch):
+    """A stand-in ``chumpy.ch.Ch`` class so pickles reference chumpy like the real files."""
+
+    class Ch:
+        def __init__(self, x):
+            self.x = np.asarray(x)
+
+        def __getstate__(self):
+            return {"x": self.x, "dterms": []}
+
+    mod = types.ModuleType("chumpy.ch")
+    Ch.__module__ = "chumpy.ch"
+    Ch.__qualname__ = "Ch"
+    mod.Ch = Ch
+    monkeypatch.setitem(sys.modules, "chumpy", types.ModuleType("chumpy"))
+    monkeypatch.setitem(sys.modules, "chumpy.ch", mod)
+    return Ch
+
+
+def test_smpl_pkl_without_chumpy_and_npz_match_smplh(synth_data, tmp_path, fake_chumpy):
+    _, m = _npz(synth_data)
+    smpl = _smpl_dict_from_smplh(m)
+    root = tmp_path / "bm"
+    (root / "smpl").mkdir(parents=True)
+    pkl = dict(
+        smpl, v_template=fake_chumpy(smpl["v_template"]), shapedirs=fake_chumpy(smpl["shapedirs"])
+    )
+    with open(root / "smpl" / "SMPL_NEUTRAL.pkl", "wb") as fh:
+        pickle.dump(pkl, fh, protocol=2)
+    npz = dict(smpl, J_regressor=smpl["J_regressor"].toarray())
+    np.savez(root / "smpl" / "SMPL_MALE.npz", **npz)
+    sys.modules.pop("chumpy.ch")  # reading must not need chumpy
+    sys.modules.pop("chumpy")
+    loaded = load_smpl_pkl(root / "smpl" / "SMPL_NEUTRAL.pkl")
+    np.testing.assert_array_equal(loaded["v_template"], smpl["v_template"])
+
+    rng = np.random.default_rng(1)
+    body = rng.normal(0, 0.3, (4, 66))
+    betas = rng.normal(0, 1, 10)
+    ref = load_body_model(synth_data / "body_models", "smplh").forward(body, betas)
+    for gender in ("neutral", "male"):
+        bm = load_body_model(root, "smpl", gender)
+        assert bm.num_betas == 10 and bm.num_joints == 24
+        poses = np.concatenate([body, np.zeros((4, 6))], axis=1)  # SMPL hand joints at rest
+        out = bm.forward(poses, betas)
+        np.testing.assert_allclose(out.vertices, ref.vertices, atol=1e-5)
+        np.testing.assert_allclose(out.joints[:, :22], ref.joints[:, :22], atol=1e-5)
+
+
+def test_missing_and_invalid_files_give_one_line_errors(tmp_path, synth_data):
+    with pytest.raises(BodyModelError, match=r"smplh/male/model.npz: body model file not found"):
+        load_body_model(tmp_path, "smplh", "male")
+    bad = tmp_path / "smplh" / "female" / "model.npz"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(BodyModelError, match="not a readable .npz") as e:
+        load_body_model(tmp_path, "smplh", "female")
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)
+    np.savez(tmp_path / "smplh" / "female" / "model.npz", v_template=np.zeros((3, 3)))
+    with pytest.raises(BodyModelError, match="missing f, J_regressor"):
+        load_body_model(tmp_path, "smplh", "female")
+    with pytest.raises(BodyModelError, match="unknown gender"):
+        load_body_model(synth_data / "body_models", "smplh", "other")
+
+
+def test_cached_and_gender_spelling(synth_data):
+    root = synth_data / "body_models"
+    a = load_body_model(root, "smplh", "male")
+    assert load_body_model(root, "smplh", b"Male") is a
+    assert a.faces.shape[1] == 3 and a.faces.dtype == np.int64
