@@ -158,14 +158,19 @@ def discover(root: Path | str) -> list[Path]:
 
 
 def _where(path: Path, root: Path | None) -> tuple[str, str, str]:
-    """(relative posix path, subset, subject) of a file under ``root``."""
+    """(relative posix path, subset, subject) of a file.
+
+    Relative to ``root`` when given (subset = top folder, subject = the file's folder); without
+    a root (or outside it) AMASS's ``<Subset>/<Subject>/<file>`` depth is assumed.
+    """
+    rel = None
     if root is not None:
         try:
             rel = path.resolve().relative_to(Path(root).resolve())
         except ValueError:
-            rel = Path(path.name)
-    else:
-        rel = Path(path.name)
+            rel = None
+    if rel is None:
+        rel = Path(*path.resolve().parts[-3:])
     parts = rel.parts
     subset = parts[0] if len(parts) > 1 else ""
     subject = parts[-2] if len(parts) > 2 else ""

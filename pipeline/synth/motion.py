@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -204,7 +204,6 @@ class Track:
     forward: np.ndarray  # (N,) speed along the facing direction, m/s
     lateral: np.ndarray  # (N,) speed towards the body's left, m/s
     lift: np.ndarray  # (N,) extra height over the planted pose (jumps), metres
-    extras: dict = field(default_factory=dict)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -625,7 +624,8 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def _subject_betas(rng: np.random.Generator, gender: str) -> np.ndarray:
+def _subject_betas(rng: np.random.Generator) -> np.ndarray:
+    """16 shape coefficients ~ N(0, 1), stature kept within +/-2 sd."""
     betas = rng.normal(0.0, 1.0, 16)
     betas[0] = np.clip(betas[0], -2.0, 2.0)
     return betas
@@ -700,7 +700,7 @@ def generate_archive(
     written: list[Path] = []
     for si, subj in enumerate(subjects):
         srng = np.random.default_rng([seed, 1, si])
-        betas = _subject_betas(srng, subj.gender)
+        betas = _subject_betas(srng)
         joints = _joints(body_models, subj.gender, betas)
         sdir = out_dir / subj.subset / subj.name
         _write_npz(sdir / "shape.npz", {"gender": np.array(subj.gender), "betas": betas})
@@ -723,7 +723,24 @@ def generate_archive(
             )
             written.append(path)
     written += _write_smplx_subject(out_dir, seed, small, body_models)
+    _remove_stale(out_dir, written)
     return written
+
+
+def _remove_stale(out_dir: Path, written: list[Path]) -> None:
+    """Delete npz files of an earlier run (other seed/size) from the generator's own subsets."""
+    keep = {p.resolve() for p in written}
+    keep |= {(p.parent / n).resolve() for p in written for n in ("shape.npz", "neutral_stagei.npz")}
+    for subset in {s.subset for s in (*_SUBJECTS, _SMPLX_SUBJECT)}:
+        sdir = out_dir / subset
+        if not sdir.is_dir():
+            continue
+        for f in sdir.rglob("*.npz"):
+            if f.resolve() not in keep:
+                f.unlink()
+        for d in sorted(sdir.rglob("*"), reverse=True):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
 
 
 def _joints(body_models: Path | None, gender: str, betas: np.ndarray) -> np.ndarray:
@@ -738,7 +755,7 @@ def _write_smplx_subject(
     """SMPL-X layout (``*_stageii.npz``) as AMASS's SMPL-X release ships it."""
     subj = _SMPLX_SUBJECT
     srng = np.random.default_rng([seed, 3])
-    betas = _subject_betas(srng, subj.gender)
+    betas = _subject_betas(srng)
     joints = _joints(body_models, subj.gender, betas)  # SMPL+H stand-in for the SMPL-X skeleton
     sdir = out_dir / subj.subset / subj.name
     _write_npz(sdir / "neutral_stagei.npz", {"gender": np.array(subj.gender), "betas": betas})

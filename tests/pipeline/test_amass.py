@@ -205,6 +205,8 @@ def test_frame_batches(archive):
     np.testing.assert_array_equal(b["betas"], np.tile(seq.betas, (4, 1)))
     with pytest.raises(IndexError, match=seq.path):
         seq.frames([seq.n_frames])
+    alone = load_sequence(archive / seq.path)  # no root: AMASS's <Subset>/<Subject>/<file>
+    assert (alone.path, alone.subset, alone.subject) == (seq.path, seq.subset, seq.subject)
     rf = amass.read_frames(archive, seq.path, [1, 2])
     np.testing.assert_array_equal(rf["poses"], seq.poses[[1, 2]])
     assert rf["gender"] == seq.gender and rf["fps"] == seq.fps

@@ -114,6 +114,12 @@ def test_determinism(tmp_path):
     assert set(da) == set(dc) or da != dc
     changed = [k for k in da if k in dc and da[k] != dc[k]]
     assert changed, "another seed must change the motions"
+    # regenerating over an existing archive leaves exactly the new run's files
+    (tmp_path / "a" / "SynthCMU" / "s99").mkdir()
+    np.savez(tmp_path / "a" / "SynthCMU" / "s99" / "old_poses.npz", poses=np.zeros((1, 156)))
+    generate_archive(tmp_path / "a", seed=6, small=True)
+    assert _digest(tmp_path / "a") == dc
+    assert not (tmp_path / "a" / "SynthCMU" / "s99").exists()
 
 
 def test_joint_limits_and_anatomy(full_archive):
