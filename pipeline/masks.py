@@ -260,29 +260,23 @@ class _PyrenderRasterizer:
     def render(self, uv, depth, faces, znear) -> np.ndarray:
         pr = self.pyrender
         out = np.full((uv.shape[0], self.res, self.res), np.inf, dtype=np.float32)
+        scene = pr.Scene()
+        cam = pr.IntrinsicsCamera(fx=1.0, fy=1.0, cx=float(self.cx), cy=float(self.cy))
+        scene.add(cam, pose=self.pose)
         for b in range(uv.shape[0]):
             z = depth[b]
             f = faces[np.all(z[faces] > znear, axis=1)]
             if f.size == 0:
                 continue
-            used = np.unique(f)
-            zmin, zmax = float(z[used].min()), float(z[used].max())
+            zf = z[f]
+            cam.znear = max(znear, 0.5 * float(zf.min()))
+            cam.zfar = 2.0 * float(zf.max()) + 1.0
             pos = np.column_stack([uv[b] * z[:, None], z]).astype(np.float32)
             # pyrender's depth-only pass always culls back faces: draw both windings.
             both = np.concatenate([f, f[:, ::-1]]).astype(np.uint32)
-            prim = pr.Primitive(positions=pos, indices=both, mode=4)
-            scene = pr.Scene()
-            scene.add(pr.Mesh([prim]))
-            cam = pr.IntrinsicsCamera(
-                fx=1.0,
-                fy=1.0,
-                cx=float(self.cx),
-                cy=float(self.cy),
-                znear=max(znear, 0.5 * zmin),
-                zfar=2.0 * zmax + 1,
-            )
-            scene.add(cam, pose=self.pose)
+            node = scene.add(pr.Mesh([pr.Primitive(positions=pos, indices=both, mode=4)]))
             d = self.renderer.render(scene, flags=self.flags)
+            scene.remove_node(node)
             out[b] = np.where(d > 0, d, np.inf)
         return out
 
