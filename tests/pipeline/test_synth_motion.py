@@ -52,6 +52,19 @@ def _world_joints(poses: np.ndarray, trans: np.ndarray, joints: np.ndarray) -> n
     return posed.numpy() + trans[:, None]
 
 
+@pytest.fixture(scope="module")
+def clips(full_archive) -> list[dict]:
+    """Every clip of the full archive with its world joints (smplx FK on the built-in skeleton)."""
+    out = []
+    for p in full_archive[1]:
+        with np.load(p) as d:
+            poses, trans, fps = _smplh_poses(d), d["trans"], _fps(d)
+            gender, betas = str(d["gender"]), d["betas"]
+        pos = _world_joints(poses, trans, rest_joints(gender, betas))
+        out.append({"path": p, "poses": poses, "trans": trans, "fps": fps, "pos": pos})
+    return out
+
+
 def _kind(path: Path) -> str:
     return path.name.rsplit("_", 2)[0]
 
@@ -144,14 +157,10 @@ def test_joint_limits_and_anatomy(full_archive):
         assert np.all(aa[:, 18, 1] < 0.06) and np.all(aa[:, 19, 1] > -0.06), p.name
 
 
-def test_smooth_in_time(full_archive):
-    _, files = full_archive
-    for p in files:
-        with np.load(p) as d:
-            poses, trans, fps = _smplh_poses(d), d["trans"], _fps(d)
-            gender, betas = str(d["gender"]), d["betas"]
+def test_smooth_in_time(clips):
+    for c in clips:
+        p, poses, trans, fps, pos = c["path"], c["poses"], c["trans"], c["fps"], c["pos"]
         # bounded finite-difference accelerations (joints in m/s^2, trans, body joint angles)
-        pos = _world_joints(poses, trans, rest_joints(gender, betas))
         acc = np.linalg.norm(np.diff(pos, 2, axis=0), axis=-1).max() * fps**2
         assert acc < 400, (p.name, acc)
         tacc = np.linalg.norm(np.diff(trans, 2, axis=0), axis=-1).max() * fps**2
@@ -164,13 +173,9 @@ def test_smooth_in_time(full_archive):
         assert step < 6.0, (p.name, step)  # rad/s
 
 
-def test_upright_z_up_and_feet_on_floor(full_archive):
-    _, files = full_archive
-    for p in files:
-        with np.load(p) as d:
-            poses, trans = _smplh_poses(d), d["trans"]
-            gender, betas = str(d["gender"]), d["betas"]
-        pos = _world_joints(poses, trans, rest_joints(gender, betas))
+def test_upright_z_up_and_feet_on_floor(clips):
+    for c in clips:
+        p, pos = c["path"], c["pos"]
         feet = pos[:, [7, 8, 10, 11], 2].min(axis=1)
         kind = _kind(p)
         assert feet.min() > 0.0, (p.name, feet.min())
