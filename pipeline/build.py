@@ -172,6 +172,7 @@ def run_unit(job: dict) -> dict:
         )
     ctx = _CTX[key]
     u = job["unit"]
+    t0 = time.perf_counter()
     res = process_unit(
         ctx, job["paths"], np.asarray(job["frames"]), np.asarray(job["ids"]), job["seed"]
     )
@@ -194,6 +195,7 @@ def run_unit(job: dict) -> dict:
         "planned": len(job["ids"]),
         "shard": shard,
         "skips": [{**s, "input": s.pop("path")} for s in res.skips],
+        "seconds": round(time.perf_counter() - t0, 4),
     }
     rp = unit_record_path(out, u)
     rp.parent.mkdir(parents=True, exist_ok=True)
@@ -280,16 +282,22 @@ def make_jobs(plan: Plan, units: list[int], args, cfg: dict, digest: str) -> lis
     return jobs
 
 
-def run_local(jobs: list[dict], bar) -> list[dict]:
+def run_local(jobs: list[dict], bar) -> tuple[list[dict], float]:
+    """Run units in this process; return their records and the seconds spent."""
+    t0 = time.perf_counter()
     recs = []
     for job in jobs:
         rec = run_unit(job)
         bar.update(rec["planned"])
         recs.append(rec)
-    return recs
+    return recs, time.perf_counter() - t0
 
 
-def run_ray(jobs: list[dict], bar, workers: int, address: str | None, retries: int) -> list[dict]:
+def run_ray(
+    jobs: list[dict], bar, workers: int, address: str | None, retries: int
+) -> tuple[list[dict], float]:
+    """Run units as Ray tasks (local instance or cluster); return the records and the seconds
+    from the first submission to the last result (Ray start-up excluded)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -308,6 +316,7 @@ def run_ray(jobs: list[dict], bar, workers: int, address: str | None, retries: i
         task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(run_unit)
         cpus = max(1, int(ray.cluster_resources().get("CPU", workers or 1)))
         window = 2 * cpus
+        t0 = time.perf_counter()
         pending, recs, it = [], [], iter(jobs)
         for job in it:
             pending.append(task.remote(job))
@@ -321,7 +330,7 @@ def run_ray(jobs: list[dict], bar, workers: int, address: str | None, retries: i
             nxt = next(it, None)
             if nxt is not None:
                 pending.append(task.remote(nxt))
-        return recs
+        return recs, time.perf_counter() - t0
     finally:
         ray.shutdown()
 
@@ -419,16 +428,14 @@ def build(args) -> dict:
         smoothing=0.1,
         disable=args.quiet,
     )
-    t_units = time.perf_counter()
     try:
         if args.workers == 0 and not args.address:
-            recs = run_local(jobs, bar)
+            recs, t_units = run_local(jobs, bar)
         else:
             addr = args.address or os.environ.get("RAY_ADDRESS")
-            recs = run_ray(jobs, bar, args.workers, addr, cfg["build"]["max_retries"])
+            recs, t_units = run_ray(jobs, bar, args.workers, addr, cfg["build"]["max_retries"])
     finally:
         bar.close()
-    t_units = time.perf_counter() - t_units
     records = {**done, **{r["unit"]: r for r in recs}}
 
     shards = [ShardInfo(**records[u]["shard"]) for u in sorted(records) if records[u]["shard"]]
@@ -480,6 +487,7 @@ def build(args) -> dict:
         "meshes_computed": computed,
         "seconds_total": dt,
         "seconds_units": t_units,
+        "unit_core_seconds": sum(r["seconds"] for r in recs),
     }
 
 

@@ -216,3 +216,93 @@ def test_changed_config_into_same_folder_refuses(inputs, reference, tmp_path, ca
     shutil.copytree(reference, out)
     assert B.main(_args(*inputs, out, 0, ["--seed", "99"])) == 2
     assert "different plan" in capsys.readouterr().err
+
+
+def _read(path: Path, names: list[str], rows=slice(None)) -> dict[str, np.ndarray]:
+    import hdf5plugin  # noqa: F401  (registers the Blosc filter)
+
+    with h5py.File(path, "r") as f:
+        return {n: f[n][rows] for n in names}
+
+
+def test_shard_content_matches_independent_recomputation(inputs, reference):
+    """Per sample, from the stored inputs only: body forward one frame at a time, the stored
+    placement (yaw drawn from default_rng([seed, sample_id])), topology regressors, projection
+    through the stored camera, and full-grid Gaussians reproduce the batched unit's output."""
+    from cameras.crop import apply_affine, resize_affine
+    from cameras.placement import yaw_matrix
+    from cameras.projection import project
+    from pipeline.body_models import load_body_model
+    from shards.schema import GENDERS
+    from shards.topology import load_topology
+
+    amass, models = inputs
+    topo = load_topology(reference)
+    names = [
+        "sample_id", "body/pose", "body/betas", "body/trans", "body/gender", "body/placement",
+        "mesh/vertices", "joints3d/coco17", "joints3d/h36m17", "views/R", "views/t", "views/K",
+        "views/dist", "views/kp2d", "views/kp2d_h36m17", "views/crop", "views/heatmaps",
+    ]  # fmt: skip
+    d = _read(reference / "shard-000001.h5", names, slice(0, 4))
+    yy, xx = np.mgrid[0:56, 0:56]
+    for i in range(4):
+        model = load_body_model(models, "smplh", GENDERS[d["body/gender"][i]])
+        o = model.forward(d["body/pose"][i][None], d["body/betas"][i], d["body/trans"][i][None])
+        T = d["body/placement"][i].astype(np.float64)
+        yaw = np.random.default_rng([0, int(d["sample_id"][i])]).uniform(0, 2 * np.pi)
+        np.testing.assert_allclose(T[:3, :3], yaw_matrix(yaw), atol=1e-6)
+        v = o.vertices[0] @ T[:3, :3].T + T[:3, 3]
+        np.testing.assert_allclose(d["mesh/vertices"][i], v, atol=2e-3)  # float16 storage
+        assert abs(v[:, 2].min()) < 1e-5  # feet on the floor
+        h36m = topo.regressors["h36m17"] @ v
+        np.testing.assert_allclose(d["joints3d/h36m17"][i], h36m, atol=1e-4)
+        np.testing.assert_allclose(
+            d["joints3d/coco17"][i], topo.regressors["coco17"] @ v, atol=1e-4
+        )
+        for c in range(8):
+            args = (
+                d["views/R"][i, c],
+                d["views/t"][i, c],
+                d["views/K"][i, c],
+                d["views/dist"][i, c],
+            )
+            np.testing.assert_allclose(
+                d["views/kp2d_h36m17"][i, c], project(h36m, *args).uv, atol=1e-2
+            )
+            uv = d["views/kp2d"][i, c].astype(np.float64)
+            kp = apply_affine(resize_affine(224, 56), apply_affine(d["views/crop"][i, c], uv))
+            for k in range(17):
+                g = np.exp(-((xx - kp[k, 0]) ** 2 + (yy - kp[k, 1]) ** 2) / (2 * 2.0**2))
+                ref = np.floor(255 * g + 0.5)
+                assert np.abs(d["views/heatmaps"][i, c, k].astype(int) - ref).max() <= 1
+
+
+def test_masks_match_rasterized_stored_geometry(inputs, tmp_path):
+    """--masks 1: silhouettes equal a rasterization of the stored (float16) mesh through the
+    stored camera and crop, up to edge pixels."""
+    from cameras.crop import apply_affine, resize_affine
+    from cameras.projection import project
+    from pipeline.masks import render_masks, unpack_masks
+    from shards.topology import load_topology
+
+    out = tmp_path / "masks"
+    args = _args(*inputs, out, 0)
+    args[args.index("--masks") + 1] = "1"
+    args[args.index("--meshes") + 1] = "12"
+    assert B.main(args) == 0
+    faces = load_topology(out).faces
+    names = ["mesh/vertices", "views/R", "views/t", "views/K", "views/dist", "views/crop"]
+    d = _read(out / "shard-000000.h5", names + ["views/masks"])
+    masks = unpack_masks(d["views/masks"], 56)
+    A = resize_affine(224, 56)
+    for i in range(min(3, len(masks))):
+        v = d["mesh/vertices"][i].astype(np.float64)
+        for c in range(8):
+            p = project(
+                v, d["views/R"][i, c], d["views/t"][i, c], d["views/K"][i, c], d["views/dist"][i, c]
+            )
+            uv = apply_affine(A, apply_affine(d["views/crop"][i, c], p.uv))
+            ref = render_masks(uv[None], p.depth[None], faces, 56)[0]
+            inter = (ref & masks[i, c]).sum()
+            union = (ref | masks[i, c]).sum()
+            assert union > 100 and inter / union > 0.97
