@@ -80,7 +80,7 @@ _FINGERS = {
     "ring": ((0.093, 0.002, -0.020), (1.0, 0.0, -0.10), (0.037, 0.026, 0.023), 0.0090),
 }
 _FINGER_ORDER = ("index", "middle", "pinky", "ring", "thumb")
-_BLEND = {"body": 0.016, "hand": 0.0025, "__union__": 0.008}
+_BLEND = {"torso": 0.03, "body": 0.014, "hand": 0.0025, "__union__": 0.012}
 
 
 @dataclass
@@ -180,12 +180,22 @@ def _primitives(J: np.ndarray, gender: str) -> list[_Prim]:
     s, gi, hp, sh, ch = g["scale"], g["girth"], g["hip"], g["shoulder"], g["chest"]
     P: list[_Prim] = []
     # torso, neck, head
-    P.append(_ell(np.array([0, -0.27, 0.0]) * s, np.array([0.16 * hp, 0.13, 0.115]) * s, 0))
-    P.append(_ell(np.array([0, -0.12, 0.02]) * s, np.array([0.14, 0.15, 0.11]) * s * gi, 3))
-    P.append(_ell(np.array([0, 0.02, 0.03]) * s, np.array([0.15 * ch, 0.14, 0.115 * ch]) * s, 6))
-    P.append(_ell(np.array([0, 0.15, 0.015]) * s, np.array([0.16 * sh, 0.13, 0.11 * ch]) * s, 9))
     P.append(
-        _cone(np.array([0, 0.25, -0.01]) * s, np.array([0, 0.42, 0.0]) * s, 0.052 * s, 0.05 * s, 12)
+        _ell(np.array([0, -0.27, 0.0]) * s, np.array([0.15 * hp, 0.12, 0.105]) * s, 0, "torso")
+    )
+    P.append(
+        _ell(np.array([0, -0.12, 0.02]) * s, np.array([0.13, 0.14, 0.10]) * s * gi, 3, "torso")
+    )
+    P.append(
+        _ell(np.array([0, 0.02, 0.03]) * s, np.array([0.14 * ch, 0.13, 0.105 * ch]) * s, 6, "torso")
+    )
+    P.append(
+        _ell(np.array([0, 0.15, 0.015]) * s, np.array([0.15 * sh, 0.12, 0.10 * ch]) * s, 9, "torso")
+    )
+    P.append(
+        _cone(
+            np.array([0, 0.25, -0.01]) * s, np.array([0, 0.42, 0.0]) * s, 0.058 * s, 0.054 * s, 12
+        )
     )
     P.append(_ell(np.array([0, 0.475, 0.02]) * s, np.array([0.076, 0.105, 0.092]) * s, 15))
     P.append(_ell(np.array([0, 0.42, 0.045]) * s, np.array([0.058, 0.05, 0.062]) * s, 15))
@@ -213,13 +223,19 @@ def _primitives(J: np.ndarray, gender: str) -> list[_Prim]:
         )
         if g["breasts"] > 0:
             P.append(
-                _ell(np.array([0.065, 0.125, 0.09]) * s * m, np.array([0.058, 0.055, 0.05]) * s, 9)
+                _ell(
+                    np.array([0.06, 0.125, 0.075]) * s * m,
+                    np.array([0.055, 0.05, 0.045]) * s,
+                    9,
+                    "torso",
+                )
             )
         P.append(
             _ell(
                 np.array([0.07 * hp, -0.33, -0.045]) * s * m,
-                np.array([0.085, 0.09, 0.075]) * s * gi,
+                np.array([0.08, 0.085, 0.07]) * s * gi,
                 0,
+                "torso",
             )
         )
         # legs and feet
@@ -439,6 +455,16 @@ def _shape_dirs(v: np.ndarray, W: np.ndarray, J: np.ndarray, faces: np.ndarray) 
         ba = b - a
         t = np.clip(((v - a) @ ba) / (ba @ ba), 0, 1)
         radial += W[:, j : j + 1] * (v - (a + t[:, None] * ba))
+    # outward normal scaled by the distance to the bones: "thicker" without folds where
+    # neighbouring vertices belong to differently oriented bones
+    import trimesh
+
+    normals = np.asarray(trimesh.Trimesh(v, faces, process=False).vertex_normals)
+    thick = np.linalg.norm(radial, axis=1)
+    M = _vertex_adjacency(faces, V)
+    for _ in range(10):
+        thick = 0.5 * thick + 0.5 * (M @ thick)
+    radial = normals * thick[:, None]
     group = lambda js: W[:, js].sum(axis=1)  # noqa: E731
     legs = group([1, 2, 4, 5, 7, 8, 10, 11])
     arms = group([16, 17, 18, 19] + list(range(20, 52)))
@@ -451,7 +477,7 @@ def _shape_dirs(v: np.ndarray, W: np.ndarray, J: np.ndarray, faces: np.ndarray) 
     # 0 stature: uniform scale about the floor-centre point
     S[:, :, 0] = 0.035 * (v - np.array([0.0, foot_y, 0.0]))
     # 1 girth / weight: thicker everywhere around the bones, more on the trunk
-    S[:, :, 1] = (0.09 + 0.08 * torso[:, None]) * radial
+    S[:, :, 1] = (0.07 + 0.05 * torso[:, None]) * radial
     # 2 leg length: stretch below the hips (body above keeps its place)
     S[:, 1, 2] = 0.07 * np.minimum(y - hip_y, 0.0)
     # 3 shoulder width: arms and shoulders move outwards
@@ -488,7 +514,6 @@ def _shape_dirs(v: np.ndarray, W: np.ndarray, J: np.ndarray, faces: np.ndarray) 
     # 15 buttocks
     but = np.exp(-(((y - J[1, 1] + 0.02) / 0.1) ** 2)) * _smoothstep(-z / 0.06)
     S[:, 2, 15] = -0.025 * but
-    M = _vertex_adjacency(faces, V)
     flat = S.reshape(V, -1)
     for _ in range(8):
         flat = 0.5 * flat + 0.5 * (M @ flat)
@@ -539,7 +564,7 @@ def _keypoint_rows(v: np.ndarray, JR: np.ndarray, W: np.ndarray) -> tuple[np.nda
 def _field_at(prims: list[_Prim], x: np.ndarray) -> np.ndarray:
     """The smooth-union field of :func:`_smooth_field` evaluated at points ``x`` (N, 3)."""
     out = None
-    for group in ("body", "hand"):
+    for group in ("torso", "body", "hand"):
         r = _BLEND[group]
         d = np.stack([_prim_sdf(p, x) for p in prims if p.group == group], axis=1)
         m = d.min(axis=1)
@@ -553,22 +578,34 @@ def _field_at(prims: list[_Prim], x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fit_to_gender(v: np.ndarray, W: np.ndarray, J_src: np.ndarray, gender: str) -> np.ndarray:
+def _fit_to_gender(
+    v: np.ndarray, faces: np.ndarray, W: np.ndarray, J_src: np.ndarray, gender: str
+) -> np.ndarray:
     """Move the neutral mesh's vertices onto ``gender``'s surface, keeping the topology.
 
     Vertices first follow their joints (weight-blended translation after the global scale),
-    then slide along the field gradient onto the target surface (a few Newton steps).
-    """
+    then alternate Newton steps along the field gradient onto the target surface with
+    tangential Laplacian relaxation (keeps triangles evenly spread over new bulges)."""
     J_dst = rest_skeleton(gender)
     scale = _GENDER_PARAMS[gender]["scale"]
     x = v * scale + W @ (J_dst - J_src * scale)
     prims = _primitives(J_dst, gender)
+    M = _vertex_adjacency(faces, len(v))
     eps = 1e-4
-    for _ in range(10):
-        f = _field_at(prims, x)
-        g = np.stack([(_field_at(prims, x + eps * e) - f) / eps for e in np.eye(3)], axis=1)
-        step = f[:, None] * g / np.maximum((g * g).sum(axis=1, keepdims=True), 1e-6)
-        x = x - np.clip(step, -0.02, 0.02)
+
+    def project(x: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        for _ in range(steps):
+            f = _field_at(prims, x)
+            g = np.stack([(_field_at(prims, x + eps * e) - f) / eps for e in np.eye(3)], axis=1)
+            g2 = np.maximum((g * g).sum(axis=1, keepdims=True), 1e-6)
+            x = x - np.clip(f[:, None] * g / g2, -0.02, 0.02)
+        return x, g / np.sqrt(g2)
+
+    x, n = project(x, 6)
+    for _ in range(6):
+        lap = M @ x - x
+        x = x + 0.5 * (lap - n * (lap * n).sum(axis=1, keepdims=True))
+        x, n = project(x, 3)
     return x
 
 
@@ -597,7 +634,7 @@ def build_bodies(voxel: float = 0.005, target_vertices: int = 6500) -> dict[str,
     coco = h36m = None
     out = {}
     for gender in GENDERS:
-        v = v_n if gender == "neutral" else _fit_to_gender(v_n, W, J_n, gender)
+        v = v_n if gender == "neutral" else _fit_to_gender(v_n, f, W, J_n, gender)
         JR = _joint_regressor(v, rest_skeleton(gender))
         J = JR @ v
         if coco is None:

@@ -111,7 +111,8 @@ def test_joint_regressor_reproduces_designed_joints(synth_data):
         np.testing.assert_allclose(JR.sum(axis=1), 1.0, atol=1e-9)
         np.testing.assert_allclose(JR @ m["v_template"], m["J"], atol=1e-12)
         np.testing.assert_allclose(m["J"], body.rest_skeleton(gender), atol=2e-3)
-        assert np.all((JR > 0).sum(axis=1) >= 4)  # a ring of vertices, not one vertex
+        count = (JR > 0).sum(axis=1)  # a ring of vertices, not one vertex
+        assert np.all(count >= 3) and np.median(count) >= 8
 
 
 def test_rest_frame_convention(synth_data):
