@@ -160,6 +160,8 @@ class ShardDataset(IterableDataset):
             self.views = sel
             self.per_mesh = len(sel)
         self.batch_size = batch_size
+        # read all views of a mesh in one slab when at least half of them are wanted
+        self._slab_heavy = 2 * self.per_mesh >= self.V
         self.shuffle, self.seed = shuffle, seed
         self.shuffle_buffer, self.block = max(1, shuffle_buffer), max(1, block)
         self.drop_last = drop_last
@@ -253,90 +255,138 @@ class ShardDataset(IterableDataset):
         self._files.clear()
 
     @staticmethod
-    def _read_pairs(ds: h5py.Dataset, m0: int, slots: np.ndarray) -> np.ndarray:
-        """Rows ``(m0 + i, slots[i, k])`` of a per-view dataset, one hyperslab selection."""
+    def _read_pairs_into(ds: h5py.Dataset, m0: int, slots: np.ndarray, out: np.ndarray) -> None:
+        """Rows ``(m0 + i, slots[i, k])`` of a per-view dataset into ``out[i, k]``.
+
+        One chunk read per pair with a reused file space (a single union-of-hyperslabs
+        selection is quadratic in HDF5).
+        """
         n, s = slots.shape
-        rest = ds.shape[2:]
-        space = ds.id.get_space()
-        space.select_none()
+        rest = tuple(ds.shape[2:])
+        if out.shape != (n, s) + rest:
+            raise ValueError(f"field {ds.name} has shape {ds.shape}, expected (.., .., {rest})")
+        fspace = ds.id.get_space()
+        mspace = h5py.h5s.create_simple((1, 1) + rest)
         zeros = (0,) * len(rest)
-        count = (1, 1) + tuple(rest)
+        count = (1, 1) + rest
         for i in range(n):
             for k in range(s):
-                space.select_hyperslab(
-                    (m0 + i, int(slots[i, k])) + zeros, count, op=h5py.h5s.SELECT_OR
-                )
-        out = np.empty((n * s,) + tuple(rest), ds.dtype)
-        mspace = h5py.h5s.create_simple(out.shape)
-        ds.id.read(mspace, space, out)
-        return out.reshape((n, s) + tuple(rest))
+                fspace.select_hyperslab((m0 + i, int(slots[i, k])) + zeros, count)
+                ds.id.read(mspace, fspace, out[i, k])
 
-    def _read_run(self, si: int, m0: int, m1: int, slots: np.ndarray) -> dict[str, np.ndarray]:
-        f = self._file(si)
-        out: dict[str, np.ndarray] = {}
-        names = list(MESH_FIELDS if self.with_vertices else ("sample_id", "joints3d/h36m17"))
-        names += list(VIEW_FIELDS)
+    def _fields(self, f: h5py.File) -> tuple[list[str], list[str]]:
+        """(slab fields read as [m0:m1], heavy fields read per (mesh, view) pair)."""
+        slab = list(MESH_FIELDS if self.with_vertices else ("sample_id", "joints3d/h36m17"))
+        slab += list(VIEW_FIELDS)
         if "views/visible_h36m17" in f:
-            names.append("views/visible_h36m17")
-        for name in names:
-            out[name] = f[name][m0:m1]
+            slab.append("views/visible_h36m17")
         heavy = ["views/heatmaps"] + (["views/masks"] if self.with_masks else [])
-        for name in heavy:
-            ds = f[name]
-            if self.views == "all":
-                out[name] = ds[m0:m1]
-            else:
-                out[name] = self._read_pairs(ds, m0, slots)
-        return out
+        if self._slab_heavy:
+            return slab + heavy, []
+        return slab, heavy
 
     def _read_window(
         self, shard: np.ndarray, mesh: np.ndarray, slots: np.ndarray
     ) -> dict[str, np.ndarray] | None:
-        """Read the meshes of one window in as few contiguous runs as possible."""
+        """Read the meshes of one window straight into preallocated arrays, one h5py call per
+        field and contiguous run (plus one per (mesh, view) pair for heavy per-view fields when
+        only some views are wanted)."""
+        n, s = slots.shape
         cut = np.flatnonzero((np.diff(shard) != 0) | (np.diff(mesh) != 1)) + 1
-        starts = np.r_[0, cut]
-        ends = np.r_[cut, len(shard)]
-        parts: list[dict[str, np.ndarray]] = []
-        keep: list[np.ndarray] = []
+        starts, ends = np.r_[0, cut], np.r_[cut, n]
+        win: dict[str, np.ndarray] = {}
+        keep = np.ones(n, bool)
         for a, b in zip(starts, ends):
             si = int(shard[a])
             if si in self._bad:
+                keep[a:b] = False
                 continue
+            m0, m1 = int(mesh[a]), int(mesh[b - 1]) + 1
             try:
-                parts.append(self._read_run(si, int(mesh[a]), int(mesh[b - 1]) + 1, slots[a:b]))
-                keep.append(np.arange(a, b))
-            except (OSError, KeyError, ValueError, ShardError) as e:
+                f = self._file(si)
+                slab, heavy = self._fields(f)
+                if not win:
+                    for name in slab:
+                        ds = f[name]
+                        win[name] = np.empty((n,) + ds.shape[1:], ds.dtype)
+                    for name in heavy:
+                        ds = f[name]
+                        win[name] = np.empty((n, s) + ds.shape[2:], ds.dtype)
+                for name in slab:
+                    if name in win:
+                        f[name].read_direct(win[name], np.s_[m0:m1], np.s_[a:b])
+                for name in heavy:
+                    self._read_pairs_into(f[name], m0, slots[a:b], win[name][a:b])
+            except (OSError, KeyError, ValueError, TypeError, ShardError) as e:
                 path = self.root / self.shards[si].name
                 msg = str(e) if str(e).startswith(str(path)) else f"{path}: unreadable ({e})"
                 if not self.skip_bad:
                     raise ShardError(msg) from e
                 warnings.warn(f"skipping bad shard {msg}", stacklevel=2)
                 self._bad.add(si)
+                keep[a:b] = False
                 f = self._files.pop(si, None)
                 if f is not None:
                     f.close()
-        if not parts:
+        if not keep.any():
             return None
-        keys = set(parts[0]).intersection(*parts[1:]) if len(parts) > 1 else set(parts[0])
-        win = {k: np.concatenate([p[k] for p in parts]) for k in keys}
-        win["_slots"] = slots[np.concatenate(keep)]
+        if not keep.all():
+            win = {k: v[keep] for k, v in win.items()}
+        win["_slots"] = slots[keep]
         return win
 
     # ---- decoding ---------------------------------------------------------------------------
-    def _decode(self, win: dict[str, np.ndarray], j: np.ndarray, k: np.ndarray) -> dict:
-        """Batch of samples (window mesh ``j``, slot ``k``) -> trainer tensors."""
+    def _gather(self, win: dict[str, np.ndarray], j: np.ndarray, k: np.ndarray) -> dict:
+        """Raw stored values of samples (window mesh ``j``, slot ``k``), batch-first."""
         view = win["_slots"][j, k]
-        hk = k if self.views != "all" else view
-        hm = torch.from_numpy(win["views/heatmaps"][j, hk])
-        out: dict[str, torch.Tensor] = {"heatmaps": hm.to(torch.float32).mul_(1.0 / 255.0)}
-        rot = torch.from_numpy(win["views/R"][j, view])
-        tr = torch.from_numpy(win["views/t"][j, view])
+        hk = view if self._slab_heavy else k
+        raw = {
+            "heatmaps": win["views/heatmaps"][j, hk],
+            "R": win["views/R"][j, view],
+            "t": win["views/t"][j, view],
+            "joints3d": win["joints3d/h36m17"][j],
+            "crop": win["views/crop"][j, view],
+            "kp2d_h36m17": win["views/kp2d_h36m17"][j, view],
+            "kp2d": win["views/kp2d"][j, view],
+            "visible": win["views/visible"][j, view],
+            "sample_id": win["sample_id"][j],
+            "view": win["views/camera"][j, view],
+        }
+        if "views/visible_h36m17" in win:
+            raw["visible_h36m17"] = win["views/visible_h36m17"][j, view]
         if self.with_vertices:
-            v = torch.from_numpy(win["mesh/vertices"][j]).to(torch.float32)
-            out["vertices"] = torch.baddbmm(tr[:, None, :], v, rot.transpose(1, 2))
-        j3 = torch.from_numpy(win["joints3d/h36m17"][j])
+            raw["vertices"] = win["mesh/vertices"][j]
+        if self.with_masks:
+            raw["masks"] = win["views/masks"][j, hk]
+        return raw
+
+    @staticmethod
+    def _empty(shape: tuple[int, ...], in_worker: bool) -> torch.Tensor:
+        """float32 output buffer; in shared memory inside a DataLoader worker, so that sending
+        the batch to the main process costs no extra copy (what default_collate does)."""
+        t = torch.empty(shape, dtype=torch.float32)
+        return t.share_memory_() if in_worker else t
+
+    def _decode(self, raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Raw batch -> trainer tensors (sample contract of docs/ARCHITECTURE.md)."""
+        shm = get_worker_info() is not None
+        hm = torch.from_numpy(raw["heatmaps"])
+        out: dict[str, torch.Tensor] = {}
+        out["heatmaps"] = self._empty(tuple(hm.shape), shm)
+        out["heatmaps"].copy_(hm).mul_(1.0 / 255.0)
+        rot = torch.from_numpy(raw["R"])
+        tr = torch.from_numpy(raw["t"])
+        if self.with_vertices:
+            v = torch.from_numpy(raw["vertices"]).to(torch.float32)
+            b, nv = v.shape[:2]
+            # R @ V^T as (B,3,3)x(B,3,Nv) is much faster than V @ R^T for small inner dims;
+            # the result is a dense transposed view of shape (B, Nv, 3)
+            vt = self._empty((b, 3, nv), shm)
+            torch.baddbmm(tr[:, :, None], rot, v.transpose(1, 2), out=vt)
+            out["vertices"] = vt.transpose(1, 2)
+        j3 = torch.from_numpy(raw["joints3d"])
         out["joints3d"] = torch.baddbmm(tr[:, None, :], j3, rot.transpose(1, 2))
-        crop = win["views/crop"][j, view]
+        crop = raw["crop"]
 
         def to_crop(kp: np.ndarray, vis: np.ndarray | None) -> torch.Tensor:
             xy = kp @ np.swapaxes(crop[:, :, :2], 1, 2) + crop[:, None, :, 2]
@@ -347,17 +397,14 @@ class ShardDataset(IterableDataset):
                 np.concatenate([xy, vis[..., None].astype(np.float32)], -1).astype(np.float32)
             )
 
-        vis_h = win.get("views/visible_h36m17")
-        out["joints2d"] = to_crop(
-            win["views/kp2d_h36m17"][j, view], None if vis_h is None else vis_h[j, view]
-        )
-        out["kp2d"] = to_crop(win["views/kp2d"][j, view], win["views/visible"][j, view])
+        out["joints2d"] = to_crop(raw["kp2d_h36m17"], raw.get("visible_h36m17"))
+        out["kp2d"] = to_crop(raw["kp2d"], raw["visible"])
         if self.with_masks:
-            packed = win["views/masks"][j, hk]
-            bits = np.unpackbits(packed, axis=-1, count=self.R * self.R)
-            out["masks"] = torch.from_numpy(bits.reshape(-1, 1, self.R, self.R)).to(torch.float32)
-        out["sample_id"] = torch.from_numpy(win["sample_id"][j].astype(np.int64))
-        out["view"] = torch.from_numpy(win["views/camera"][j, view].astype(np.int64))
+            bits = np.unpackbits(raw["masks"], axis=-1, count=self.R * self.R)
+            out["masks"] = self._empty((len(bits), 1, self.R, self.R), shm)
+            out["masks"].copy_(torch.from_numpy(bits.reshape(-1, 1, self.R, self.R)))
+        out["sample_id"] = torch.from_numpy(raw["sample_id"].astype(np.int64))
+        out["view"] = torch.from_numpy(raw["view"].astype(np.int64))
         return out
 
     # ---- iteration ----------------------------------------------------------------------
@@ -405,7 +452,7 @@ class ShardDataset(IterableDataset):
                     need = bs - pend_n
                     take = order[pos : pos + need]
                     pos += len(take)
-                    pending.append(self._decode(win, take // s, take % s))
+                    pending.append(self._gather(win, take // s, take % s))
                     pend_n += len(take)
                     if pend_n == bs:
                         yield from self._emit(pending)
@@ -416,9 +463,12 @@ class ShardDataset(IterableDataset):
             self._close_all()
 
     def _emit(self, parts: list[dict]) -> Iterator[dict[str, torch.Tensor]]:
-        batch = (
-            parts[0] if len(parts) == 1 else {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        raw = (
+            parts[0]
+            if len(parts) == 1
+            else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         )
+        batch = self._decode(raw)
         if self.batch_size:
             yield batch
         else:

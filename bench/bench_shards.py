@@ -1,0 +1,164 @@
+"""Shard benchmarks: streaming reader vs a map-style h5py Dataset (same run), heatmap bytes per
+view on disk, compression codecs on realistic heatmaps, checksum cost.
+
+Reader figures are samples/s on one core (torch single-threaded; ``w0`` = in the main process,
+``w1`` = one DataLoader worker), one random view per mesh, R=56 heatmaps decoded to float32,
+batches of 64, full sample contract including Nv=6890 vertices in the camera frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from shards.manifest import load_manifest
+from shards.reader import loader
+from shards.testing import gaussian_heatmaps, make_fake_dataset
+from shards.writer import compression
+
+N_MESHES, VIEWS, RES, NV, BATCH = 1536, 4, 56, 6890, 64
+MAP_SAMPLES = 1024
+
+
+class MapStyle(Dataset):
+    """Baseline: one (mesh, random view) sample per __getitem__, read through h5py."""
+
+    def __init__(self, root: Path, seed: int = 0) -> None:
+        man = load_manifest(root)
+        self.paths = [root / s.name for s in man.shards]
+        self.index = [(i, m) for i, s in enumerate(man.shards) for m in range(s.meshes)]
+        self.view = np.random.default_rng(seed).integers(0, int(man.dims["V"]), len(self.index))
+        self.files: dict[int, h5py.File] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        si, m = self.index[i]
+        v = int(self.view[i])
+        f = self.files.get(si)
+        if f is None:  # opened lazily inside each worker
+            f = self.files[si] = h5py.File(self.paths[si], "r")
+        rot, t = f["views/R"][m, v], f["views/t"][m, v]
+        crop = f["views/crop"][m, v]
+
+        def norm(kp, vis):
+            xy = kp @ crop[:, :2].T + crop[:, 2]
+            return np.concatenate([2 * (xy + 0.5) / 224 - 1, vis[:, None]], 1).astype(np.float32)
+
+        verts = f["mesh/vertices"][m].astype(np.float32)
+        j3 = f["joints3d/h36m17"][m]
+        return {
+            "heatmaps": torch.from_numpy(f["views/heatmaps"][m, v].astype(np.float32) / 255),
+            "vertices": torch.from_numpy(verts @ rot.T + t),
+            "joints3d": torch.from_numpy(j3 @ rot.T + t),
+            "joints2d": torch.from_numpy(
+                norm(f["views/kp2d_h36m17"][m, v], f["views/visible_h36m17"][m, v])
+            ),
+            "kp2d": torch.from_numpy(norm(f["views/kp2d"][m, v], f["views/visible"][m, v])),
+            "sample_id": torch.tensor(int(f["sample_id"][m])),
+            "view": torch.tensor(int(f["views/camera"][m, v])),
+        }
+
+
+def _rate(dl, limit: int | None = None, epochs: int = 1) -> float:
+    """Samples/s, timed from the first batch of each epoch (worker start-up excluded)."""
+    n, secs = 0, 0.0
+    for e in range(epochs):
+        if hasattr(dl.dataset, "set_epoch"):
+            dl.dataset.set_epoch(e)
+        it = iter(dl)
+        next(it)
+        t0 = time.perf_counter()
+        for b in it:
+            n += len(b["sample_id"])
+            if limit and n >= limit:
+                break
+        secs += time.perf_counter() - t0
+    return n / secs
+
+
+def _codecs() -> dict:
+    """Bytes/view and decode time of realistic heatmaps (17 blobs, sigma 2, R=56)."""
+    rng = np.random.default_rng(0)
+    n = 256
+    hm = gaussian_heatmaps(rng.uniform(4, 220, (n, 1, 17, 2)), np.ones((n, 1, 17)), RES)
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for kind in ("gzip", "zstd", "blosc-zstd", "blosc-lz4", "blosc-lz4hc"):
+            p = Path(d) / f"{kind}.h5"
+            with h5py.File(p, "w") as f:
+                f.create_dataset("h", data=hm, chunks=(1, 1, 17, RES, RES), **compression(kind))
+            with h5py.File(p, "r") as f:
+                ds = f["h"]
+                size = ds.id.get_storage_size() / n
+                t0 = time.perf_counter()
+                for _ in range(3):
+                    ds[()]
+                us = (time.perf_counter() - t0) / (3 * n) * 1e6
+            out[f"codec_{kind}_bytes_per_view"] = round(size)
+            out[f"codec_{kind}_decode_us_per_view"] = round(us, 1)
+    return out
+
+
+def _checksums(paths: list[Path]) -> dict:
+    out = {}
+    total = sum(p.stat().st_size for p in paths)
+    for algo in ("blake2b", "sha256"):
+        t0 = time.perf_counter()
+        for p in paths:
+            h = hashlib.new(algo)
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+        out[f"checksum_{algo}_MB_per_s"] = round(total / 1e6 / (time.perf_counter() - t0))
+    return out
+
+
+def run() -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    res: dict = {}
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            root = make_fake_dataset(d, N_MESHES, VIEWS, RES, NV, False, 3, seed=0)
+            man = load_manifest(root)
+            n_views = N_MESHES * VIEWS
+            hm_bytes = 0
+            for s in man.shards:
+                with h5py.File(root / s.name) as f:
+                    hm_bytes += f["views/heatmaps"].id.get_storage_size()
+            res["heatmap_bytes_per_view_R56"] = round(hm_bytes / n_views)
+            res["shard_bytes_per_mesh"] = round(sum(s.bytes for s in man.shards) / N_MESHES)
+            for w in (0, 1):
+                dl = loader(root, batch_size=BATCH, num_workers=w, views="random", seed=1)
+                res[f"reader_samples_per_s_w{w}"] = round(_rate(dl, epochs=3))
+            dl = loader(root, batch_size=BATCH, num_workers=0, views="random", with_vertices=False)
+            res["reader_no_vertices_samples_per_s_w0"] = round(_rate(dl, epochs=3))
+            dl = loader(root, batch_size=BATCH, num_workers=0, views="all")
+            res["reader_all_views_samples_per_s_w0"] = round(_rate(dl))
+            for w in (0, 1):
+                ms = DataLoader(MapStyle(root), batch_size=BATCH, shuffle=True, num_workers=w)
+                res[f"map_style_samples_per_s_w{w}"] = round(_rate(ms, MAP_SAMPLES))
+                res[f"speedup_vs_map_style_w{w}"] = round(
+                    res[f"reader_samples_per_s_w{w}"] / res[f"map_style_samples_per_s_w{w}"], 1
+                )
+            res.update(_checksums([root / s.name for s in man.shards]))
+        res.update(_codecs())
+    finally:
+        torch.set_num_threads(threads)
+    res["targets"] = "reader >= 10000/s/core, >= 10x map-style, heatmaps <= 4096 B/view"
+    return res
+
+
+if __name__ == "__main__":
+    for k, v in run().items():
+        print(f"{k:<44} {v}")
