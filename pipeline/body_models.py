@@ -28,6 +28,10 @@ NUM_MODEL_JOINTS = {"smpl": 24, "smplh": 52, "smplx": 55}
 REAL_NUM_VERTICES = {"smpl": 6890, "smplh": 6890, "smplx": 10475}
 
 
+#: betas used when none is asked for (None: all of the file's; AMASS uses 16 for SMPL+H/SMPL-X)
+DEFAULT_NUM_BETAS = {"smpl": 10, "smplh": None, "smplx": 16}
+
+
 class BodyModelError(ValueError):
     """A body-model file is missing or invalid."""
 
@@ -154,8 +158,8 @@ class BodyModel:
         data = read_model_arrays(self.path)
         n_shape = int(data["shapedirs"].shape[-1])
         if model_type == "smplx":
-            n_shape = min(n_shape, 300)
-        self.num_betas = min(num_betas or n_shape, n_shape)
+            n_shape = min(n_shape, 300)  # the rest are expression directions
+        self.num_betas = min(num_betas or DEFAULT_NUM_BETAS[model_type] or n_shape, n_shape)
         V = int(data["v_template"].shape[0])
         self.num_vertices = V
         vertex_ids = None
@@ -275,8 +279,8 @@ def load_body_model(
 ) -> BodyModel:
     """Cached :class:`BodyModel` for ``model_type``/``gender`` under the body-models root.
 
-    ``gender`` may be bytes or any case ("Male", b"female"); ``num_betas`` defaults to all
-    the file's shape directions (16 for AMASS SMPL+H).
+    ``gender`` may be bytes or any case ("Male", b"female"); ``num_betas`` defaults to
+    ``DEFAULT_NUM_BETAS`` (all the file's shape directions for SMPL+H: 16 for AMASS's).
     """
     if isinstance(gender, bytes):
         gender = gender.decode()
