@@ -40,6 +40,10 @@ class PreflightError(Exception):
     """Bad input detected before any work started; the message is one line."""
 
 
+class UnitFailed(Exception):
+    """A work unit kept failing; finished units are kept, a rerun resumes."""
+
+
 # ---------------------------------------------------------------------------------------------
 # configuration
 
@@ -324,7 +328,11 @@ def run_ray(
                 break
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            rec = ray.get(ready[0])
+            try:
+                rec = ray.get(ready[0])
+            except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as e:
+                msg = str(e).strip().splitlines()[-1]
+                raise UnitFailed(f"a unit failed after {retries} retries ({msg})") from e
             recs.append(rec)
             bar.update(rec["planned"])
             nxt = next(it, None)
@@ -535,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     except PreflightError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except UnitFailed as e:
+        print(
+            f"error: {e}; finished units are kept, rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

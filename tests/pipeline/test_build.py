@@ -106,19 +106,39 @@ def test_reference_build_contract(reference):
 
 
 @pytest.mark.slow
-def test_ray_1_and_2_workers_identical_with_retry(inputs, reference, tmp_path):
-    """Real Ray path: 1 worker (its unit 1 crashes once mid-shard and is retried) and 2 workers
-    give byte-identical datasets, equal to the in-process build."""
+def test_ray_1_and_2_workers_identical_with_retry_and_resume(inputs, reference, tmp_path):
+    """Real Ray path. 1 worker: unit 1 always dies mid-shard -> the build stops with one line
+    after its retries; the rerun resumes, and there the last unit dies once and Ray's retry
+    finishes it.
+    2 workers: a plain build. Every dataset of every shard is byte-identical in both and equal
+    to the in-process reference."""
     one, two = tmp_path / "w1", tmp_path / "w2"
+    cfg = yaml.safe_load((ROOT / "configs" / "build_default.yaml").read_text())
+    cfg["build"]["max_retries"] = 1
+    config = tmp_path / "retry1.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "pipeline.build", *_args(*inputs, one, 1), "--config", str(config)]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    r = subprocess.run(
+        cmd, env={**env, B.FAULT_ENV: "1"}, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "failed after 1 retries" in r.stderr and "rerun" in r.stderr
+    assert not (one / "manifest.json").exists()
+    last = len(np.load(one / "plan.npz")["units"]) - 1
+    assert not (one / f"shard-{last:06d}.h5").exists()
     flag = tmp_path / "crashed-once"
-    env = {**os.environ, B.FAULT_ENV: f"1:{flag}", "RAY_AUTH_MODE": "disabled"}
-    cmd = [sys.executable, "-m", "pipeline.build", *_args(*inputs, one, 1)]
-    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        cmd, env={**env, B.FAULT_ENV: f"{last}:{flag}"}, cwd=ROOT, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    assert flag.exists()  # the crash happened and Ray's retry finished the unit
+    assert flag.exists()  # the last unit crashed once and was retried
+    assert "units done" in r.stdout and not r.stdout.split("plan ")[1].startswith("0 units")
     assert B.main(_args(*inputs, two, 2)) == 0
     _assert_same(one, reference)
     _assert_same(two, reference)
+    assert verify(one).ok and verify(two).ok
 
 
 def test_kill_mid_shard_and_resume(inputs, reference, tmp_path):
