@@ -116,3 +116,20 @@ def test_manifest_round_trip_and_config_hash(tmp_path):
     assert man.shards[1].checksum == file_checksum(tmp_path / "shard-000001.h5")
     doc = json.loads((tmp_path / "manifest.json").read_text())
     assert doc["shards"][0]["bytes"] == (tmp_path / "shard-000000.h5").stat().st_size
+
+
+def test_schema_md_lists_every_field_with_its_dtype():
+    from pathlib import Path
+
+    import shards
+
+    text = (Path(shards.__file__).parent / "SCHEMA.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
+        for line in text.splitlines()
+        if line.startswith("| `")
+    }
+    for spec in FIELDS:
+        assert spec.name in rows, f"{spec.name} missing from SCHEMA.md"
+        want = "utf-8 str" if spec.dtype == "str" else spec.dtype
+        assert rows[spec.name] == want, spec.name
