@@ -333,7 +333,7 @@ def keypoint_regressors(
         "L_Knee": J["left_knee"],
         "L_Ankle": J["left_ankle"],
         "Torso": 0.5 * (J["pelvis"] + J["neck"]),
-        "Neck": J["neck"],
+        "Neck": 0.5 * J["neck"] + 0.25 * (J["left_shoulder"] + J["right_shoulder"]),  # thorax
         "Nose": face_rows["nose"],
         "Head": vertex_patch(v, top - np.array([0.0, 0.01, 0.0]), 0.03),
         "L_Shoulder": J["left_shoulder"],

@@ -6,8 +6,8 @@ Runs in the project's main virtualenv (no anny needed)::
 
 Rows are clips of the embedded AMASS-format archive (generated into a temporary folder),
 columns are views of the camera rig; each cell shows the shaded mesh (pyrender, the crop's
-pinhole camera) with the silhouette outline from ``pipeline.masks`` overlaid, and a strip of
-the 56x56 masks the shards would store.
+pinhole camera) with the silhouette outline from ``pipeline.masks`` and the COCO-17 keypoints
+of ``joint_regressors.npz`` overlaid; the last column holds the 56x56 masks the shards store.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ def _frames(archive: Path, n_rows: int) -> list[tuple[str, dict]]:
     seqs = [amass.load_sequence(p, archive) for p in amass.discover(archive)]
     seqs = [s for s in seqs if s.model_type == "smplh"]
     picked, kinds = [], set()
+    want = ["male", "female"]
     for s in seqs:
         kind = Path(s.path).name.split("_")[0]
-        if kind in kinds:
+        if kind in kinds or s.gender != want[len(picked) % 2]:
             continue
         kinds.add(kind)
-        picked.append((f"{kind} ({s.gender})", s, s.frames([int(s.n_frames * 0.55)])))
+        busiest = int(np.argmax(np.linalg.norm(s.pose_body, axis=1)))  # most articulated frame
+        picked.append((f"{kind} ({s.gender})", s, s.frames([busiest])))
         if len(picked) == n_rows:
             break
     return [(name, {"seq": s, **f}) for name, s, f in picked]
@@ -49,12 +51,17 @@ def _render(verts_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, res: int) -
     mat = pyrender.MetallicRoughnessMaterial(
         baseColorFactor=(0.78, 0.62, 0.52, 1.0), metallicFactor=0.0, roughnessFactor=0.8
     )
-    scene = pyrender.Scene(bg_color=(1.0, 1.0, 1.0, 1.0), ambient_light=(0.35, 0.35, 0.35))
+    scene = pyrender.Scene(bg_color=(1.0, 1.0, 1.0, 1.0), ambient_light=(0.25, 0.25, 0.25))
     scene.add(pyrender.Mesh.from_trimesh(mesh, material=mat, smooth=True))
     cam = pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], znear=0.05, zfar=50)
     scene.add(cam, pose=np.eye(4))
-    light = pyrender.DirectionalLight(color=np.ones(3), intensity=3.0)
-    scene.add(light, pose=np.eye(4))
+    for direction, power in (((0.4, 0.6, 1.0), 3.0), ((-0.6, 0.2, 0.6), 1.2)):
+        z = np.array(direction) / np.linalg.norm(direction)  # light shines along -z
+        x = np.cross([0.0, 1.0, 0.0], z)
+        x /= np.linalg.norm(x)
+        pose = np.eye(4)
+        pose[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=power), pose=pose)
     r = pyrender.OffscreenRenderer(res, res)
     try:
         color, _ = r.render(scene)
@@ -67,7 +74,7 @@ def make_figure(
     out: Path,
     body_models: Path = ASSETS,
     n_rows: int = 4,
-    views=(0, 1, 2, 3, 5),
+    views=(0, 1, 2, 3, 4, 5),
     res: int = 224,
     mask_res: int = 56,
 ) -> Path:
@@ -99,6 +106,8 @@ def make_figure(
         generate_archive(Path(tmp), seed=3, small=False, body_models=body_models)
         rows = _frames(Path(tmp), n_rows)
     rng = np.random.default_rng(0)
+    with np.load(Path(body_models) / "smplh" / "joint_regressors.npz") as z:
+        coco = z["coco17"].astype(np.float64)
     fig, axes = plt.subplots(
         n_rows,
         len(views) + 1,
@@ -118,15 +127,20 @@ def make_figure(
             pj = project(vw, cam.R, cam.t, cam.K, cam.dist)
             box = crop_box(pj.uv)
             A = crop_affine(box, res)
-            uv_crop = apply_affine(A, pj.uv)
             vc = world_to_camera(vw, cam.R, cam.t)
+            # the shaded render is a pinhole image: outline and keypoints use the same camera
+            pin = apply_affine(A, project(vw, cam.R, cam.t, cam.K, cam.dist, distort=False).uv)
             img = _render(vc, body.faces, crop_intrinsics(cam.K, A), res)
-            m_full = masks.render_masks(uv_crop[None], vc[None, :, 2], body.faces, res)[0]
-            uv_m = apply_affine(resize_affine(res, mask_res), uv_crop)
+            m_full = masks.render_masks(pin[None], vc[None, :, 2], body.faces, res)[0]
+            # the shard masks: distorted projection, as pipeline.process does
+            uv_m = apply_affine(resize_affine(res, mask_res), apply_affine(A, pj.uv))
             strip.append(masks.render_masks(uv_m[None], vc[None, :, 2], body.faces, mask_res)[0])
+            kp = coco @ pin
             ax = axes[r, c]
             ax.imshow(img)
             ax.contour(m_full.astype(float), levels=[0.5], colors=["#1f5fbf"], linewidths=0.8)
+            ax.scatter(kp[:5, 0], kp[:5, 1], s=5, c="#e8a400", zorder=3)
+            ax.scatter(kp[5:, 0], kp[5:, 1], s=7, c="#d62728", zorder=3)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -148,7 +162,7 @@ def make_figure(
             ax.set_title(f"{mask_res}px masks", fontsize=8)
     fig.suptitle(
         "Anny-derived SMPL+H model driven by the embedded motions "
-        "(shaded render, silhouette outline, shard masks)",
+        "(shaded, silhouette outline, COCO-17 keypoints; right: 56 px shard masks)",
         fontsize=10,
     )
     fig.tight_layout()
