@@ -186,3 +186,58 @@ def test_cached_and_gender_spelling(synth_data):
     a = load_body_model(root, "smplh", "male")
     assert load_body_model(root, "smplh", b"Male") is a
     assert a.faces.shape[1] == 3 and a.faces.dtype == np.int64
+
+
+def _smplx_dict_from_smplh(m: dict, num_vertices: int = 10475) -> dict:
+    """An SMPL-X-format model made from the SMPL+H one: jaw/eye joints inserted after the
+    body (driving no vertex), 300 shape + 100 expression directions, and the template
+    padded with unreferenced vertices up to SMPL-X's vertex count (smplx's extra joints
+    index that topology)."""
+    V0 = len(m["v_template"])
+    pad = num_vertices - V0
+    idx = list(range(22)) + [15, 15, 15] + list(range(22, 52))  # smplx joint -> smplh joint
+    to_x = {j: j if j < 22 else j + 3 for j in range(52)}
+    parents = [-1] + [to_x[int(p)] for p in m["kintree_table"][0, 1:22]] + [15, 15, 15]
+    parents += [to_x[int(p)] for p in m["kintree_table"][0, 22:]]
+    W = np.zeros((num_vertices, 55))
+    W[:V0, :22] = m["weights"][:, :22]
+    W[:V0, 25:] = m["weights"][:, 22:]
+    W[V0:, 0] = 1.0
+    JR = np.zeros((55, num_vertices))
+    JR[:, :V0] = m["J_regressor"][idx]
+    S = np.zeros((num_vertices, 3, 400))
+    S[:V0, :, :16] = m["shapedirs"]
+    return {
+        "v_template": np.concatenate([m["v_template"], np.repeat(m["v_template"][:1], pad, 0)]),
+        "f": m["f"],
+        "J_regressor": JR,
+        "kintree_table": np.stack([np.array(parents, np.int64), np.arange(55)]),
+        "weights": W,
+        "posedirs": np.zeros((num_vertices, 3, 486)),
+        "shapedirs": S,
+        "hands_componentsl": np.eye(45),
+        "hands_componentsr": np.eye(45),
+        "hands_meanl": np.zeros(45),
+        "hands_meanr": np.zeros(45),
+        "lmk_faces_idx": np.zeros(51, np.int64),
+        "lmk_bary_coords": np.full((51, 3), 1 / 3),
+    }
+
+
+def test_smplx_layout_matches_smplh(synth_data, tmp_path):
+    _, m = _npz(synth_data, "female")
+    root = tmp_path / "bm"
+    (root / "smplx").mkdir(parents=True)
+    np.savez(root / "smplx" / "SMPLX_FEMALE.npz", **_smplx_dict_from_smplh(m))
+    bm = load_body_model(root, "smplx", "female")
+    assert bm.num_betas == 16 and bm.num_joints == 55
+    rng = np.random.default_rng(2)
+    p = rng.normal(0, 0.3, (3, 156))
+    betas, trans = rng.normal(0, 1, 16), rng.normal(0, 0.3, (3, 3))
+    ref = load_body_model(synth_data / "body_models", "smplh", "female").forward(p, betas, trans)
+    px = np.concatenate([p[:, :66], np.zeros((3, 9)), p[:, 66:]], axis=1)  # + jaw, eyes
+    out = bm.forward(px, betas, trans)
+    V0 = len(m["v_template"])
+    np.testing.assert_allclose(out.vertices[:, :V0], ref.vertices, atol=1e-5)
+    np.testing.assert_allclose(out.joints[:, :22], ref.joints[:, :22], atol=1e-5)
+    np.testing.assert_allclose(out.joints[:, 25:], ref.joints[:, 22:], atol=1e-5)
