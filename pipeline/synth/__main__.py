@@ -17,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the motion archive")
     ap.add_argument("--small", action="store_true", help="small, fast variant (tests)")
     ap.add_argument(
-        "--body", choices=("procedural", "anny"), default="procedural", help="body-model source"
+        "--body",
+        choices=("procedural", "anny"),
+        default="anny",
+        help="body-model source: the shipped Anny-derived models (default) or procedural",
     )
     ap.add_argument(
         "--preview",
