@@ -8,9 +8,10 @@ AMASS's SMPL+H G layout (``poses`` (N, 156) axis-angle in SMPL-H joint order, ``
 Motions are procedural: per-joint Euler angles (``R = Rx @ Rz @ Ry`` in the parent's rest frame,
 SMPL rest frame y-up facing +z) built from smooth periodic curves and smoothstep keyframes,
 kept inside ``JOINT_LIMITS``. The root orientation carries AMASS's y-up -> z-up turn (+90 deg
-about x) and the heading; ``trans`` moves the body over the floor and its height is solved by a
-forward-kinematics pass over an SMPL-like rest skeleton so the lowest foot joint sits at
-``FOOT_CLEARANCE`` above z = 0 (jumps add a smooth lift on top).
+about x) and the heading. ``trans`` comes from a forward-kinematics pass over the body's rest
+skeleton: its height puts the lowest foot joint at ``FOOT_CLEARANCE`` above z = 0 (jumps add a
+smooth lift on top), and horizontally the body moves so the supporting foot does not slide (walks
+and turns progress from the legs' own stepping; runs, jumps and side-steps add set velocities).
 
 Everything is a pure function of ``seed``; the npz files are written with fixed zip timestamps
 so equal seeds give byte-identical archives.
@@ -25,6 +26,7 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
@@ -204,6 +206,7 @@ class Track:
     forward: np.ndarray  # (N,) speed along the facing direction, m/s
     lateral: np.ndarray  # (N,) speed towards the body's left, m/s
     lift: np.ndarray  # (N,) extra height over the planted pose (jumps), metres
+    lock: bool = True  # the supporting foot does not slide: trans follows it horizontally
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -285,10 +288,42 @@ def _gait(tr: Track, freq: float, amp: float, rng: np.random.Generator, run: boo
     tr.tilt[:, 0] = (0.18 if run else 0.04) + 0.02 * np.sin(2 * phi)
 
 
+# Walking gait over one cycle (phase 0 = heel strike of that leg; stance until ~0.6):
+# hip flexion (forward +), knee flexion, ankle plantar-flexion (toes down +), in radians.
+_WALK_KEYS = {
+    "hip": ([0.0, 0.15, 0.5, 0.6, 0.75, 0.88, 1.0], [0.45, 0.40, -0.18, -0.26, 0.15, 0.47, 0.45]),
+    "knee": ([0.0, 0.15, 0.4, 0.6, 0.73, 0.9, 1.0], [0.08, 0.30, 0.08, 0.65, 1.05, 0.25, 0.08]),
+    "ankle": ([0.0, 0.1, 0.4, 0.6, 0.7, 0.9, 1.0], [0.0, 0.1, -0.15, 0.3, 0.1, -0.05, 0.0]),
+}
+
+
+def _cycle(phase: np.ndarray, key: str) -> np.ndarray:
+    """Periodic C2 cubic through the ``_WALK_KEYS[key]`` keyframes at ``phase`` (cycles)."""
+    x, y = _WALK_KEYS[key]
+    return CubicSpline(x, y, bc_type="periodic")(np.mod(phase, 1.0))
+
+
+def _walk_gait(tr: Track, freq: float, amp: float, rng: np.random.Generator) -> None:
+    """Keyframed walking legs (right leg half a cycle behind), counter-swinging arms."""
+    e, t = tr.euler, tr.t
+    phase = freq * t + rng.uniform(0.0, 1.0)
+    for side, sgn, shift in (("left", 1.0, 0.0), ("right", -1.0, 0.5)):
+        ph = phase + shift
+        e[:, _J[f"{side}_hip"], 0] = -amp * _cycle(ph, "hip")
+        e[:, _J[f"{side}_knee"], 0] = amp * _cycle(ph, "knee")
+        e[:, _J[f"{side}_ankle"], 0] = amp * _cycle(ph, "ankle")
+        e[:, _J[f"{side}_hip"], 2] = sgn * 0.04 * np.sin(2 * np.pi * ph)
+        # the arm swings forward (-x) while the same-side leg swings back
+        e[:, _J[f"{side}_shoulder"], 0] = 0.5 * amp * _cycle(ph, "hip") - 0.1
+    twist = np.sin(2 * np.pi * phase)
+    tr.tilt[:, 1] = 0.08 * amp * twist  # pelvis turns with the forward leg
+    e[:, _J["spine2"], 1] = -0.06 * amp * twist
+    tr.tilt[:, 0] = 0.05 + 0.02 * np.sin(4 * np.pi * phase)
+
+
 def _walk(t, rng, amp):
     tr = _base_track(t, rng)
-    _gait(tr, rng.uniform(0.85, 1.0), amp, rng, run=False)
-    tr.forward[:] = rng.uniform(1.0, 1.4) * amp * _smoothstep(t / 0.6)
+    _walk_gait(tr, rng.uniform(0.85, 1.0), amp, rng)
     tr.heading += rng.uniform(-0.15, 0.15) * t  # gentle curve
     return tr
 
@@ -299,6 +334,7 @@ def _run(t, rng, amp):
     _gait(tr, freq, amp, rng, run=True)
     tr.forward[:] = rng.uniform(2.5, 3.2) * _smoothstep(t / 0.8)
     tr.lift[:] = 0.04 * np.sin(2 * np.pi * freq * t) ** 2 * _smoothstep(t / 0.8)
+    tr.lock = False  # feet leave the floor / slide on purpose
     return tr
 
 
@@ -343,6 +379,7 @@ def _jump(t, rng, amp):
         e[:, _J[f"{side}_shoulder"], 2] = -sgn * (1.2 - 0.4 * air)
     tr.lift[:] = rng.uniform(0.2, 0.35) * amp * air
     tr.forward[:] = 0.6 * air
+    tr.lock = False  # feet leave the floor / slide on purpose
     return tr
 
 
@@ -423,11 +460,9 @@ def _sit(t, rng, amp):
 
 def _turn(t, rng, amp):
     tr = _base_track(t, rng)
-    freq = rng.uniform(0.9, 1.1)
-    _gait(tr, freq, 0.45 * amp, rng, run=False)
+    _walk_gait(tr, rng.uniform(0.9, 1.1), 0.5 * amp, rng)
     total = rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.0) * np.pi
     tr.heading[:] = total * _smoothstep((t - 0.2) / (t[-1] - 0.4))
-    tr.forward[:] = 0.25 * _smoothstep(t / 0.5)
     e = tr.euler
     e[:, _J["neck"], 1] += 0.2 * np.sign(total) * np.gradient(tr.heading, t) / np.pi
     return tr
@@ -483,6 +518,7 @@ def _jacks(t, rng, amp):
         e[:, _J[f"{side}_hip"], 2] = sgn * 0.32 * o
         e[:, _J[f"{side}_knee"], 0] = 0.1 + 0.15 * np.sin(np.pi * o)
     tr.lift[:] = 0.08 * np.sin(2 * np.pi * freq * t) ** 2
+    tr.lock = False  # feet leave the floor / slide on purpose
     return tr
 
 
@@ -498,6 +534,7 @@ def _sidestep(t, rng, amp):
         e[:, _J[f"{side}_knee"], 0] = 0.1 + 0.3 * np.clip(np.sin(p), 0, None) ** 2
         e[:, _J[f"{side}_hip"], 0] = -0.15 * np.clip(np.sin(p), 0, None) ** 2
     tr.lateral[:] = direction * 0.5 * _smoothstep(t / 0.5)
+    tr.lock = False  # feet leave the floor / slide on purpose
     return tr
 
 
@@ -575,6 +612,15 @@ def track_to_amass(
     fwd = np.stack([np.sin(heading), -np.cos(heading)], axis=1)
     left = np.stack([np.cos(heading), np.sin(heading)], axis=1)
     vel = tr.forward[:, None] * fwd + tr.lateral[:, None] * left
+    if tr.lock and n > 2:
+        # Supporting foot = softmax of the lowest foot joints; move the body so it stays put.
+        feet = pos[:, _FOOT_JOINTS]
+        z = feet[..., 2]
+        w = np.exp(-(z - z.min(axis=1, keepdims=True)) / 0.015)
+        w /= w.sum(axis=1, keepdims=True)
+        foot_vel = np.gradient(feet[..., :2], tr.t, axis=0)
+        support = -(w[..., None] * foot_vel).sum(axis=1)
+        vel = vel + gaussian_filter1d(support, sigma=0.03 * fps, axis=0, mode="nearest")
     xy = start_xy + np.cumsum(vel * dt[:, None], axis=0) - joints[0, :2]
     # Light smoothing (sigma 40 ms) of the planted height removes kinks when support switches feet.
     z = gaussian_filter1d(FOOT_CLEARANCE - lowest, sigma=0.04 * fps, mode="nearest") + tr.lift
