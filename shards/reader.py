@@ -220,7 +220,10 @@ class ShardDataset(IterableDataset):
             (spans[rank * nworkers + w][1] - spans[rank * nworkers + w][0]) * self.per_mesh
             for w in range(nworkers)
         ]
-        return rr_consumption(lengths, self.batch_size or 1, c_rank)[worker]
+        bs = self.batch_size or 1
+        if self.drop_last and self.batch_size:  # partial tail batches are never yielded
+            lengths = [ln // bs * bs for ln in lengths]
+        return rr_consumption(lengths, bs, c_rank)[worker]
 
     # ---- IO -----------------------------------------------------------------------------
     def _file(self, si: int) -> h5py.File:

@@ -201,3 +201,23 @@ def test_corrupt_shard_stops_with_file_name_or_is_skipped(fake_ds, tmp_path):
         got = _pairs(ShardDataset(root, batch_size=8, views="all", skip_bad=True))
     n_bad = load_manifest(root).shards[1].meshes
     assert len(got) == len(set(got)) == len(_expected(fake_ds, "train", "all")) - n_bad * 4
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_resume_with_real_dataloader_matches_uninterrupted_epoch(fake_ds, drop_last):
+    kw = dict(batch_size=10, num_workers=2, views="all", seed=4, drop_last=drop_last)
+    full = _pairs(loader(fake_ds, **kw))
+    dl = loader(fake_ds, **kw)
+    dl.dataset.set_epoch(0)
+    seen = []
+    for i, b in enumerate(dl):
+        seen += _pairs([b])
+        if i == 6:
+            break
+    dl2 = loader(fake_ds, **kw)
+    dl2.dataset.set_epoch(0, consumed=len(seen))
+    rest = _pairs(dl2)
+    assert len(seen + rest) == len(set(seen + rest))
+    assert sorted(seen + rest) == sorted(full)
+    if not drop_last:
+        assert sorted(full) == sorted(_expected(fake_ds, "train", "all"))
