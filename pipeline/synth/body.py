@@ -624,10 +624,14 @@ def build_bodies(voxel: float = 0.005, target_vertices: int = 6500) -> dict[str,
     The neutral body is meshed; male and female are the same mesh fitted to their own
     implicit surfaces, so vertex ids (and the keypoint regressors) mean the same on all.
     """
+    from tqdm import tqdm
+
+    bar = tqdm(total=1 + len(GENDERS), desc="body models", unit="step", leave=False)
     J_n = rest_skeleton("neutral")
     prims = _primitives(J_n, "neutral")
     v_n, f = _surface(prims, voxel, target_vertices)
     W = _skinning_weights(v_n, f, prims)
+    bar.update()
     kintree = np.stack(
         [np.where(SMPLH_PARENTS < 0, ROOT_PARENT, SMPLH_PARENTS), np.arange(NUM_JOINTS)]
     )
@@ -650,6 +654,8 @@ def build_bodies(voxel: float = 0.005, target_vertices: int = 6500) -> dict[str,
             "J": J.astype(np.float64),
         }
         out[gender] = BodyModelArrays(npz, coco, h36m)
+        bar.update()
+    bar.close()
     return out
 
 
