@@ -45,7 +45,8 @@ def show(
     path, rows = _sample_rows(root, split, meshes, seed)
     with h5py.File(path, "r") as f:
         nv_total = f["views/heatmaps"].shape[1]
-        vsel = list(range(min(views, nv_total)))
+        # evenly spread over the rig (real and interpolated cameras), e.g. 0 2 5 7 of 8
+        vsel = sorted(set(np.linspace(0, nv_total - 1, min(views, nv_total)).round().astype(int)))
         r = f.attrs["R"]
         get = {
             k: f[k][rows]
