@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.plan import SPLITS, Plan, PlanConfig, SeqEntry, make_plan
+from pipeline.plan import SPLITS, Plan, PlanConfig, SeqEntry, make_plan, plot_plan
 from pipeline.process import Context, RenderConfig, process_unit
 
 UNITS_DIR = "units"
@@ -414,6 +414,7 @@ def build(args) -> dict:
                 f"{args.out}: holds a different plan ({old} != {digest}); use a new --out"
             )
     plan.save(args.out)
+    plot_plan(plan, args.out / "plan.png")
     (args.out / "build_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
 
     removed = clean_partial(args.out)

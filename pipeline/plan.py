@@ -102,6 +102,11 @@ class Plan:
     def size(self) -> int:
         return int(self.seq.shape[0])
 
+    def central_bounds(self, frames: int) -> tuple[int, int]:
+        """[lo, hi) frame range of the central part this plan keeps."""
+        lo = int(np.floor(frames * (1.0 - self.config["central"]) / 2.0 + 1e-9))
+        return lo, frames - lo
+
     @property
     def sample_id(self) -> np.ndarray:
         return np.arange(self.size, dtype=np.int64)
@@ -303,6 +308,8 @@ def make_plan(
         "planned": int(seq.size),
         "splits": {n: int((split == i).sum()) for i, n in enumerate(SPLITS)},
         "shortfall": int(max(0, cfg.meshes - seq.size)),
+        "sequence_frames": [int(e.frames) for e in listing],
+        "sequence_fps": [float(e.fps) for e in listing],
     }
     return Plan(
         config=asdict(cfg),
@@ -314,3 +321,67 @@ def make_plan(
         skips=skips,
         stats=stats,
     )
+
+
+def plot_plan(plan: Plan, png: Path, max_sequences: int = 8) -> Path:
+    """Figure of the plan: per-subset duration, candidates and planned meshes (coloured by
+    split), and a timeline of planned frames for a few sequences."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868"}
+    subs = plan.stats["subsets"]
+    names = list(subs)
+    fig, (ax0, ax1) = plt.subplots(
+        1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.6]}, constrained_layout=True
+    )
+    x = np.arange(len(names))
+    ax0.bar(x - 0.2, [subs[n]["candidates"] for n in names], 0.4, color="#BBBBBB")
+    ax0.bar(x + 0.2, [subs[n]["planned"] for n in names], 0.4,
+            color=[colours[subs[n]["split"]] for n in names])  # fmt: skip
+    for i, n in enumerate(names):
+        label = f"{subs[n]['split']}\n{subs[n]['duration_s'] / 60:.1f} min"
+        ax0.annotate(label, (i + 0.2, subs[n]["planned"]), ha="center", va="bottom", fontsize=8)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color="#BBBBBB", label="candidates (fps, central, keep-rate, thinning)")]
+    handles += [Patch(color=c, label=f"planned, {k}") for k, c in colours.items()]
+    ax0.legend(handles=handles, fontsize=8, loc="upper left", ncols=2)
+    top = max([subs[n]["candidates"] for n in names] + [1])
+    ax0.set_ylim(0, top * 1.35)
+    ax0.set_xticks(
+        x, names, rotation=30 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center"
+    )
+    ax0.set_ylabel("meshes")
+    ax0.set_title(f"{plan.size} meshes planned (target {plan.config['meshes']})")
+
+    frames = plan.stats.get("sequence_frames", [])
+    fps = plan.stats.get("sequence_fps", [])
+    pick = np.linspace(0, len(plan.sequences) - 1, min(max_sequences, len(plan.sequences)))
+    for row, s in enumerate(np.unique(pick.astype(int))):
+        if not frames:  # plan written before frame counts were recorded
+            break
+        t_end = frames[s] / fps[s]
+        ax1.plot([0, t_end], [row, row], color="#DDDDDD", lw=6, solid_capstyle="butt")
+        c = plan.central_bounds(frames[s])
+        ax1.plot([c[0] / fps[s], c[1] / fps[s]], [row, row], color="#AAAAAA", lw=6,
+                 solid_capstyle="butt")  # fmt: skip
+        sel = plan.seq == s
+        if sel.any():
+            sp = SPLITS[int(plan.split[sel][0])]
+            ax1.plot(plan.frame[sel] / fps[s], np.full(sel.sum(), row), "|", ms=11,
+                     color=colours[sp])  # fmt: skip
+        ax1.text(0, row + 0.3, plan.sequences[s], fontsize=7)
+    ax1.set_yticks([])
+    ax1.set_xlabel(
+        "time in sequence (s); light: whole sequence, grey: central part, ticks: planned"
+    )
+    ax1.set_title(f"planned frames of {len(np.unique(pick.astype(int)))} sequences")
+    ax1.set_ylim(-0.7, len(np.unique(pick.astype(int))) - 0.2)
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png

@@ -101,7 +101,7 @@ def test_reference_build_contract(reference):
             np.testing.assert_array_equal(ids, np.arange(a, b))
             assert f["views/heatmaps"].shape == (b - a, 8, 17, 56, 56)
         assert len(set(split[a:b].tolist())) == 1
-    assert (reference / "topology.h5").exists()
+    assert (reference / "topology.h5").exists() and (reference / "plan.png").stat().st_size > 0
     assert not list(reference.glob("*.tmp-*"))
 
 
