@@ -117,6 +117,15 @@ def _fallback_sequences(n: int = 60) -> list[tuple[str, np.ndarray, np.ndarray]]
     return out
 
 
+def _front_azimuth(root_orient: np.ndarray) -> float:
+    """Azimuth (degrees, as in :func:`draw_mesh`) that sees the body's front: the rest
+    frame faces +z, the root rotation turns that into the world facing direction."""
+    from scipy.spatial.transform import Rotation
+
+    fx, fy, _ = Rotation.from_rotvec(root_orient).apply([0.0, 0.0, 1.0])
+    return float(np.degrees(np.arctan2(fx, -fy)))
+
+
 def write_preview(root: Path, png: Path, seed: int = 0, max_motions: int = 4) -> Path:
     """Montage of the generated bodies under ``root`` (body_models/, amass/).
 
@@ -149,8 +158,9 @@ def write_preview(root: Path, png: Path, seed: int = 0, max_motions: int = 4) ->
         model = load_body_model(bm_root, "smplh", gender)
         idx = np.linspace(0, len(poses) - 1, 4).round().astype(int)
         out = model.forward(poses[idx], betas, trans[idx] - trans[idx[:1]] * [1, 1, 0])
-        row = [(out.vertices[k], model.faces, 0.0, f"frame {f}") for k, f in enumerate(idx)]
-        row += [(out.vertices[k], model.faces, 90.0, f"frame {idx[k]} side") for k in (1, 3)]
+        az = _front_azimuth(poses[idx[0], :3])
+        row = [(out.vertices[k], model.faces, az, f"frame {f}") for k, f in enumerate(idx)]
+        row += [(out.vertices[k], model.faces, az + 90, f"frame {idx[k]} side") for k in (1, 3)]
         panels.append(row)
         labels.append(f"{name} ({gender})")
     model = load_body_model(bm_root, "smplh", "neutral")
