@@ -67,6 +67,7 @@ def test_geometry_matches_independent_projection(fake_ds):
                         "mesh/vertices",
                         "views/R",
                         "views/t",
+                        "views/masks",
                     )
                 }
     ds = ShardDataset(root, batch_size=16, views="all", seed=5)
@@ -91,6 +92,8 @@ def test_geometry_matches_independent_projection(fake_ds):
             np.testing.assert_allclose(b["kp2d"][i, :, :2].numpy(), norm, atol=2e-4)
             vc = r["mesh/vertices"].astype(np.float32) @ r["views/R"][v].T + r["views/t"][v]
             np.testing.assert_allclose(b["vertices"][i].numpy(), vc, atol=1e-5)
+            mask = np.unpackbits(r["views/masks"][v], count=32 * 32).reshape(1, 32, 32)
+            np.testing.assert_array_equal(b["masks"][i].numpy(), mask)
             # heatmap peak sits at the keypoint, in heatmap pixels
             hm = b["heatmaps"][i].numpy()
             vis = b["kp2d"][i, :, 2].numpy() > 0
@@ -102,7 +105,8 @@ def test_geometry_matches_independent_projection(fake_ds):
 
 
 @pytest.mark.parametrize("views", ["random", "all", [0, 2]])
-@pytest.mark.parametrize("world,nworkers", [(1, 1), (2, 1), (3, 2), (2, 3), (4, 7), (5, 13)])
+# includes more workers than shards (4) and more streams than meshes (9 x 11 = 99 > 68)
+@pytest.mark.parametrize("world,nworkers", [(1, 1), (2, 1), (3, 2), (2, 3), (4, 7), (9, 11)])
 def test_exactly_once(fake_ds, views, world, nworkers):
     got = []
     for rank in range(world):
@@ -115,6 +119,7 @@ def test_exactly_once(fake_ds, views, world, nworkers):
             seed=11,
             shuffle_buffer=16,
             block=8,
+            with_vertices=False,
         )
         for w in range(nworkers):
             got += _pairs(_stream(ds, w, nworkers))
@@ -221,3 +226,12 @@ def test_resume_with_real_dataloader_matches_uninterrupted_epoch(fake_ds, drop_l
     assert sorted(seen + rest) == sorted(full)
     if not drop_last:
         assert sorted(full) == sorted(_expected(fake_ds, "train", "all"))
+
+
+def test_bad_arguments_are_named(fake_ds):
+    with pytest.raises(ValueError, match="no shards in split 'nope'"):
+        ShardDataset(fake_ds, "nope")
+    with pytest.raises(ValueError, match=r"view slots \[0, 4\] out of range for V=4"):
+        ShardDataset(fake_ds, views=[0, 4])
+    with pytest.raises(ValueError, match="views must be"):
+        ShardDataset(fake_ds, views="some")
