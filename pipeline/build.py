@@ -305,10 +305,11 @@ def run_ray(
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    tmp = None
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+        tmp = tempfile.mkdtemp(prefix="ray-mpt-build-", dir="/tmp")
         ray.init(
             num_cpus=workers,
             include_dashboard=False,
@@ -341,6 +342,10 @@ def run_ray(
         return recs, time.perf_counter() - t0
     finally:
         ray.shutdown()
+        if tmp is not None:  # local instance: its session folder (logs went to the driver)
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_topology(body_models: Path, render: RenderConfig, model_type: str):
