@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "ckpt_every": 500,
         "seed": 0,
         "num_workers": 1,
+        "threads": None,  # torch threads; None = cores minus DataLoader workers
         "deepspeed_config": "configs/deepspeed.json",
     },
     "data": {

@@ -1,0 +1,250 @@
+"""DeepSpeed training on CPU from fake shards: exact resume, logs, evaluation vs references.
+
+All fast tests share one module-scoped set of runs (each ``deepspeed.initialize`` costs seconds).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shards.reader import ShardDataset
+from shards.testing import make_fake_dataset
+from trainer.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = 6
+
+OVERRIDES = [
+    "model.enc_channels=[8,16]",
+    "model.feat_dim=32",
+    "model.hidden=[32,16,16]",
+    "model.block_out=[16,16]",
+    "model.intermediate=[64,32,32]",
+    "model.layers=1",
+    "model.dropout=0.1",
+    f"train.steps={STEPS}",
+    "train.batch_size=16",
+    "train.log_every=1",
+    "train.ckpt_every=3",
+    "train.num_workers=0",
+    "train.lr=1e-3",
+    "eval.batch_size=32",
+]
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trainer_ds")
+    # 3 train shards (36 meshes x 2 views = 72 samples: 4 batches/epoch) + 1 val shard
+    return make_fake_dataset(
+        root, n_meshes=48, views=2, res=32, nv=60, shards=4, seed=1, val_shards=1
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(fake_data, tmp_path_factory):
+    """Straight 6-step run vs 3 steps + resume for 3; sample ids seen per step."""
+    from trainer.train import train
+
+    cfg = load_config(REPO / "configs/demo.yaml", OVERRIDES)
+    base = tmp_path_factory.mktemp("runs")
+    seen: dict[str, list] = {"straight": [], "resumed": []}
+
+    def rec(key):
+        return lambda step, batch: seen[key].append(
+            (step, batch["sample_id"].tolist(), batch["view"].tolist())
+        )
+
+    straight = train(cfg, fake_data, base / "straight", on_batch=rec("straight"))
+    first = train(cfg, fake_data, base / "resumed", stop_at=3, on_batch=rec("resumed"))
+    second = train(cfg, fake_data, base / "resumed", on_batch=rec("resumed"))
+    return {
+        "base": base,
+        "cfg": cfg,
+        "seen": seen,
+        "straight": straight,
+        "first": first,
+        "second": second,
+    }
+
+
+def test_exact_resume_same_weights_and_data_order(runs):
+    a = torch.load(runs["base"] / "straight/model.pt", weights_only=False)
+    b = torch.load(runs["base"] / "resumed/model.pt", weights_only=False)
+    assert a["step"] == b["step"] == STEPS
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert runs["seen"]["straight"] == runs["seen"]["resumed"]
+    # the 6 steps cross an epoch boundary (4 batches per epoch), each epoch exactly once
+    ids = [tuple(zip(s, v)) for _, s, v in runs["seen"]["straight"]]
+    epoch0 = [p for batch in ids[:4] for p in batch]
+    assert len(epoch0) == len(set(epoch0)) == 64  # 72 train samples, the partial batch dropped
+    assert all(i < 36 for i, _ in epoch0)  # train split only
+    assert set(ids[4]) <= set(epoch0) | {(i, v) for i in range(36) for v in range(2)}
+    assert runs["first"]["step"] == 3 and runs["second"]["step"] == STEPS
+
+
+def test_weights_change_and_schedule_follows_warmup_decay(runs):
+    rows = list(csv.DictReader(open(runs["base"] / "straight/log.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, STEPS + 1))
+    lr = [float(r["lr"]) for r in rows]
+    # DeepSpeed WarmupDecayLR: step s runs at iteration s-1; linear warmup over
+    # max(2, round(0.1 * steps)) iterations (DeepSpeed's minimum is 2), then linear decay
+    # reaching 0 at iteration `steps`
+    peak, w = 1e-3, max(2, round(0.1 * STEPS))
+    expected = [peak * (i / w if i < w else (STEPS - i) / (STEPS - w)) for i in range(STEPS)]
+    np.testing.assert_allclose(lr, expected, rtol=1e-6, atol=1e-12)
+    resumed = list(csv.DictReader(open(runs["base"] / "resumed/log.csv")))
+    assert [r["total"] for r in resumed] == [r["total"] for r in rows]  # same losses, no dupes
+    assert (runs["base"] / "straight/tensorboard").is_dir()
+
+
+def _reference_metrics(root: Path, model_pt: Path):
+    """Independent evaluation: reader + plain numpy formulas (own Procrustes via SVD)."""
+    from trainer.data import levels_from_topology
+    from trainer.model import MeshRegressor
+
+    blob = torch.load(model_pt, weights_only=False)
+    levels, _ = levels_from_topology(root)
+    model = MeshRegressor(blob["config"]["model"], levels, 17, 32)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    reg = levels.h36m_regressor.astype(np.float64)
+    sel = [3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10]
+
+    train = [b for b in ShardDataset(root, "train", views="all", batch_size=1000, shuffle=False)]
+    tv = np.concatenate([(b["vertices"] - b["joints3d"][:, :1]).numpy() for b in train], 0)
+    mean_mesh = tv.astype(np.float64).mean(0)
+
+    def pa(p, g):
+        p0, g0 = p - p.mean(0), g - g.mean(0)
+        u, s, vt = np.linalg.svd(p0.T @ g0)
+        d = np.diag([1, 1, np.sign(np.linalg.det(u @ vt))])
+        r = u @ d @ vt
+        sc = np.trace(np.diag(s) @ d) / (p0**2).sum()
+        return np.linalg.norm(sc * p0 @ r + g.mean(0) - g, axis=1).mean()
+
+    out = {"model": [], "mean_mesh": []}
+    for b in ShardDataset(root, "val", views="all", batch_size=1000, shuffle=False):
+        with torch.no_grad():
+            pred = model(b["heatmaps"])["vertices"][-1].double().numpy()
+        gv, gj = b["vertices"].double().numpy(), b["joints3d"].double().numpy()
+        for i in range(len(gv)):
+            for name, p in (("model", pred[i]), ("mean_mesh", mean_mesh)):
+                pj = reg @ p
+                pjc, gjc = (pj - pj[0])[sel], (gj[i] - gj[i][0])[sel]
+                out[name].append(
+                    (
+                        1000 * np.linalg.norm(pjc - gjc, axis=1).mean(),
+                        1000 * pa(pjc, gjc),
+                        1000 * np.linalg.norm((p - pj[0]) - (gv[i] - gj[i][0]), axis=1).mean(),
+                    )
+                )
+    return {k: np.mean(v, 0) for k, v in out.items()}
+
+
+def test_evaluate_matches_independent_reference(runs, fake_data):
+    from trainer.evaluate import evaluate
+
+    res = evaluate(runs["base"] / "straight", fake_data)
+    ref = _reference_metrics(fake_data, runs["base"] / "straight/model.pt")
+    assert res["samples"] == 12 * 2
+    for name in ("model", "mean_mesh"):
+        got = [res[name][k] for k in ("mpjpe", "pa_mpjpe", "pve")]
+        np.testing.assert_allclose(got, ref[name], rtol=1e-4)
+
+
+def test_cli_eval_json_and_demo_figures(runs, fake_data, tmp_path):
+    import json
+
+    from trainer.__main__ import main, prediction_samples
+    from trainer.figures import loss_curve, predictions_figure
+
+    run = runs["base"] / "straight"
+    env = dict(os.environ)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "eval",
+            "--ckpt",
+            str(run),
+            "--data",
+            str(fake_data),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout[r.stdout.index("{") :])
+    assert set(res["model"]) == {"mpjpe", "pa_mpjpe", "pve"}
+    samples, faces = prediction_samples(run, fake_data, n=3)
+    png = predictions_figure(samples, faces, tmp_path / "p.png")
+    png2 = loss_curve(run / "log.csv", tmp_path / "l.png")
+    assert png.stat().st_size > 10_000 and png2.stat().st_size > 10_000
+    assert main(["eval", "--ckpt", str(tmp_path / "nothing"), "--data", str(fake_data)]) == 2
+
+
+@pytest.mark.slow
+def test_two_processes_deepspeed_launcher(fake_data, tmp_path):
+    """``deepspeed --num_accelerators 2`` on CPU: ranks split the data, then resume."""
+    launcher = shutil.which("deepspeed", path=str(Path(sys.executable).parent))
+    assert launcher, "deepspeed launcher missing"
+    out = tmp_path / "run2"
+    base = [
+        launcher,
+        "--num_accelerators",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "--module",
+        "trainer",
+        "train",
+        "--config",
+        str(REPO / "configs/demo.yaml"),
+        "--data",
+        str(fake_data),
+        "--out",
+        str(out),
+        "--set",
+        *OVERRIDES,
+        "train.num_workers=1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    r = subprocess.run(
+        base + ["train.steps=6"], capture_output=True, text=True, cwd=REPO, env=env, timeout=600
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    tag = (out / "checkpoints/latest").read_text().strip()
+    client = torch.load(
+        out / "checkpoints" / tag / "mp_rank_00_model_states.pt", weights_only=False
+    )
+    assert len(client["positions"]) == 2
+    # each rank took 8 samples per step from its own half of the epoch
+    assert client["positions"][0] != client["positions"][1] or client["positions"][0][1] > 0
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert len(rows) == 6 and all(np.isfinite(float(x["total"])) for x in rows)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

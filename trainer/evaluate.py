@@ -1,0 +1,98 @@
+"""Evaluation on the val split: MPJPE, PA-MPJPE (H36M-14) and PVE in mm, model vs mean mesh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from trainer.data import DataSource, model_input
+from trainer.metrics import mesh_metrics
+from trainer.model import MeshRegressor
+from trainer.train import MODEL_FILE
+
+METRICS = ("mpjpe", "pa_mpjpe", "pve")
+
+
+def load_model(ckpt: str | Path, data: str | Path) -> tuple[MeshRegressor, dict, DataSource, int]:
+    """Model (eval mode, CPU) from a run folder or its model.pt, with its config and data."""
+    path = Path(ckpt)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained model (run `python -m trainer train` first)")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = blob["config"]
+    source = DataSource(data, cfg)
+    model = MeshRegressor(cfg["model"], source.levels, source.in_channels, source.res)
+    missing = model.load_state_dict(blob["state_dict"], strict=False)
+    if missing.missing_keys or missing.unexpected_keys:
+        raise ValueError(f"{path}: checkpoint does not match the model/topology ({missing})")
+    return model.eval(), cfg, source, int(blob.get("step", 0))
+
+
+def mean_train_mesh(source: DataSource, max_samples: int | None = None) -> np.ndarray:
+    """Mean pelvis-centred camera-frame mesh over the train split (the trivial baseline)."""
+    total, n = None, 0
+    for batch in source.eval_loader(source.train_split, 256, max_samples):
+        v = (batch["vertices"] - batch["joints3d"][:, :1]).double()
+        total = v.sum(0) if total is None else total + v.sum(0)
+        n += v.shape[0]
+    if n == 0:
+        raise ValueError(f"{source.root}: train split is empty; cannot form the mean-mesh baseline")
+    return (total / n).float().numpy()
+
+
+@torch.no_grad()
+def evaluate(
+    ckpt: str | Path,
+    data: str | Path,
+    split: str | None = None,
+    batch_size: int | None = None,
+    max_samples: int | None = None,
+    baseline_samples: int | None = 8192,
+) -> dict:
+    """Metrics of the trained model and of the mean-training-mesh baseline on ``split``."""
+    model, cfg, source, step = load_model(ckpt, data)
+    split = split or cfg["data"]["val_split"]
+    batch_size = batch_size or int(cfg["eval"]["batch_size"])
+    max_samples = max_samples if max_samples is not None else cfg["eval"]["max_samples"]
+    reg = source.levels.h36m_regressor.astype(np.float64)
+    mean_mesh = mean_train_mesh(source, baseline_samples).astype(np.float64)
+    sums = {"model": dict.fromkeys(METRICS, 0.0), "mean_mesh": dict.fromkeys(METRICS, 0.0)}
+    n = 0
+    for batch in tqdm(source.eval_loader(split, batch_size, max_samples), desc="eval"):
+        pred = model(model_input(batch, cfg["model"]["input"]))["vertices"][-1].double().numpy()
+        gt_v = batch["vertices"].double().numpy()
+        gt_j = batch["joints3d"].double().numpy()
+        base = np.broadcast_to(mean_mesh, gt_v.shape)
+        for name, p in (("model", pred), ("mean_mesh", base)):
+            m = mesh_metrics(p, gt_v, gt_j, reg)
+            for k in METRICS:
+                sums[name][k] += float(m[k].sum())
+        n += gt_v.shape[0]
+    if n == 0:
+        raise ValueError(f"{source.root}: split {split!r} yielded no samples")
+    res = {name: {k: v / n for k, v in d.items()} for name, d in sums.items()}
+    res.update(
+        split=split,
+        samples=n,
+        step=step,
+        pa_mpjpe_reduction=1.0 - res["model"]["pa_mpjpe"] / res["mean_mesh"]["pa_mpjpe"],
+    )
+    return res
+
+
+def format_table(res: dict) -> str:
+    """Model and mean-mesh baseline side by side, in millimetres."""
+    lines = [
+        f"{res['split']} split, {res['samples']} samples, step {res['step']} (mm)",
+        f"{'':14s}{'MPJPE':>10s}{'PA-MPJPE':>10s}{'PVE':>10s}",
+    ]
+    for name, label in (("model", "model"), ("mean_mesh", "mean mesh")):
+        r = res[name]
+        lines.append(f"{label:14s}{r['mpjpe']:10.1f}{r['pa_mpjpe']:10.1f}{r['pve']:10.1f}")
+    lines.append(f"PA-MPJPE {100 * res['pa_mpjpe_reduction']:.1f}% below the mean-mesh baseline")
+    return "\n".join(lines)

@@ -1,0 +1,277 @@
+"""Training loop: shards -> MeshRegressor under a DeepSpeed engine, with exact resume.
+
+Readable on purpose (nanoGPT-style): build data and model, wrap them in DeepSpeed, loop over
+steps, log to CSV + TensorBoard, checkpoint (model, optimizer, scheduler, data position, RNG).
+Works as one plain process (no launcher), under ``deepspeed``/``torchrun`` on CPU and on GPUs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from trainer.data import DataSource, model_input
+from trainer.losses import mesh_losses
+from trainer.model import MeshRegressor, masked_heatmap_modeling
+
+REPO = Path(__file__).resolve().parent.parent
+CKPT_DIR = "checkpoints"
+MODEL_FILE = "model.pt"
+LOG_FILE = "log.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_dist_env() -> None:
+    """Single process without a launcher: set the variables torch.distributed expects."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+
+
+def resolve(path: str | Path) -> Path:
+    """A config-relative path: as given if it exists, else relative to the repository."""
+    p = Path(path)
+    return p if p.exists() or p.is_absolute() else REPO / p
+
+
+def deepspeed_config(cfg: dict, world_size: int, cuda: bool) -> dict:
+    """The DeepSpeed JSON with batch sizes, lr schedule, precision and ZeRO stage from ``cfg``."""
+    t = cfg["train"]
+    path = resolve(t["deepspeed_config"])
+    try:
+        ds = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read DeepSpeed config ({e})") from None
+    batch = int(t["batch_size"])
+    if batch % world_size:
+        raise ValueError(f"train.batch_size {batch} is not divisible by world size {world_size}")
+    steps = int(t["steps"])
+    ds["train_batch_size"] = batch
+    ds["train_micro_batch_size_per_gpu"] = batch // world_size
+    ds["gradient_accumulation_steps"] = 1
+    ds["optimizer"]["params"]["lr"] = float(t["lr"])
+    ds["scheduler"] = {
+        "type": "WarmupDecayLR",
+        "params": {
+            "warmup_min_lr": 0.0,
+            "warmup_max_lr": float(t["lr"]),
+            "warmup_num_steps": max(1, int(round(float(t["warmup_frac"]) * steps))),
+            "total_num_steps": steps,
+            "warmup_type": "linear",
+        },
+    }
+    ds["bf16"] = {"enabled": bool(cuda)}
+    ds.setdefault("zero_optimization", {})["stage"] = int(t["zero_stage"])
+    return ds
+
+
+def gather(obj, world: int) -> list:
+    """The object of every rank, in rank order."""
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def latest_tag(ckpt_dir: Path) -> str | None:
+    f = ckpt_dir / "latest"
+    return f.read_text().strip() if f.exists() else None
+
+
+class Logger:
+    """CSV + TensorBoard on rank 0."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = out / LOG_FILE
+        self.tb = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def log(self, step: int, row: dict) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **row}
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        for k, v in row.items():
+            if k != "step":
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop CSV rows after ``step`` (a resumed run re-logs them)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    keep = [r for r in rows if int(r["step"]) <= step]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+
+
+def save_model_file(engine, cfg: dict, out: Path, step: int, tag: str, rank: int) -> None:
+    """Plain fp32 state dict + config for evaluation without DeepSpeed (rank 0 writes)."""
+    if int(cfg["train"]["zero_stage"]) >= 3:
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        torch.distributed.barrier()
+        if rank != 0:
+            return
+        state = get_fp32_state_dict_from_zero_checkpoint(str(out / CKPT_DIR), tag)
+    else:
+        if rank != 0:
+            return
+        state = engine.module.state_dict()
+    state = {k: v.detach().float().cpu() for k, v in state.items()}
+    tmp = out / (MODEL_FILE + ".tmp")
+    torch.save({"config": cfg, "state_dict": state, "step": step}, tmp)
+    os.replace(tmp, out / MODEL_FILE)
+
+
+def train(
+    cfg: dict,
+    data: str | Path,
+    out: str | Path,
+    resume: bool = True,
+    stop_at: int | None = None,
+    on_batch: Callable[[int, dict], None] | None = None,
+) -> dict:
+    """Train for ``cfg['train']['steps']`` steps; resume from ``out/checkpoints`` if present.
+
+    ``stop_at`` ends this invocation early at that step (after checkpointing it), as a
+    preemption would; ``on_batch(step, batch)`` sees every batch (tests record data order).
+    Returns a summary dict (final step, last losses, samples/s, data-wait share).
+    """
+    import deepspeed
+    from tqdm import tqdm
+
+    ensure_dist_env()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t = cfg["train"]
+    torch.manual_seed(int(t["seed"]))
+    threads = t.get("threads")
+    if threads is None:  # leave the DataLoader workers a core each
+        threads = max(1, (os.cpu_count() or 1) - int(t["num_workers"]))
+    torch.set_num_threads(int(threads))
+    deepspeed.init_distributed(dist_backend=None, verbose=False)
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    cuda = torch.cuda.is_available()
+
+    source = DataSource(data, cfg)
+    model = MeshRegressor(cfg["model"], source.levels, source.in_channels, source.res)
+    ds_cfg = deepspeed_config(cfg, world, cuda)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, model_parameters=model.parameters(), config=ds_cfg
+    )
+    device = engine.device
+    dtype = torch.bfloat16 if ds_cfg["bf16"]["enabled"] else torch.float32
+    regressor = torch.from_numpy(source.levels.h36m_regressor).float().to(device)
+    down = [d.to(device) for d in source.down_tensors()]
+    mhm_gen = torch.Generator().manual_seed(int(t["seed"]) * 1000 + rank)
+
+    ckpt_dir = out / CKPT_DIR
+    step, position = 0, (0, 0)
+    if resume and latest_tag(ckpt_dir):
+        _, client = engine.load_checkpoint(str(ckpt_dir))
+        if len(client["positions"]) != world:
+            raise ValueError(
+                f"{ckpt_dir}: saved with {len(client['positions'])} ranks, resuming with {world}"
+            )
+        step, position = int(client["step"]), tuple(client["positions"][rank])
+        mhm_gen.set_state(client["mhm_rng"][rank])
+        torch.set_rng_state(client["torch_rng"])
+        truncate_log(out / LOG_FILE, step)
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    steps = int(t["steps"])
+    end = steps if stop_at is None else min(steps, int(stop_at))
+    micro = ds_cfg["train_micro_batch_size_per_gpu"]
+    pos_box = [position]
+    loader = source.train_iter(rank, world, micro, position, pos_box)
+    logger = Logger(out, rank == 0)
+    bar = tqdm(total=steps, initial=step, disable=rank != 0, desc="train", dynamic_ncols=True)
+    window = {"wait": 0.0, "time": 0.0, "n": 0}
+    last: dict = {}
+    engine.train()
+    while step < end:
+        t0 = time.perf_counter()
+        batch = next(loader)
+        t1 = time.perf_counter()
+        if on_batch is not None:
+            on_batch(step, batch)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        x = model_input(batch, cfg["model"]["input"])
+        if cfg["model"]["input"] != "masks":
+            k = batch["heatmaps"].shape[1]
+            x[:, :k] = masked_heatmap_modeling(x[:, :k], float(t["mhm_ratio"]), mhm_gen)
+        out_ = engine(x.to(dtype))
+        out_ = {
+            "joints": out_["joints"].float(),
+            "vertices": [v.float() for v in out_["vertices"]],
+            "cam": out_["cam"].float(),
+        }
+        loss, parts = mesh_losses(out_, batch, regressor, down, cfg["loss"])
+        engine.backward(loss)
+        engine.step()
+        if cuda:
+            torch.cuda.synchronize()
+        step += 1
+        window["wait"] += t1 - t0
+        window["time"] += time.perf_counter() - t0
+        window["n"] += 1
+        bar.update(1)
+        if step % int(t["log_every"]) == 0 or step == steps:
+            lr = scheduler.get_last_lr()[0] if scheduler is not None else float(t["lr"])
+            last = {k: float(v) for k, v in parts.items()}
+            last.update(
+                lr=lr,
+                samples_per_s=window["n"] * micro * world / max(window["time"], 1e-9),
+                data_wait=window["wait"] / max(window["time"], 1e-9),
+            )
+            logger.log(step, last)
+            bar.set_postfix(loss=f"{last['total']:.4f}", lr=f"{lr:.2e}")
+            window = {"wait": 0.0, "time": 0.0, "n": 0}
+        if step % int(t["ckpt_every"]) == 0 or step == end:
+            tag = f"step{step:08d}"
+            client = {
+                "step": step,
+                "positions": gather(pos_box[0], world),
+                "mhm_rng": gather(mhm_gen.get_state(), world),
+                "torch_rng": torch.get_rng_state(),
+            }
+            engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
+            save_model_file(engine, cfg, out, step, tag, rank)
+    bar.close()
+    logger.close()
+    return {"step": step, **last}
