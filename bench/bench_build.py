@@ -110,6 +110,7 @@ def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
     import pstats
 
     from pipeline.process import Context, RenderConfig, process_unit
+    from shards.writer import write_shard
 
     ctx = Context(amass, models, RenderConfig(views=8, res=56))
     a, b = (int(x) for x in plan.units[0])
@@ -117,20 +118,30 @@ def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
     process_unit(ctx, paths[:8], plan.frame[a : a + 8], np.arange(a, a + 8), seed)  # warm
     pr = cProfile.Profile()
     pr.enable()
-    process_unit(ctx, paths, plan.frame[a:b], np.arange(a, b), seed)
+    r = process_unit(ctx, paths, plan.frame[a:b], np.arange(a, b), seed)
+    write_shard(
+        Path(tempfile.mkdtemp(prefix="bench-build-")) / "p.h5",
+        r.arrays,
+        compression_kind="blosc-lz4",
+    )
     pr.disable()
     st = pstats.Stats(pr)
-    want = {
-        "body_forward": "forward",
-        "placement": "_place",
-        "projection": "project",
-        "heatmaps": "encode",
-        "crop": "crop_box",
+    want = {  # (file suffix, function) -> cumulative seconds; write = shard write incl. checksum
+        "body_forward": ("pipeline/body_models.py", "forward"),
+        "joints": ("pipeline/process.py", "_bodies"),
+        "placement": ("pipeline/process.py", "_place"),
+        "projection": ("cameras/projection.py", "project"),
+        "crop": ("cameras/crop.py", "crop_box"),
+        "heatmaps": ("pipeline/heatmaps.py", "encode"),
+        "load_sequences": ("pipeline/process.py", "sequence"),
+        "write": ("shards/writer.py", "write_shard"),
     }
     out = {}
-    for key, fn in want.items():
-        tot = sum(v[3] for k, v in st.stats.items() if k[2] == fn)
+    for key, (file, fn) in want.items():
+        tot = sum(v[3] for k, v in st.stats.items() if k[2] == fn and k[0].endswith(file))
         out[f"profile_{key}_s"] = round(tot, 4)
+    # _bodies includes the forward; report the joint regression alone
+    out["profile_joints_s"] = round(out["profile_joints_s"] - out["profile_body_forward_s"], 4)
     out["profile_unit_total_s"] = round(sum(v[2] for v in st.stats.values()), 4)
     out["profile_unit_meshes"] = b - a
     return out
