@@ -207,6 +207,8 @@ class Track:
     lateral: np.ndarray  # (N,) speed towards the body's left, m/s
     lift: np.ndarray  # (N,) extra height over the planted pose (jumps), metres
     lock: bool = True  # the supporting foot does not slide: trans follows it horizontally
+    contact: np.ndarray | None = None  # (N, 2) left/right foot contact weights (gaits), else
+    # the lowest foot supports
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -265,29 +267,6 @@ def _base_track(t: np.ndarray, rng: np.random.Generator) -> Track:
     return Track(t, e, np.zeros((n, 3)), zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy())
 
 
-def _gait(tr: Track, freq: float, amp: float, rng: np.random.Generator, run: bool) -> None:
-    e, t = tr.euler, tr.t
-    phi = 2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi)
-    hip = (0.55 if run else 0.38) * amp
-    for side, sgn in (("left", 1.0), ("right", -1.0)):
-        p = phi + (0 if sgn > 0 else np.pi)
-        e[:, _J[f"{side}_hip"], 0] = -hip * np.sin(p) - (0.25 if run else 0.05)
-        knee_wave = 0.5 - 0.5 * np.cos(p - 1.2)
-        e[:, _J[f"{side}_knee"], 0] = (0.1 if not run else 0.3) + (1.3 if run else 0.65) * amp * (
-            knee_wave**2
-        )
-        e[:, _J[f"{side}_ankle"], 0] = 0.2 * amp * np.sin(p - 0.6)
-        e[:, _J[f"{side}_hip"], 2] = sgn * 0.04 * np.sin(p)
-        # Arms swing opposite to the leg on the same side.
-        e[:, _J[f"{side}_shoulder"], 0] = (0.45 if run else 0.3) * amp * np.sin(p)
-        if run:
-            e[:, _J[f"{side}_elbow"], 1] = -sgn * (1.3 + 0.2 * np.sin(p))
-            e[:, _J[f"{side}_shoulder"], 2] = -sgn * 1.2
-    tr.tilt[:, 1] = 0.08 * amp * np.sin(phi)  # pelvis twist
-    e[:, _J["spine2"], 1] = -0.06 * amp * np.sin(phi)
-    tr.tilt[:, 0] = (0.18 if run else 0.04) + 0.02 * np.sin(2 * phi)
-
-
 # Walking gait over one cycle (phase 0 = heel strike of that leg; stance until ~0.6):
 # hip flexion (forward +), knee flexion, ankle plantar-flexion (toes down +), in radians.
 _WALK_KEYS = {
@@ -297,27 +276,51 @@ _WALK_KEYS = {
 }
 
 
-def _cycle(phase: np.ndarray, key: str) -> np.ndarray:
-    """Periodic C2 cubic through the ``_WALK_KEYS[key]`` keyframes at ``phase`` (cycles)."""
-    x, y = _WALK_KEYS[key]
+# Running (phase 0 = foot strike; stance until 0.35, flight 0.35-0.5 and 0.85-1).
+_RUN_KEYS = {
+    "hip": ([0.0, 0.35, 0.5, 0.7, 0.85, 1.0], [0.45, -0.35, -0.2, 0.5, 0.65, 0.45]),
+    "knee": ([0.0, 0.15, 0.35, 0.6, 0.85, 1.0], [0.35, 0.75, 0.35, 1.9, 0.5, 0.35]),
+    "ankle": ([0.0, 0.15, 0.35, 0.6, 0.85, 1.0], [0.0, -0.3, 0.5, 0.2, -0.1, 0.0]),
+}
+
+
+def _cycle(phase: np.ndarray, keys: tuple[list[float], list[float]]) -> np.ndarray:
+    """Periodic C2 cubic through keyframes ``(phases, values)`` evaluated at ``phase`` (cycles)."""
+    x, y = keys
     return CubicSpline(x, y, bc_type="periodic")(np.mod(phase, 1.0))
 
 
-def _walk_gait(tr: Track, freq: float, amp: float, rng: np.random.Generator) -> None:
-    """Keyframed walking legs (right leg half a cycle behind), counter-swinging arms."""
+def _stance(phase: np.ndarray, end: float, edge: float = 0.04) -> np.ndarray:
+    """Soft 0/1 window: 1 while ``mod(phase, 1)`` is in [0, end] (foot on the ground)."""
+    x = np.mod(phase, 1.0)
+    return _smoothstep(x / edge) * (1.0 - _smoothstep((x - end + edge) / edge))
+
+
+def _leg_cycle(
+    tr: Track, freq: float, amp: float, rng: np.random.Generator, keys: dict, stance: float
+) -> np.ndarray:
+    """Keyframed legs (right leg half a cycle behind), counter-swinging arms and foot contacts
+    (stance from phase 0 to ``stance``); returns the left leg's phase (cycles)."""
     e, t = tr.euler, tr.t
     phase = freq * t + rng.uniform(0.0, 1.0)
+    tr.contact = np.stack([_stance(phase, stance), _stance(phase + 0.5, stance)], axis=1)
     for side, sgn, shift in (("left", 1.0, 0.0), ("right", -1.0, 0.5)):
         ph = phase + shift
-        e[:, _J[f"{side}_hip"], 0] = -amp * _cycle(ph, "hip")
-        e[:, _J[f"{side}_knee"], 0] = amp * _cycle(ph, "knee")
-        e[:, _J[f"{side}_ankle"], 0] = amp * _cycle(ph, "ankle")
+        hip = _cycle(ph, keys["hip"])
+        e[:, _J[f"{side}_hip"], 0] = -amp * hip
+        e[:, _J[f"{side}_knee"], 0] = amp * _cycle(ph, keys["knee"])
+        e[:, _J[f"{side}_ankle"], 0] = amp * _cycle(ph, keys["ankle"])
         e[:, _J[f"{side}_hip"], 2] = sgn * 0.04 * np.sin(2 * np.pi * ph)
         # the arm swings forward (-x) while the same-side leg swings back
-        e[:, _J[f"{side}_shoulder"], 0] = 0.5 * amp * _cycle(ph, "hip") - 0.1
+        e[:, _J[f"{side}_shoulder"], 0] = 0.5 * amp * hip - 0.1
     twist = np.sin(2 * np.pi * phase)
     tr.tilt[:, 1] = 0.08 * amp * twist  # pelvis turns with the forward leg
     e[:, _J["spine2"], 1] = -0.06 * amp * twist
+    return phase
+
+
+def _walk_gait(tr: Track, freq: float, amp: float, rng: np.random.Generator) -> None:
+    phase = _leg_cycle(tr, freq, amp, rng, _WALK_KEYS, stance=0.6)
     tr.tilt[:, 0] = 0.05 + 0.02 * np.sin(4 * np.pi * phase)
 
 
@@ -330,11 +333,16 @@ def _walk(t, rng, amp):
 
 def _run(t, rng, amp):
     tr = _base_track(t, rng)
-    freq = rng.uniform(1.3, 1.5)
-    _gait(tr, freq, amp, rng, run=True)
-    tr.forward[:] = rng.uniform(2.5, 3.2) * _smoothstep(t / 0.8)
-    tr.lift[:] = 0.04 * np.sin(2 * np.pi * freq * t) ** 2 * _smoothstep(t / 0.8)
-    tr.lock = False  # feet leave the floor / slide on purpose
+    phase = _leg_cycle(tr, rng.uniform(1.3, 1.5), amp, rng, _RUN_KEYS, stance=0.35)
+    e = tr.euler
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        e[:, _J[f"{side}_elbow"], 1] = -sgn * 1.4
+        e[:, _J[f"{side}_shoulder"], 2] = -sgn * 1.25
+    e[:, _J["left_shoulder"], 0] *= 1.6
+    e[:, _J["right_shoulder"], 0] *= 1.6
+    tr.tilt[:, 0] = 0.15
+    # body highest mid-flight (phases 0.425, 0.925), lowest mid-stance
+    tr.lift[:] = 0.04 * (0.5 + 0.5 * np.cos(4 * np.pi * (phase - 0.425)))
     return tr
 
 
@@ -591,6 +599,31 @@ def _clip_to_limits(euler: np.ndarray) -> np.ndarray:
     return out
 
 
+def _support_velocity(tr: Track, pos: np.ndarray, fps: float) -> np.ndarray:
+    """(N, 2) horizontal body velocity that keeps the supporting foot still.
+
+    Support comes from ``tr.contact`` (gaits; in flight the velocity of the last and next
+    stance is interpolated) or, without it, from a softmax over the lowest foot joints.
+    """
+    feet = pos[:, _FOOT_JOINTS]  # left ankle, right ankle, left toe, right toe
+    foot_vel = np.gradient(feet[..., :2], tr.t, axis=0)
+    if tr.contact is None:
+        z = feet[..., 2]
+        w = np.exp(-(z - z.min(axis=1, keepdims=True)) / 0.015)
+        w /= w.sum(axis=1, keepdims=True)
+        support = -(w[..., None] * foot_vel).sum(axis=1)
+    else:
+        per_foot = 0.5 * (foot_vel[:, [0, 1]] + foot_vel[:, [2, 3]])  # (N, 2 feet, 2)
+        total = tr.contact.sum(axis=1)
+        w = tr.contact / np.maximum(total, 1e-9)[:, None]
+        support = -(w[..., None] * per_foot).sum(axis=1)
+        on = total > 0.5
+        if on.any() and not on.all():
+            for k in range(2):
+                support[~on, k] = np.interp(tr.t[~on], tr.t[on], support[on, k])
+    return gaussian_filter1d(support, sigma=0.03 * fps, axis=0, mode="nearest")
+
+
 def track_to_amass(
     tr: Track, joints: np.ndarray, start_xy: np.ndarray, heading0: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -613,14 +646,7 @@ def track_to_amass(
     left = np.stack([np.cos(heading), np.sin(heading)], axis=1)
     vel = tr.forward[:, None] * fwd + tr.lateral[:, None] * left
     if tr.lock and n > 2:
-        # Supporting foot = softmax of the lowest foot joints; move the body so it stays put.
-        feet = pos[:, _FOOT_JOINTS]
-        z = feet[..., 2]
-        w = np.exp(-(z - z.min(axis=1, keepdims=True)) / 0.015)
-        w /= w.sum(axis=1, keepdims=True)
-        foot_vel = np.gradient(feet[..., :2], tr.t, axis=0)
-        support = -(w[..., None] * foot_vel).sum(axis=1)
-        vel = vel + gaussian_filter1d(support, sigma=0.03 * fps, axis=0, mode="nearest")
+        vel = vel + _support_velocity(tr, pos, fps)
     xy = start_xy + np.cumsum(vel * dt[:, None], axis=0) - joints[0, :2]
     # Light smoothing (sigma 40 ms) of the planted height removes kinks when support switches feet.
     z = gaussian_filter1d(FOOT_CLEARANCE - lowest, sigma=0.04 * fps, mode="nearest") + tr.lift

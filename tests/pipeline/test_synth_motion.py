@@ -255,3 +255,21 @@ def test_embedded_default_plants_with_sibling_body_models(synth_data, tmp_path):
     plain = tmp_path / "plain" / "amass"
     generate_archive(plain, seed=0, small=True)  # no sibling models: built-in skeleton
     assert _digest(plain) != _digest(explicit)
+
+
+def test_supporting_foot_does_not_slide(clips):
+    """The lowest foot joint barely moves horizontally while the body travels (no skating)."""
+    for c in clips:
+        kind = _kind(c["path"])
+        if kind not in ("walk", "squat", "sit", "kick"):
+            continue
+        pos, fps = c["pos"], c["fps"]
+        feet = pos[:, [7, 8, 10, 11]]
+        low = feet[..., 2].argmin(axis=1)
+        speed = np.linalg.norm(np.gradient(feet[..., :2], 1 / fps, axis=0), axis=-1)
+        foot = np.median(speed[np.arange(len(low)), low])
+        body = np.median(np.linalg.norm(np.gradient(c["trans"][:, :2], 1 / fps, axis=0), axis=1))
+        if kind == "walk":
+            assert body > 0.6 and foot < 0.2 * body, (c["path"].name, foot, body)
+        else:
+            assert foot < 0.06, (c["path"].name, foot)
