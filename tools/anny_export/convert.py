@@ -279,6 +279,9 @@ def shape_space(samples_v: np.ndarray, n: int = NUM_BETAS) -> tuple[np.ndarray, 
     _, s, vt = np.linalg.svd(x, full_matrices=False)
     std = s[:n] / np.sqrt(len(samples_v) - 1)
     dirs = (vt[:n] * std[:, None]).reshape(n, -1, 3).transpose(1, 2, 0)
+    # sign convention: a positive beta stretches the body along y (beta 1: taller)
+    growth = np.einsum("v,vk->k", mean[:, 1] - mean[:, 1].mean(), dirs[:, 1, :])
+    dirs *= np.where(growth < 0, -1.0, 1.0)
     return mean, dirs
 
 

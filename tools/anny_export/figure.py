@@ -173,6 +173,51 @@ def make_figure(
     return out
 
 
+def shard_figure(shards: Path, out: Path, n_meshes: int = 3) -> Path:
+    """PNG of shard samples built on these bodies: per view, the 17 heatmaps (max over
+    channels, colour) over the silhouette mask (grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shards.reader import ShardDataset
+
+    ds = ShardDataset(shards, "train", views="all", shuffle=False, with_masks=True)
+    rows: dict[int, list[dict]] = {}
+    for s in ds:
+        mid = int(s["sample_id"])
+        if mid not in rows and len(rows) == n_meshes:
+            break
+        rows.setdefault(mid, []).append(s)
+    n_views = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(
+        len(rows), n_views, figsize=(1.6 * n_views, 1.7 * len(rows)), squeeze=False
+    )
+    for r, samples in enumerate(rows.values()):
+        for c, s in enumerate(samples):
+            ax = axes[r, c]
+            mask = s["masks"][0].numpy()
+            heat = s["heatmaps"].numpy().max(0)
+            rgb = np.ones(mask.shape + (3,)) - 0.35 * mask[..., None]  # grey silhouette
+            a = heat[..., None]
+            rgb = rgb * (1 - a) + a * np.array([0.85, 0.1, 0.1])  # red heat on top
+            ax.imshow(rgb, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"view {int(s['view'])}", fontsize=8)
+    fig.suptitle(
+        f"Shard samples from {Path(shards).name}: COCO-17 heatmaps over Anny-body masks", fontsize=9
+    )
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m tools.anny_export.figure",
@@ -182,8 +227,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("out/figures/anny_views.png"))
     ap.add_argument("--body-models", type=Path, default=ASSETS)
     ap.add_argument("--rows", type=int, default=4)
+    ap.add_argument(
+        "--shards",
+        type=Path,
+        default=None,
+        help="instead: draw heatmaps/masks of a shard folder built with --masks 1",
+    )
     a = ap.parse_args(argv)
-    print(make_figure(a.out, a.body_models, a.rows))
+    if a.shards is not None:
+        print(shard_figure(a.shards, a.out))
+    else:
+        print(make_figure(a.out, a.body_models, a.rows))
 
 
 if __name__ == "__main__":
