@@ -34,6 +34,7 @@ class Manifest:
     topology: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     created: str = ""
+    total_meshes: int | None = None  # the manifest's own "meshes" total, as written
 
     @property
     def splits(self) -> dict[str, list[str]]:
@@ -137,6 +138,7 @@ def load_manifest(root: str | os.PathLike) -> Manifest:
             topology=doc.get("topology", {}),
             schema_version=int(doc.get("schema_version", -1)),
             created=doc.get("created", ""),
+            total_meshes=doc.get("meshes"),
         )
     except (KeyError, TypeError) as e:
         raise ValueError(f"{path}: malformed manifest ({e})") from e

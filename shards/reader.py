@@ -130,7 +130,7 @@ class ShardDataset(IterableDataset):
         with_masks: bool | None = None,
         epoch: int = 0,
         consumed: int = 0,
-        max_open_files: int = 16,
+        max_open_files: int = 64,
     ) -> None:
         super().__init__()
         self.root = Path(root)

@@ -149,6 +149,15 @@ def verify(root: str | os.PathLike, *, checksums: bool = True) -> Report:
         rep.checked += 1
     if len(listed) != len(man.shards):
         rep.errors.append((MANIFEST_NAME, "a shard is listed twice"))
+    ranges = sorted((s.sample_id_first, s.sample_id_last, s.name) for s in man.shards)
+    for (_, last, a), (first, _, b) in zip(ranges, ranges[1:]):
+        if first <= last:
+            rep.errors.append((MANIFEST_NAME, f"sample-id ranges of {a} and {b} overlap"))
+    total = sum(s.meshes for s in man.shards)
+    if man.total_meshes is not None and man.total_meshes != total:
+        rep.errors.append(
+            (MANIFEST_NAME, f"total meshes {man.total_meshes}, shards add up to {total}")
+        )
     for p in sorted(root.glob("shard-*.h5")):
         if p.name not in listed:
             rep.warnings.append((p.name, "shard file not listed in the manifest (ignored)"))

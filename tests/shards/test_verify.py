@@ -95,7 +95,11 @@ def test_misshaped_field(ds):
 
 
 def test_mesh_count_disagrees_with_manifest(ds):
-    _rewrite_manifest(ds, lambda d: d["shards"][2].update(meshes=d["shards"][2]["meshes"] + 1))
+    def edit(d):  # a self-consistent manifest that disagrees with the file
+        d["shards"][2]["meshes"] += 1
+        d["meshes"] += 1
+
+    _rewrite_manifest(ds, edit)
     rep = verify(ds)
     assert rep.bad_files == ["shard-000002.h5"]
     assert any("manifest says 9" in r for _, r in rep.errors)
@@ -165,3 +169,15 @@ def test_show_writes_png(pristine, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_manifest_totals_and_overlapping_ids(ds):
+    def edit(d):
+        d["meshes"] += 5
+        d["shards"][1]["sample_id_first"] = d["shards"][0]["sample_id_last"]
+
+    _rewrite_manifest(ds, edit)
+    rep = verify(ds)
+    reasons = [r for f, r in rep.errors if f == "manifest.json"]
+    assert any("overlap" in r for r in reasons) and any("add up to 24" in r for r in reasons)
+    assert "shard-000001.h5" in rep.bad_files  # its file disagrees with the edited range
