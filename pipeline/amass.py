@@ -424,19 +424,31 @@ def _check_on_error(on_error: str) -> None:
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
 
 
+def _progress(items: list, desc: str, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="file", leave=False)
+
+
 def scan(
-    root: Path | str, on_error: OnError = "raise", files: Seq[Path] | None = None
+    root: Path | str,
+    on_error: OnError = "raise",
+    files: Seq[Path] | None = None,
+    progress: bool = False,
 ) -> tuple[list[SequenceInfo], list[Skip]]:
     """List the archive's sequences (sorted by relative path) from headers only.
 
     Returns ``(infos, skips)``; ``skips`` is empty unless ``on_error="skip"``. NaN/Inf are only
-    detected by ``load_sequence``/``load_archive``.
+    detected by ``load_sequence``/``load_archive``. ``progress`` shows a tqdm bar.
     """
     _check_on_error(on_error)
     root = Path(root)
     infos: list[SequenceInfo] = []
     skips: list[Skip] = []
-    for p in files if files is not None else discover(root):
+    paths = list(files) if files is not None else discover(root)
+    for p in _progress(paths, "scan AMASS", progress):
         try:
             infos.append(scan_file(p, root))
         except AmassFileError as e:
@@ -447,14 +459,14 @@ def scan(
 
 
 def load_archive(
-    root: Path | str, on_error: OnError = "raise"
+    root: Path | str, on_error: OnError = "raise", progress: bool = False
 ) -> tuple[list[Sequence], list[Skip]]:
     """Load every sequence under ``root`` (fully validated). Returns ``(sequences, skips)``."""
     _check_on_error(on_error)
     root = Path(root)
     seqs: list[Sequence] = []
     skips: list[Skip] = []
-    for p in discover(root):
+    for p in _progress(discover(root), "load AMASS", progress):
         try:
             seqs.append(load_sequence(p, root))
         except AmassFileError as e:

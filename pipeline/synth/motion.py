@@ -29,6 +29,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
+from tqdm import tqdm
 
 # --------------------------------------------------------------------------------------------
 # Skeleton (SMPL-H joint order, 52 joints)
@@ -770,6 +771,8 @@ def generate_archive(
     subjects = _SUBJECTS[::3] if small else _SUBJECTS
     per_subject = 2 if small else 8
     written: list[Path] = []
+    bar = tqdm(total=len(subjects) * per_subject, desc="motion archive", unit="clip",
+               disable=small, leave=False)  # fmt: skip
     for si, subj in enumerate(subjects):
         srng = np.random.default_rng([seed, 1, si])
         betas = _subject_betas(srng)
@@ -794,6 +797,8 @@ def generate_archive(
                 },
             )
             written.append(path)
+            bar.update()
+    bar.close()
     written += _write_smplx_subject(out_dir, seed, small, body_models)
     _remove_stale(out_dir, written)
     return written
