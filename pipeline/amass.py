@@ -267,7 +267,9 @@ def _fps(npz: _Npz) -> float:
             except (TypeError, ValueError):
                 fps = float("nan")
             if not np.isfinite(fps) or fps <= 0:
-                raise AmassFileError(npz.path, f"{key} must be a positive number, got {arr!r}")
+                raise AmassFileError(
+                    npz.path, f"{key} must be a positive number, got {arr.tolist()!r}"
+                )
             return fps
     raise AmassFileError(npz.path, "missing key 'mocap_framerate' (or 'mocap_frame_rate')")
 
