@@ -514,10 +514,14 @@ def _shape_dirs(v: np.ndarray, W: np.ndarray, J: np.ndarray, faces: np.ndarray) 
     # 15 buttocks
     but = np.exp(-(((y - J[1, 1] + 0.02) / 0.1) ** 2)) * _smoothstep(-z / 0.06)
     S[:, 2, 15] = -0.025 * but
-    flat = S.reshape(V, -1)
+    # smooth the region-based fields along the surface (not the pure scalings: smoothing
+    # a linear field bends it at small features such as fingertips)
+    regional = [1, 3, 4, 5, 8, 9, 10, 13, 14, 15]
+    part = S[:, :, regional].reshape(V, -1)
     for _ in range(8):
-        flat = 0.5 * flat + 0.5 * (M @ flat)
-    return flat.reshape(V, 3, NUM_BETAS)
+        part = 0.5 * part + 0.5 * (M @ part)
+    S[:, :, regional] = part.reshape(V, 3, len(regional))
+    return S
 
 
 def _keypoint_rows(v: np.ndarray, JR: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -602,9 +606,12 @@ def _fit_to_gender(
         return x, g / np.sqrt(g2)
 
     x, n = project(x, 6)
+    # hands are finely meshed and thin: relaxing them drags vertices off the finger joints
+    nearest = np.argmin(np.stack([_prim_sdf(p, x) for p in prims], axis=1), axis=1)
+    body = np.array([p.group != "hand" for p in prims])[nearest][:, None]
     for _ in range(6):
         lap = M @ x - x
-        x = x + 0.5 * (lap - n * (lap * n).sum(axis=1, keepdims=True))
+        x = x + 0.5 * body * (lap - n * (lap * n).sum(axis=1, keepdims=True))
         x, n = project(x, 3)
     return x
 
@@ -630,6 +637,8 @@ def build_bodies(voxel: float = 0.005, target_vertices: int = 6500) -> dict[str,
     J_n = rest_skeleton("neutral")
     prims = _primitives(J_n, "neutral")
     v_n, f = _surface(prims, voxel, target_vertices)
+    # even out the decimated triangles (tangential relaxation, staying on the surface)
+    v_n = _fit_to_gender(v_n, f, np.zeros((len(v_n), NUM_JOINTS)), J_n, "neutral")
     W = _skinning_weights(v_n, f, prims)
     bar.update()
     kintree = np.stack(
