@@ -141,6 +141,9 @@ def run() -> dict:
             for w in (0, 1):
                 dl = loader(root, batch_size=BATCH, num_workers=w, views="random", seed=1)
                 res[f"reader_samples_per_s_w{w}"] = round(_rate(dl, epochs=3))
+            for w in (0, 1):
+                dl = loader(root, batch_size=BATCH, num_workers=w, uint8_heatmaps=True)
+                res[f"reader_uint8_heatmaps_samples_per_s_w{w}"] = round(_rate(dl, epochs=3))
             dl = loader(root, batch_size=BATCH, num_workers=0, views="random", with_vertices=False)
             res["reader_no_vertices_samples_per_s_w0"] = round(_rate(dl, epochs=3))
             dl = loader(root, batch_size=BATCH, num_workers=0, views="all")

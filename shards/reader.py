@@ -108,7 +108,9 @@ class ShardDataset(IterableDataset):
     decoding, which is the fast path (use with ``DataLoader(batch_size=None)``, see
     ``loader``). ``views``: ``"random"``, ``"all"`` or a list of view slots (e.g. [0, 1, 2, 3]).
     ``skip_bad``: warn and skip unreadable shards instead of stopping (exactly-once then only
-    holds for the good shards).
+    holds for the good shards). ``uint8_heatmaps``: yield heatmaps as stored (uint8, peak 255)
+    instead of float32 in [0, 1], so workers move 4x fewer bytes; the trainer then divides by
+    255 on its device. ``with_vertices=False`` leaves out ``vertices``.
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class ShardDataset(IterableDataset):
         epoch: int = 0,
         consumed: int = 0,
         max_open_files: int = 64,
+        uint8_heatmaps: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -169,6 +172,7 @@ class ShardDataset(IterableDataset):
         self.skip_bad = skip_bad
         self.with_vertices = with_vertices
         self.max_open_files = max_open_files
+        self.uint8_heatmaps = uint8_heatmaps
         self.epoch, self.consumed = epoch, consumed
         self._files: OrderedDict[int, h5py.File] = OrderedDict()
         self._bad: set[int] = set()
@@ -375,8 +379,11 @@ class ShardDataset(IterableDataset):
         shm = get_worker_info() is not None
         hm = torch.from_numpy(raw["heatmaps"])
         out: dict[str, torch.Tensor] = {}
-        out["heatmaps"] = self._empty(tuple(hm.shape), shm)
-        out["heatmaps"].copy_(hm).mul_(1.0 / 255.0)
+        if self.uint8_heatmaps:  # 4x less to move between processes; divide by 255 on device
+            out["heatmaps"] = hm.share_memory_() if shm else hm
+        else:
+            out["heatmaps"] = self._empty(tuple(hm.shape), shm)
+            out["heatmaps"].copy_(hm).mul_(1.0 / 255.0)
         rot = torch.from_numpy(raw["R"])
         tr = torch.from_numpy(raw["t"])
         if self.with_vertices:

@@ -235,3 +235,13 @@ def test_bad_arguments_are_named(fake_ds):
         ShardDataset(fake_ds, views=[0, 4])
     with pytest.raises(ValueError, match="views must be"):
         ShardDataset(fake_ds, views="some")
+
+
+def test_uint8_heatmaps_option_matches_float(fake_ds):
+    a = next(iter(ShardDataset(fake_ds, batch_size=6, views="all", shuffle=False)))
+    b = next(
+        iter(ShardDataset(fake_ds, batch_size=6, views="all", shuffle=False, uint8_heatmaps=True))
+    )
+    assert b["heatmaps"].dtype == torch.uint8
+    torch.testing.assert_close(b["heatmaps"].float() / 255, a["heatmaps"])
+    assert torch.equal(a["sample_id"], b["sample_id"]) and torch.equal(a["vertices"], b["vertices"])
