@@ -353,3 +353,13 @@ def test_converter_shape_space_gives_unit_variance_betas():
     np.testing.assert_allclose(betas.std(1, ddof=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(dirs.reshape(-1, 3), axis=0), [0.05, 0.02, 0.01],
                                rtol=0.05)  # fmt: skip
+
+
+def test_synth_cli_defaults_to_the_anny_bodies(tmp_path):
+    from pipeline.synth.__main__ import main
+
+    assert main(["--out", str(tmp_path), "--small"]) == 0
+    for g in GENDERS:
+        written = tmp_path / "body_models" / "smplh" / g / "model.npz"
+        assert written.read_bytes() == (SMPLH / g / "model.npz").read_bytes()
+    assert (tmp_path / "body_models" / "smplh" / "joint_regressors.npz").is_file()
