@@ -411,6 +411,13 @@ def build(args) -> dict:
         raise PreflightError(f"{args.amass}: {e}") from e
     needed = {kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
     preflight_models(args.body_models, needed)
+    try:  # also validates the joint regressors against the model before any work
+        topology = build_topology(
+            args.body_models, RenderConfig(**cfg["render"]), cfg["build"]["model_type"]
+        )
+    except (OSError, ValueError) as e:
+        msg = str(e).splitlines()[0]
+        raise PreflightError(f"{args.body_models}: unusable topology/regressors ({msg})") from e
     digest = plan.digest()
     if (args.out / "plan.json").exists():
         old = json.loads((args.out / "plan.json").read_text()).get("digest")
@@ -462,10 +469,7 @@ def build(args) -> dict:
         )
     if not shards:
         raise RuntimeError(f"{args.out}: every planned sample was skipped; see the unit records")
-    write_topology(
-        args.out,
-        build_topology(args.body_models, RenderConfig(**cfg["render"]), cfg["build"]["model_type"]),
-    )
+    write_topology(args.out, topology)
     dims = _dims(args.out / shards[0].name)
     config = {
         **cfg,

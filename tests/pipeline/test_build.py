@@ -226,6 +226,25 @@ def test_missing_body_model_is_one_clear_line(inputs, tmp_path, capsys):
     assert len(err) == 1 and str(broken) in err[0] and "body model" in err[0], err
     assert not list(out.glob("shard-*"))  # stopped before any work
 
+    # a corrupt model file
+    for v in victims:
+        if v.parent.name != "neutral":
+            v.write_bytes(b"PK\x03\x04 truncated")
+    assert B.main(_args(amass, broken, out, 0)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.npz" in err[0] and "body model" in err[0], err
+
+    # joint regressors that do not fit the model
+    shutil.rmtree(broken)
+    shutil.copytree(models, broken)
+    regs = broken / "smplh" / "joint_regressors.npz"
+    with np.load(regs) as z:
+        np.savez(regs, **{k: z[k][:, :-5] for k in z.files})
+    assert B.main(_args(amass, broken, out, 0)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "joint_regressors.npz" in err[0], err
+    assert not list(out.glob("shard-*"))
+
     assert B.main(_args(tmp_path / "nowhere", models, out, 0)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0] and "not found" in err[0]
