@@ -109,6 +109,9 @@ def _fallback_sequences(n: int = 60) -> list[tuple[str, np.ndarray, np.ndarray]]
             P[:, 3 * 2] = 0.5 * np.sin(t)
             P[:, 3 * 4] = 0.6 * np.maximum(np.sin(t), 0)
             P[:, 3 * 5] = 0.6 * np.maximum(-np.sin(t), 0)
+            P[:, 3 * 16 + 2], P[:, 3 * 17 + 2] = -1.2, 1.2  # arms down
+            P[:, 3 * 16 + 1] = 0.4 * np.sin(t)  # and swinging
+            P[:, 3 * 17 + 1] = 0.4 * np.sin(t)
         else:
             P[:, 3 * 16 + 2] = 1.2 * np.sin(t / 2)
             P[:, 3 * 17 + 2] = -1.2 * np.sin(t / 2)
