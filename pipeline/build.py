@@ -157,14 +157,8 @@ def unit_record_path(out: Path, unit: int) -> Path:
     return out / UNITS_DIR / f"unit-{unit:06d}.json"
 
 
-def run_unit(job: dict) -> dict:
-    """Compute and write one unit; return (and persist) its record."""
-    import torch
-
-    torch.set_num_threads(1)
-    from shards.writer import ShardWriter, write_shard
-
-    out = Path(job["out"])
+def _context(job: dict) -> Context:
+    """The worker's cached Context for a job's inputs and settings."""
     key = (job["amass"], job["body_models"], job["model_type"], json.dumps(job["render"]))
     if key not in _CTX:
         _CTX.clear()
@@ -174,9 +168,40 @@ def run_unit(job: dict) -> dict:
             RenderConfig(**job["render"]),
             model_type=job["model_type"],
         )
-    ctx = _CTX[key]
+    return _CTX[key]
+
+
+def warm_up(job: dict) -> int:
+    """Load what every unit needs (body models of all genders, regressors, compiled kernels)
+    so start-up is not counted as unit time; returns the worker's pid."""
+    import torch
+
+    torch.set_num_threads(1)
+    from pipeline.heatmaps import encode
+
+    ctx = _context(job)
+    for g in ("neutral", "male", "female"):
+        try:
+            ctx.model(ctx.model_type, g)
+        except ValueError:  # a gender the archive does not use may be absent
+            pass
+    ctx.regressors(ctx.model_type)
+    encode(np.zeros((1, 17, 2)), None, ctx.render.res)
+    time.sleep(0.2)  # keep this worker busy so the next warm-up lands on another one
+    return os.getpid()
+
+
+def run_unit(job: dict) -> dict:
+    """Compute and write one unit; return (and persist) its record."""
+    import torch
+
+    torch.set_num_threads(1)
+    from shards.writer import ShardWriter, write_shard
+
+    out = Path(job["out"])
+    ctx = _context(job)
     u = job["unit"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = process_unit(
         ctx, job["paths"], np.asarray(job["frames"]), np.asarray(job["ids"]), job["seed"]
     )
@@ -200,6 +225,7 @@ def run_unit(job: dict) -> dict:
         "shard": shard,
         "skips": [{**s, "input": s.pop("path")} for s in res.skips],
         "seconds": round(time.perf_counter() - t0, 4),
+        "cpu_seconds": round(time.process_time() - c0, 4),
     }
     rp = unit_record_path(out, u)
     rp.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +327,8 @@ def run_ray(
     jobs: list[dict], bar, workers: int, address: str | None, retries: int
 ) -> tuple[list[dict], float]:
     """Run units as Ray tasks (local instance or cluster); return the records and the seconds
-    from the first submission to the last result (Ray start-up excluded)."""
+    from the first submission to the last result (Ray and worker start-up excluded: one
+    warm-up task per CPU loads models and kernels first)."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -321,6 +348,9 @@ def run_ray(
         task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=True)(run_unit)
         cpus = max(1, int(ray.cluster_resources().get("CPU", workers or 1)))
         window = 2 * cpus
+        if jobs:
+            warm = ray.remote(num_cpus=1)(warm_up)
+            ray.get([warm.remote(jobs[0]) for _ in range(min(cpus, len(jobs)))])
         t0 = time.perf_counter()
         pending, recs, it = [], [], iter(jobs)
         for job in it:
@@ -506,6 +536,7 @@ def build(args) -> dict:
         "seconds_total": dt,
         "seconds_units": t_units,
         "unit_core_seconds": sum(r["seconds"] for r in recs),
+        "unit_cpu_seconds": sum(r.get("cpu_seconds", 0.0) for r in recs),
     }
 
 
