@@ -25,6 +25,7 @@ from shards.schema import (
     GENDERS,
     SCHEMA_VERSION,
     STR,
+    FieldSpec,
     dims_from_arrays,
 )
 
@@ -126,6 +127,7 @@ class ShardWriter:
         self._ids: list[np.ndarray] = []
         self.info: ShardInfo | None = None
         self._aborted = False
+        self._extra: dict[str, tuple[tuple[int, ...], str]] = {}
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -165,6 +167,31 @@ class ShardWriter:
             if spec.doc:
                 ds.attrs["doc"] = spec.doc
         f["body/gender"].attrs["codes"] = ",".join(GENDERS)
+        for name in batch:
+            if name not in FIELD_BY_NAME:
+                self._create_extra(name, np.asarray(batch[name]))
+
+    def _create_extra(self, name: str, arr: np.ndarray) -> None:
+        """A field outside the schema (allowed): per view if under ``views/`` with a V axis,
+        else per mesh; the shape after the leading axes is fixed by the first batch."""
+        assert self._f is not None and self._dims is not None
+        if arr.ndim == 0:
+            raise ValueError(f"{self.path}: field {name!r} needs a leading mesh axis")
+        is_str = arr.dtype.kind in "OUS"
+        per_view = name.startswith("views/") and arr.ndim >= 2 and arr.shape[1] == self._dims["V"]
+        lead = 2 if per_view else 1
+        chunks = (1,) * lead + arr.shape[lead:] if per_view else (64,) + arr.shape[1:]
+        dtype = h5py.string_dtype() if is_str else arr.dtype
+        ds = self._f.create_dataset(
+            name,
+            shape=(0,) + arr.shape[1:],
+            maxshape=(None,) + arr.shape[1:],
+            chunks=chunks,
+            dtype=dtype,
+            **({} if is_str else self._comp),
+        )
+        ds.attrs["scope"] = "view" if per_view else "mesh"
+        self._extra[name] = (arr.shape[1:], STR if is_str else arr.dtype.str)
 
     def append(self, batch: Mapping[str, np.ndarray]) -> None:
         """Append ``M_batch`` meshes (all fields must agree on that count)."""
@@ -180,24 +207,29 @@ class ShardWriter:
         for spec in FIELDS:
             if spec.name in self._f and spec.name not in batch:
                 raise ValueError(f"{self.path}: batch lacks field {spec.name!r}")
+        for name in self._extra:
+            if name not in batch:
+                raise ValueError(f"{self.path}: batch lacks field {name!r}")
         for name, arr in batch.items():
-            spec = FIELD_BY_NAME.get(name)
-            if spec is None:
-                raise ValueError(f"{self.path}: unknown field {name!r}")
             if name not in self._f:
                 raise ValueError(f"{self.path}: field {name!r} missing from the first batch")
+            spec = FIELD_BY_NAME.get(name)
+            if spec is None:
+                inner, dt = self._extra[name]
+                spec = FieldSpec(name, "mesh", dt, tuple(int(d) for d in inner))
             want = spec.full_shape(n, self._dims)
             shape = np.shape(arr)
             if (spec.dtype == STR and shape[:1] != (n,)) or (spec.dtype != STR and shape != want):
                 raise ValueError(f"{self.path}: field {name!r} has shape {shape}, want {want}")
         for name, arr in batch.items():
-            spec = FIELD_BY_NAME[name]
+            spec = FIELD_BY_NAME.get(name)
+            dtype = spec.dtype if spec is not None else self._extra[name][1]
             ds = self._f[name]
             ds.resize(self._m + n, axis=0)
-            if spec.dtype == STR:
+            if dtype == STR:
                 ds[self._m : self._m + n] = [str(x) for x in np.asarray(arr).reshape(-1)]
             else:
-                ds[self._m : self._m + n] = np.asarray(arr).astype(spec.dtype, copy=False)
+                ds[self._m : self._m + n] = np.asarray(arr).astype(dtype, copy=False)
         self._ids.append(np.asarray(batch["sample_id"], dtype=np.int64))
         self._m += n
 

@@ -133,3 +133,27 @@ def test_schema_md_lists_every_field_with_its_dtype():
         assert spec.name in rows, f"{spec.name} missing from SCHEMA.md"
         want = "utf-8 str" if spec.dtype == "str" else spec.dtype
         assert rows[spec.name] == want, spec.name
+
+
+def test_extra_fields_are_allowed_and_round_trip(tmp_path):
+    a, b = _arrays(n=4, seed=1), _arrays(n=3, seed=2, start=4)
+    for arr, n in ((a, 4), (b, 3)):
+        arr["views/depth"] = np.random.default_rng(n).uniform(size=(n, 3)).astype(np.float32)
+        arr["meta/tag"] = np.array([f"t{i}" for i in range(n)])
+    with ShardWriter(tmp_path / "x.h5") as w:
+        w.append(a)
+        w.append(b)
+    with h5py.File(tmp_path / "x.h5") as f:
+        np.testing.assert_array_equal(
+            f["views/depth"][()], np.concatenate([a["views/depth"], b["views/depth"]])
+        )
+        assert f["views/depth"].chunks == (1, 1) and f["views/depth"].attrs["scope"] == "view"
+        assert f["meta/tag"][()].astype(str).tolist() == ["t0", "t1", "t2", "t3", "t0", "t1", "t2"]
+    c = _arrays(n=2, seed=3)
+    c["views/depth"] = np.zeros((2, 3, 2), np.float32)
+    c["meta/tag"] = np.array(["a", "b"])
+    with ShardWriter(tmp_path / "y.h5") as w:
+        w.append(a)
+        with pytest.raises(ValueError, match="'views/depth' has shape"):
+            w.append(c)
+        w.abort()
