@@ -97,6 +97,7 @@ def export(
         "faces": int(len(dec.faces)),
         "genders": {},
     }
+    pooled_v, templates = [], {}
     for g in GENDERS:
         sv = np.stack([dec.down @ v for v in tposed[g]])
         v_mean, dirs = C.shape_space(sv)
@@ -120,9 +121,18 @@ def export(
                 for k in range(C.NUM_BETAS)
             ],
         }
-        if g == "neutral":
-            coco, h36m = C.keypoint_regressors(v_mean, jreg, face_rows)
-            np.savez_compressed(out_dir / "joint_regressors.npz", coco17=coco, h36m17=h36m)
+        pooled_v.append(sv)
+        templates[g] = v_mean
+    # one keypoint file serves all genders: its joint rows are fitted on every sample at once
+    all_v, all_j = np.concatenate(pooled_v), np.concatenate([joints[g] for g in GENDERS])
+    jreg_all = C.joint_regressor(all_v, all_j, weights)
+    err = np.linalg.norm(np.einsum("jv,nvc->njc", jreg_all, all_v) - all_j, axis=-1)
+    summary["keypoint_joint_rows_error_mm"] = {
+        "mean": round(float(err.mean() * 1000), 3),
+        "max": round(float(err.max() * 1000), 3),
+    }
+    coco, h36m = C.keypoint_regressors(templates["neutral"], jreg_all, face_rows)
+    np.savez_compressed(out_dir / "joint_regressors.npz", coco17=coco, h36m17=h36m)
     (out_dir / "export.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
