@@ -62,6 +62,8 @@ def export(
     target_vertices: int = 6890,
 ) -> dict:
     """Run the whole conversion; returns a summary dict (also written as OUT/smplh/export.json)."""
+    if n_samples <= C.NUM_BETAS:
+        raise ValueError(f"--samples {n_samples}: need more than {C.NUM_BETAS} for 16 betas")
     raw = _raw(n_samples, seed, cache)
     labels = [str(x) for x in raw["bone_labels"]]
     parents = raw["bone_parents"]

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Anny's gender phenotype: 0 is male, 1 is female (anny.shape_distribution uses boys'
-#: statistics for gender <= 0.5; a 0-gender body is taller and broader).
-GENDER_VALUE = {"male": 0.0, "female": 1.0, "neutral": 0.5}
-#: Range the gender phenotype is sampled from for each exported model's shape space.
+#: Range the gender phenotype is sampled from for each exported model's shape space. Anny's
+#: gender 0 is male, 1 female (anny.shape_distribution uses boys' statistics for gender <= 0.5;
+#: a 0-gender body is taller and broader).
 GENDER_RANGE = {"male": (0.0, 0.15), "female": (0.85, 1.0), "neutral": (0.0, 1.0)}
 #: Adults only: morphological age range (years) of the sampled phenotypes.
 AGE_YEARS = (20.0, 60.0)
@@ -93,11 +92,6 @@ def _run(model, phen: dict[str, np.ndarray], batch: int = 32) -> AnnyBodies:
         heads.append(out["rest_bone_heads"].cpu().numpy())
     p = np.stack([np.asarray(phen.get(k, np.full(n, 0.5))) for k in labels], 1)
     return AnnyBodies(np.concatenate(verts), np.concatenate(heads), p, labels)
-
-
-def template(model, gender: str) -> AnnyBodies:
-    """The reference body of ``gender``: its gender value, every other phenotype at 0.5."""
-    return _run(model, {"gender": np.array([GENDER_VALUE[gender]])})
 
 
 def sample(model, gender: str, n: int, seed: int = 0) -> AnnyBodies:

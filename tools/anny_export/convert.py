@@ -106,7 +106,9 @@ def _rot_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx / (1.0 + c)
 
 
-def tpose_bones(heads: np.ndarray, labels: list[str], parents: np.ndarray):
+def tpose_bones(
+    heads: np.ndarray, labels: list[str], parents: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """World rotations and posed heads that turn Anny's A-pose into SMPL's T-pose.
 
     Upper arms, forearms and hands are turned (smallest rotation at each bone head) to point
@@ -141,7 +143,9 @@ def tpose_bones(heads: np.ndarray, labels: list[str], parents: np.ndarray):
     return R, P
 
 
-def skin(vertices: np.ndarray, weights: np.ndarray, heads: np.ndarray, R, P) -> np.ndarray:
+def skin(
+    vertices: np.ndarray, weights: np.ndarray, heads: np.ndarray, R: np.ndarray, P: np.ndarray
+) -> np.ndarray:
     """Linear blend skinning of ``vertices`` (V,3) with per-bone world rotations/heads."""
     out = np.zeros_like(vertices)
     for b in np.nonzero(weights.max(0) > 0)[0]:
@@ -151,7 +155,13 @@ def skin(vertices: np.ndarray, weights: np.ndarray, heads: np.ndarray, R, P) -> 
     return out
 
 
-def to_smpl_tpose(vertices, heads, weights, labels, parents):
+def to_smpl_tpose(
+    vertices: np.ndarray,
+    heads: np.ndarray,
+    weights: np.ndarray,
+    labels: list[str],
+    parents: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """A-posed Anny body -> T-posed body in SMPL's frame with the pelvis at the origin.
 
     Returns ``(vertices (V,3), posed bone heads (B,3))``.
@@ -182,7 +192,8 @@ class Decimation:
     up: sp.csr_matrix  # (V, V') anny vertex ~= up @ decimated vertices
 
 
-def _bary_matrix(mesh_v, mesh_f, points) -> sp.csr_matrix:
+def _bary_matrix(mesh_v: np.ndarray, mesh_f: np.ndarray, points: np.ndarray) -> sp.csr_matrix:
+    """(P, V) barycentric rows of the closest surface point of each of ``points``."""
     import trimesh
 
     mesh = trimesh.Trimesh(mesh_v, mesh_f, process=False)
@@ -350,7 +361,13 @@ def keypoint_regressors(
     return coco.astype(np.float32), h36m.astype(np.float32)
 
 
-def model_npz(v_template, faces, jreg, weights, shapedirs) -> dict[str, np.ndarray]:
+def model_npz(
+    v_template: np.ndarray,
+    faces: np.ndarray,
+    jreg: np.ndarray,
+    weights: np.ndarray,
+    shapedirs: np.ndarray,
+) -> dict[str, np.ndarray]:
     """AMASS extended SMPL+H arrays (+ identity hand PCA so plain smplx loads it)."""
     n_v = len(v_template)
     kintree = np.stack(
