@@ -140,7 +140,10 @@ def verify(root: str | os.PathLike, *, checksums: bool = True) -> Report:
     elif man.topology.get("checksum") and checksums:
         if topo.stat().st_size != man.topology.get("bytes"):
             rep.errors.append((TOPOLOGY_NAME, "size differs from the manifest (truncated?)"))
-        elif file_checksum(topo) != man.topology["checksum"]:
+        elif (
+            file_checksum(topo, man.topology["checksum"].split(":", 1)[0])
+            != man.topology["checksum"]
+        ):
             rep.errors.append((TOPOLOGY_NAME, "checksum mismatch"))
     listed = set()
     for info in man.shards:

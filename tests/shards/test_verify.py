@@ -181,3 +181,19 @@ def test_manifest_totals_and_overlapping_ids(ds):
     reasons = [r for f, r in rep.errors if f == "manifest.json"]
     assert any("overlap" in r for r in reasons) and any("add up to 24" in r for r in reasons)
     assert "shard-000001.h5" in rep.bad_files  # its file disagrees with the edited range
+
+
+def test_topology_corruption_and_other_checksum_algorithms(ds):
+    from shards.manifest import load_manifest, write_manifest
+    from shards.writer import file_checksum
+
+    man = load_manifest(ds)
+    for s in man.shards:  # a dataset written with blake2b checksums still verifies
+        s.checksum = file_checksum(ds / s.name, "blake2b")
+    write_manifest(ds, man.shards, dims=man.dims, config=man.config, skipped=man.skipped)
+    assert verify(ds).ok, verify(ds).lines()
+    p = ds / "topology.h5"
+    data = bytearray(p.read_bytes())
+    data[-10] ^= 0xFF
+    p.write_bytes(bytes(data))
+    assert verify(ds).errors == [("topology.h5", "checksum mismatch")]
