@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verify", help="check every file; exit 1 naming each bad file")
     p.add_argument("dir", type=Path)
     p.add_argument("--no-checksums", action="store_true", help="skip hashing file bytes")
+    p.add_argument("--jobs", type=int, default=4, help="shards checked in parallel")
     p = sub.add_parser("show", help="montage PNG of a few samples and views")
     p.add_argument("dir", type=Path)
     p.add_argument("--out", type=Path, default=Path("montage.png"))
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "verify":
         from shards.verify import verify
 
-        rep = verify(args.dir, checksums=not args.no_checksums)
+        rep = verify(args.dir, checksums=not args.no_checksums, jobs=args.jobs, progress=True)
         for line in rep.lines():
             print(
                 line, file=sys.stdout if line.startswith(("WARNING", str(args.dir))) else sys.stderr
