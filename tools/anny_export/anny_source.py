@@ -14,6 +14,8 @@ import numpy as np
 #: gender 0 is male, 1 female (anny.shape_distribution uses boys' statistics for gender <= 0.5;
 #: a 0-gender body is taller and broader).
 GENDER_RANGE = {"male": (0.0, 0.15), "female": (0.85, 1.0), "neutral": (0.0, 1.0)}
+#: anny release the converter was written and checked against.
+TESTED_VERSION = "0.6.2"
 #: Adults only: morphological age range (years) of the sampled phenotypes.
 AGE_YEARS = (20.0, 60.0)
 
@@ -43,8 +45,13 @@ class AnnyBodies:
 
 def load_model():
     """Instantiate ``anny.Anny()`` (first call builds a ~790 MB cache in ANNY_CACHE_DIR)."""
+    import warnings
+
     import anny
 
+    if anny.__version__ != TESTED_VERSION:
+        msg = f"anny {anny.__version__}: the converter was written for {TESTED_VERSION}"
+        warnings.warn(msg, stacklevel=2)
     return anny.Anny()
 
 
