@@ -480,7 +480,9 @@ def build(args) -> dict:
         disable=args.quiet,
     )
     try:
-        if args.workers == 0 and not args.address:
+        if not jobs:  # everything already done: just (re)write topology and manifest
+            recs, t_units = [], 0.0
+        elif args.workers == 0 and not args.address:
             recs, t_units = run_local(jobs, bar)
         else:
             addr = args.address or os.environ.get("RAY_ADDRESS")

@@ -168,6 +168,10 @@ def test_kill_mid_shard_and_resume(inputs, reference, tmp_path):
     stats = B.build(B.parse_args(_args(*inputs, out, 0)))
     assert stats["units_run"] == 1 and stats["units_resumed"] == n_units - 1
     _assert_same(out, reference)
+    # a rerun of a finished build computes nothing, even with Ray requested
+    stats = B.build(B.parse_args(_args(*inputs, out, 2)))
+    assert stats["units_run"] == 0 and stats["units_resumed"] == n_units
+    assert verify(out).ok
 
 
 def test_bad_inputs_are_skipped_and_counted(inputs, tmp_path):
