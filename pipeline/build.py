@@ -223,7 +223,7 @@ def run_unit(job: dict) -> dict:
         "split": job["split"],
         "planned": len(job["ids"]),
         "shard": shard,
-        "skips": [{**s, "input": s.pop("path")} for s in res.skips],
+        "skips": res.skips,
         "seconds": round(time.perf_counter() - t0, 4),
         "cpu_seconds": round(time.process_time() - c0, 4),
     }

@@ -141,7 +141,12 @@ def process_unit(
     sample_ids: np.ndarray,
     seed: int,
 ) -> UnitResult:
-    """Compute the shard arrays of one unit (samples in plan order)."""
+    """Compute the shard arrays of one unit (samples in plan order).
+
+    Visibility flags: a joint is visible (1) when it is in front of the camera, inside the
+    image and inside the crop's R x R grid; self-occlusion is not tested. Heatmaps are drawn
+    for every joint in front of the camera (also just outside the crop, see heatmaps.encode).
+    """
     from pipeline.amass import AmassFileError
 
     r = ctx.render
@@ -235,7 +240,8 @@ def process_unit(
 
 
 def _skip(sample_id, path: str, frame, reason: str) -> dict:
-    return {"sample_id": int(sample_id), "path": path, "frame": int(frame), "reason": reason}
+    """A skipped sample as the manifest lists it (``input`` relative to the archive root)."""
+    return {"input": path, "sample_id": int(sample_id), "frame": int(frame), "reason": reason}
 
 
 def _inside(kp: np.ndarray, res: int) -> np.ndarray:

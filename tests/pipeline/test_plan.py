@@ -124,3 +124,25 @@ def test_plan_shortfall_and_bad_config():
         PlanConfig.from_dict({"mesh": 3})
     with pytest.raises(ValueError, match="no readable"):
         make_plan([], PlanConfig())
+
+
+def test_unloadable_file_during_thinning_is_skipped_not_planned():
+    listing = _listing()
+    bad = listing[3].path
+    rng = np.random.default_rng(1)
+    poses = {e.path: np.cumsum(rng.normal(0, 0.02, (e.frames, 63)), axis=0) for e in listing}
+
+    def load(path: str) -> np.ndarray:
+        if path == bad:
+            raise ValueError(f"{path}: 'poses' contains NaN or Inf")
+        return poses[path]
+
+    plan = make_plan(listing, PlanConfig(meshes=500, min_pose_dist=0.05), load)
+    assert bad not in plan.sequences and plan.size == 500
+    assert plan.skips == [
+        {"input": bad, "reason": f"{bad}: 'poses' contains NaN or Inf", "samples": 0}
+    ]
+    # thinning really dropped frames: fewer candidates than without it
+    plain = make_plan(listing, PlanConfig(meshes=10**6))
+    thinned = make_plan(listing, PlanConfig(meshes=10**6, min_pose_dist=0.05), load)
+    assert thinned.size < plain.size
