@@ -92,6 +92,8 @@ shards: $(DATA)/.stamp
 	$(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
 	  --out $(OUT) --views $(VIEWS) --res $(RES) --masks $(MASKS) --workers $(WORKERS) \
 	  $(if $(MESHES),--meshes $(MESHES),)
+	$(PY) -m shards verify $(OUT)
+	$(PY) -m shards show $(OUT) --out out/figures/shards_montage.png
 
 train: $(STAMP)
 	$(PY) -m trainer train --config $(TRAIN_CONFIG) --data $(OUT) --out $(RUN_DIR)
