@@ -33,6 +33,7 @@ from pipeline.plan import SPLITS, Plan, PlanConfig, SeqEntry, make_plan, plot_pl
 from pipeline.process import Context, RenderConfig, process_unit
 
 UNITS_DIR = "units"
+PARALLEL_PLAN_MIN_SEQUENCES = 256  # below this a process pool costs more than it saves
 FAULT_ENV = "MPT_BUILD_FAULT"  # testing hook: "<unit>[:<flag file>]" -> os._exit mid-shard
 
 
@@ -434,9 +435,7 @@ def build(args) -> dict:
         raise PreflightError(f"{args.amass}: no readable AMASS sequences (*_poses.npz)")
     pcfg = PlanConfig(**cfg["plan"])
     try:
-        plan = make_plan(
-            entries, pcfg, _body_pose_loader(args.amass), scan_skips, progress=not args.quiet
-        )
+        plan = _plan(entries, pcfg, args, scan_skips)
     except ValueError as e:
         raise PreflightError(f"{args.amass}: {e}") from e
     needed = {kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
@@ -542,6 +541,22 @@ def build(args) -> dict:
     }
 
 
+def _plan(entries: list[SeqEntry], pcfg: PlanConfig, args, skips: list[dict]) -> Plan:
+    """The sampling plan; loading and thinning run in a local process pool of ``--workers``
+    processes when thinning is on (on a cluster: the driver's cores, up to 16)."""
+    loader = BodyPoseLoader(args.amass)
+    n = args.workers if not args.address else min(os.cpu_count() or 1, 16)
+    if pcfg.min_pose_dist <= 0 or n < 2 or len(entries) < PARALLEL_PLAN_MIN_SEQUENCES:
+        return make_plan(entries, pcfg, loader, skips, progress=not args.quiet)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as ex:
+        map_fn = partial(ex.map, chunksize=4)
+        return make_plan(entries, pcfg, loader, skips, progress=not args.quiet, map_fn=map_fn)
+
+
 def _dims(shard: Path) -> dict[str, int]:
     import h5py
 
@@ -549,13 +564,16 @@ def _dims(shard: Path) -> dict[str, int]:
         return {k: int(f.attrs[k]) for k in ("V", "R", "K", "J", "Nv", "P", "B", "masks")}
 
 
-def _body_pose_loader(root: Path):
-    from pipeline.amass import load_sequence
+class BodyPoseLoader:
+    """Picklable ``rel path -> (frames, 63)`` body poses of an AMASS sequence."""
 
-    def load(rel: str) -> np.ndarray:
-        return np.asarray(load_sequence(root / rel, root).pose_body)
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
 
-    return load
+    def __call__(self, rel: str) -> np.ndarray:
+        from pipeline.amass import load_sequence
+
+        return np.asarray(load_sequence(self.root / rel, self.root).pose_body)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

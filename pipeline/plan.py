@@ -222,42 +222,62 @@ def allocate(target: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarr
     return quota
 
 
+def sequence_candidates(
+    e: SeqEntry, cfg: PlanConfig, load_body_pose: Callable[[str], np.ndarray] | None = None
+) -> np.ndarray | str:
+    """Candidate frames of one sequence (steps 1-4 of the module docstring), or the one-line
+    reason why its poses could not be loaded for thinning. Pure: safe to run in any process."""
+    idx = resample_indices(e.frames, e.fps, cfg.fps)
+    idx = idx[central_mask(idx, e.frames, cfg.central)]
+    if cfg.keep_rate < 1.0 and idx.size:
+        rng = np.random.default_rng(stable_seed(cfg.seed, "keep", e.path))
+        idx = idx[rng.random(idx.size) < cfg.keep_rate]
+    if cfg.min_pose_dist > 0 and idx.size > 1:
+        if load_body_pose is None:
+            raise ValueError("min_pose_dist > 0 needs load_body_pose")
+        try:
+            body_pose = load_body_pose(e.path)
+        except ValueError as err:  # unusable file: recorded by the caller
+            return str(err)
+        idx = idx[thin_by_pose(body_pose[idx], cfg.min_pose_dist)]
+    return idx
+
+
 def make_plan(
     listing: Sequence[SeqEntry],
     cfg: PlanConfig,
     load_body_pose: Callable[[str], np.ndarray] | None = None,
     skips: Sequence[dict] = (),
     progress: bool = False,
+    map_fn: Callable = map,
 ) -> Plan:
     """Build the plan from a listing of readable sequences.
 
     ``load_body_pose(path) -> (frames, 63)`` is needed only when ``cfg.min_pose_dist > 0``.
     ``skips`` are files that could not be listed (recorded in the plan with 0 samples); a
     file whose poses fail to load (``ValueError``) during thinning is added to them.
+    ``map_fn(func, iterable)`` (ordered, e.g. a process pool's ``map``) spreads the
+    per-sequence work; the result does not depend on it.
     """
+    from functools import partial
+
+    from tqdm import tqdm
+
     listing = sorted(listing, key=lambda e: e.path)
     if not listing:
         raise ValueError("no readable sequences in the archive listing")
-    skips = list(skips)
     if cfg.min_pose_dist > 0 and load_body_pose is None:
         raise ValueError("min_pose_dist > 0 needs load_body_pose")
+    skips = list(skips)
     cand: list[np.ndarray] = []
     usable: list[SeqEntry] = []
-    from tqdm import tqdm
-
-    for e in tqdm(listing, desc="plan", unit="seq", disable=not progress, leave=False):
-        idx = resample_indices(e.frames, e.fps, cfg.fps)
-        idx = idx[central_mask(idx, e.frames, cfg.central)]
-        if cfg.keep_rate < 1.0 and idx.size:
-            rng = np.random.default_rng(stable_seed(cfg.seed, "keep", e.path))
-            idx = idx[rng.random(idx.size) < cfg.keep_rate]
-        if cfg.min_pose_dist > 0 and idx.size > 1:
-            try:
-                body_pose = load_body_pose(e.path)
-            except ValueError as err:  # unusable file: recorded, nothing planned from it
-                skips.append({"input": e.path, "reason": str(err), "samples": 0})
-                continue
-            idx = idx[thin_by_pose(body_pose[idx], cfg.min_pose_dist)]
+    results = map_fn(partial(sequence_candidates, cfg=cfg, load_body_pose=load_body_pose), listing)
+    bar = tqdm(zip(listing, results), total=len(listing), desc="plan", unit="seq",
+               disable=not progress, leave=False)  # fmt: skip
+    for e, idx in bar:
+        if isinstance(idx, str):
+            skips.append({"input": e.path, "reason": idx, "samples": 0})
+            continue
         cand.append(idx)
         usable.append(e)
     listing = usable

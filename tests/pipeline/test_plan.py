@@ -14,6 +14,7 @@ from pipeline.plan import (
     central_mask,
     make_plan,
     resample_indices,
+    stable_seed,
     thin_by_pose,
 )
 
@@ -146,3 +147,20 @@ def test_unloadable_file_during_thinning_is_skipped_not_planned():
     plain = make_plan(listing, PlanConfig(meshes=10**6))
     thinned = make_plan(listing, PlanConfig(meshes=10**6, min_pose_dist=0.05), load)
     assert thinned.size < plain.size
+
+
+def _smooth_poses(path: str) -> np.ndarray:
+    """Picklable loader for the process-pool test: a random walk seeded by the path."""
+    rng = np.random.default_rng(stable_seed(path))
+    return np.cumsum(rng.normal(0, 0.02, (2000, 63)), axis=0)
+
+
+def test_plan_is_the_same_with_a_process_pool():
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    cfg = PlanConfig(meshes=400, min_pose_dist=0.05, keep_rate=0.8)
+    serial = make_plan(_listing(), cfg, _smooth_poses)
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+        pooled = make_plan(_listing(), cfg, _smooth_poses, map_fn=ex.map)
+    assert pooled.digest() == serial.digest() and pooled.size == 400
