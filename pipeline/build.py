@@ -432,7 +432,13 @@ def build(args) -> dict:
     preflight_paths(args.amass, args.body_models, args.out)
     entries, scan_skips, kinds = scan_archive(args.amass, cfg["build"]["model_type"])
     if not entries:
-        raise PreflightError(f"{args.amass}: no readable AMASS sequences (*_poses.npz)")
+        first = (
+            f"; first: {scan_skips[0]['input']}: {scan_skips[0]['reason']}" if scan_skips else ""
+        )
+        raise PreflightError(
+            f"{args.amass}: no usable {cfg['build']['model_type']} AMASS sequences "
+            f"(*_poses.npz, *_stageii.npz; {len(scan_skips)} files skipped{first})"
+        )
     pcfg = PlanConfig(**cfg["plan"])
     try:
         plan = _plan(entries, pcfg, args, scan_skips)
