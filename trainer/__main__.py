@@ -119,10 +119,25 @@ def prediction_samples(ckpt: Path, data: Path, n: int = 6) -> tuple[list[dict], 
     from trainer.losses import regress
 
     model, cfg, source, _ = load_model(ckpt, data)
-    batch = next(iter(source.eval_loader(source.val_split, 64)))
-    per_mesh = max(1, int(source.manifest.dims["V"]))
-    idx = [(i * (per_mesh + 1)) % len(batch["sample_id"]) for i in range(n)]
-    batch = {k: v[idx] for k, v in batch.items()}
+    # spread the picks over the whole split (different meshes, cycling through the views)
+    split_meshes = sum(s.meshes for s in source.manifest.split_shards(source.val_split))
+    views = max(1, int(source.manifest.dims["V"]))
+    total = split_meshes * views
+    want = [
+        int(m) * views + (i * 3) % views
+        for i, m in enumerate(np.linspace(0, split_meshes - 1, n).round())
+    ]
+    picked, seen = [], 0
+    for b in source.eval_loader(source.val_split, 256):
+        k = len(b["sample_id"])
+        rows = [w - seen for w in want if seen <= w < seen + k]
+        if rows:
+            picked.append({key: v[rows] for key, v in b.items()})
+        seen += k
+        if seen > max(want) or seen >= total:
+            break
+    batch = {k: torch.cat([p[k] for p in picked]) for k in picked[0]}
+    idx = range(len(batch["sample_id"]))
     with torch.no_grad():
         out = model(model_input(batch, cfg["model"]["input"]))
     reg = torch.from_numpy(source.levels.h36m_regressor)
@@ -191,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--restart", action="store_true")
     p.set_defaults(fn=cmd_demo)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # the deepspeed launcher passes --local_rank=N (also in LOCAL_RANK); drop it
+    argv = [a for a in argv if not a.startswith("--local_rank")]
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
