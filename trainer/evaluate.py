@@ -94,5 +94,7 @@ def format_table(res: dict) -> str:
     for name, label in (("model", "model"), ("mean_mesh", "mean mesh")):
         r = res[name]
         lines.append(f"{label:14s}{r['mpjpe']:10.1f}{r['pa_mpjpe']:10.1f}{r['pve']:10.1f}")
-    lines.append(f"PA-MPJPE {100 * res['pa_mpjpe_reduction']:.1f}% below the mean-mesh baseline")
+    red = 100 * res["pa_mpjpe_reduction"]
+    where = "below" if red >= 0 else "above"
+    lines.append(f"model PA-MPJPE {abs(red):.1f}% {where} the mean-mesh baseline")
     return "\n".join(lines)

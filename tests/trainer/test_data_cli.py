@@ -1,0 +1,95 @@
+"""Data source (input kinds, topology levels), config overrides and the params CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shards.testing import make_fake_dataset
+from shards.topology import load_topology
+from trainer.config import load_config
+from trainer.data import DataSource, model_input
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def masked_data(tmp_path_factory):
+    return make_fake_dataset(
+        tmp_path_factory.mktemp("masked"),
+        n_meshes=12,
+        views=2,
+        res=32,
+        nv=40,
+        masks=True,
+        shards=2,
+        val_shards=1,
+    )
+
+
+@pytest.mark.parametrize("kind,channels", [("heatmaps", 17), ("masks", 1), ("both", 18)])
+def test_input_kinds(masked_data, kind, channels):
+    cfg = load_config(REPO / "configs/demo.yaml", [f"model.input={kind}"])
+    src = DataSource(masked_data, cfg)
+    assert src.in_channels == channels
+    batch = next(src.train_iter(0, 1, 4))
+    x = model_input(batch, kind)
+    assert x.shape == (4, channels, 32, 32)
+    if kind == "both":
+        assert torch.equal(x[:, :17], batch["heatmaps"]) and torch.equal(x[:, 17:], batch["masks"])
+
+
+def test_levels_from_topology_and_missing_masks(masked_data, tmp_path):
+    cfg = load_config(REPO / "configs/demo.yaml")
+    src = DataSource(masked_data, cfg)
+    topo = load_topology(masked_data)
+    assert src.levels.sizes == [40, 10]
+    np.testing.assert_array_equal(src.down_tensors()[0].numpy(), topo.sampling["down_0"].toarray())
+    plain = make_fake_dataset(tmp_path / "plain", n_meshes=4, views=1, res=16, nv=20, shards=1)
+    with pytest.raises(ValueError, match="needs masks"):
+        DataSource(plain, load_config(None, ["model.input=masks"]))
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        DataSource(tmp_path / "nowhere", cfg)
+
+
+def test_config_overrides(tmp_path):
+    cfg = load_config(REPO / "configs/demo.yaml", ["train.steps=7", "model.hidden=[8, 4, 4]"])
+    assert cfg["train"]["steps"] == 7 and cfg["model"]["hidden"] == [8, 4, 4]
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(None, ["train.stepz=1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle: {}\n")
+    with pytest.raises(ValueError, match="bad.yaml: unknown sections"):
+        load_config(bad)
+
+
+def test_params_cli_paper(capsys):
+    from trainer.__main__ import main
+    from trainer.model import bert_layer_params
+
+    assert main(["params", "--config", str(REPO / "configs/paper.yaml")]) == 0
+    out = capsys.readouterr().out
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[-2].startswith("("):
+            rows[" ".join(parts[:-3])] = int(parts[-3].replace(",", ""))
+    names = [
+        "encoder",
+        "transformer block 1",
+        "transformer block 2",
+        "transformer block 3",
+        "upsampling",
+        "camera head",
+    ]
+    assert sum(rows[n] for n in names) == rows["total"]
+    # SMPL levels: learned upsampling 431 -> 1723 -> 6890 (weights + biases)
+    assert rows["upsampling"] == 431 * 1723 + 1723 + 1723 * 6890 + 6890
+    # block 1 by hand: 2051 -> 1024 in-projection, 4 BERT layers (intermediate 3072), 1024 -> 512
+    n_tok = 17 + 431 + 16  # joints, coarse vertices, 4x4 grid at R=56 with 4 stride-2 stages
+    ref = 2051 * 1024 + 1024 + n_tok * 1024 + 4 * bert_layer_params(1024, 3072) + 1024 * 512 + 512
+    assert rows["transformer block 1"] == ref
+    assert "101.5M" in out and "102M" in out  # METRO (1024, 256, 128) with its unused tables
