@@ -109,6 +109,7 @@ class DataSource:
             rank=rank,
             world_size=world,
             with_masks=self.masks,
+            pin_memory=torch.cuda.is_available(),
         )
         while True:
             dl.dataset.set_epoch(epoch, consumed * world + rank)

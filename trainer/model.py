@@ -217,8 +217,9 @@ def masked_heatmap_modeling(
     if max_ratio <= 0:
         return heatmaps
     b, k = heatmaps.shape[:2]
-    ratio = torch.rand(b, 1, generator=generator, device=heatmaps.device) * max_ratio
-    keep = torch.rand(b, k, generator=generator, device=heatmaps.device) >= ratio
+    # drawn on the CPU (the generator's device), so a CPU generator drives GPU training too
+    ratio = torch.rand(b, 1, generator=generator) * max_ratio
+    keep = (torch.rand(b, k, generator=generator) >= ratio).to(heatmaps.device)
     return heatmaps * keep[:, :, None, None].to(heatmaps.dtype)
 
 
