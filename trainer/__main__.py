@@ -99,7 +99,7 @@ def cmd_train(args) -> int:
     from trainer.train import train
 
     cfg = load_config(args.config, args.set)
-    summary = train(cfg, args.data, args.out, resume=not args.restart)
+    summary = train(cfg, args.data, args.out, resume=not args.restart, stop_at=args.stop_at)
     print(json.dumps(summary))
     return 0
 
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="shard folder")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    p.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) at this step")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("eval", help="MPJPE / PA-MPJPE / PVE (mm) vs the mean-mesh baseline")
     p.add_argument("--ckpt", required=True, help="run folder or its model.pt")

@@ -200,45 +200,54 @@ def test_cli_eval_json_and_demo_figures(runs, fake_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_deepspeed_launcher(fake_data, tmp_path):
-    """``deepspeed --num_accelerators 2`` on CPU: ranks split the data, then resume."""
+def test_two_processes_deepspeed_launcher_exact_resume(fake_data, tmp_path):
+    """``deepspeed --num_accelerators 2`` on CPU: ranks split the data; resume is exact."""
     launcher = shutil.which("deepspeed", path=str(Path(sys.executable).parent))
     assert launcher, "deepspeed launcher missing"
-    out = tmp_path / "run2"
-    base = [
-        launcher,
-        "--num_accelerators",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        "--module",
-        "trainer",
-        "train",
-        "--config",
-        str(REPO / "configs/demo.yaml"),
-        "--data",
-        str(fake_data),
-        "--out",
-        str(out),
-        "--set",
-        *OVERRIDES,
-        "train.num_workers=1",
-    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    r = subprocess.run(
-        base + ["train.steps=6"], capture_output=True, text=True, cwd=REPO, env=env, timeout=600
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    tag = (out / "checkpoints/latest").read_text().strip()
+
+    def launch(out: Path, *extra: str) -> None:
+        cmd = [
+            launcher,
+            "--num_accelerators",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            "--module",
+            "trainer",
+            "train",
+            "--config",
+            str(REPO / "configs/demo.yaml"),
+            "--data",
+            str(fake_data),
+            "--out",
+            str(out),
+            *extra,
+            "--set",
+            *OVERRIDES,
+            "train.num_workers=1",
+        ]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+    launch(tmp_path / "straight")
+    launch(tmp_path / "resumed", "--stop-at", "3")
+    launch(tmp_path / "resumed")
+    tag = (tmp_path / "straight/checkpoints/latest").read_text().strip()
     client = torch.load(
-        out / "checkpoints" / tag / "mp_rank_00_model_states.pt", weights_only=False
+        tmp_path / "straight/checkpoints" / tag / "mp_rank_00_model_states.pt", weights_only=False
     )
     assert len(client["positions"]) == 2
-    # each rank took 8 samples per step from its own half of the epoch
-    assert client["positions"][0] != client["positions"][1] or client["positions"][0][1] > 0
-    rows = list(csv.DictReader(open(out / "log.csv")))
+    # 6 steps of 8 samples per rank; a rank's stream holds 36 of the 72 samples (4 batches),
+    # so both ranks are 2 batches into their second epoch
+    assert client["positions"] == [(1, 16), (1, 16)]
+    a = torch.load(tmp_path / "straight/model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed/model.pt", weights_only=False)["state_dict"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = list(csv.DictReader(open(tmp_path / "straight/log.csv")))
     assert len(rows) == 6 and all(np.isfinite(float(x["total"])) for x in rows)
 
 
