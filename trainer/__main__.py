@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from shards.reader import ShardError
 from trainer.config import load_config
 from trainer.model import (
     MeshLevels,
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ShardError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -171,6 +171,7 @@ def train(
     preemption would; ``on_batch(step, batch)`` sees every batch (tests record data order).
     Returns a summary dict (final step, last losses, samples/s, data-wait share).
     """
+    source = DataSource(data, cfg)  # fails fast on a bad data folder, before DeepSpeed starts
     import deepspeed
     from tqdm import tqdm
 
@@ -187,7 +188,6 @@ def train(
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     cuda = torch.cuda.is_available()
 
-    source = DataSource(data, cfg)
     model = MeshRegressor(cfg["model"], source.levels, source.in_channels, source.res)
     ds_cfg = deepspeed_config(cfg, world, cuda)
     engine, _, _, scheduler = deepspeed.initialize(
