@@ -93,3 +93,22 @@ def test_params_cli_paper(capsys):
     ref = 2051 * 1024 + 1024 + n_tok * 1024 + 4 * bert_layer_params(1024, 3072) + 1024 * 512 + 512
     assert rows["transformer block 1"] == ref
     assert "101.5M" in out and "102M" in out  # METRO (1024, 256, 128) with its unused tables
+
+
+def test_view_policy_from_config(masked_data):
+    cfg = load_config(REPO / "configs/demo.yaml", ["data.views=[1]"])
+    batch = next(DataSource(masked_data, cfg).train_iter(0, 1, 4))
+    assert batch["view"].tolist() == [1, 1, 1, 1]
+
+
+def test_fit_weak_perspective_recovers_camera():
+    from trainer.figures import fit_weak_perspective
+
+    rng = np.random.default_rng(0)
+    j3d = rng.normal(size=(17, 3))
+    cam = np.array([0.9, 0.1, -0.2])
+    j2d = cam[0] * j3d[:, :2] + cam[1:]
+    vis = np.ones(17)
+    vis[:3] = 0
+    j2d[:3] += 5.0  # invisible joints are ignored
+    np.testing.assert_allclose(fit_weak_perspective(j3d, j2d, vis), cam, atol=1e-12)
