@@ -25,7 +25,9 @@ from trainer.model import (
 SMPL_LEVELS = (6890, 1723, 431)
 METRO_IMG_DIMS = (2051, 512, 128)  # METRO/Graphormer block inputs: 2048 + 3, then block outputs
 METRO_OUT_DIMS = (512, 128, 3)
-METRO_HIDDEN = (1024, 256, 128)  # METRO paper/code; MPT and Graphormer use (1024, 256, 64)
+METRO_HIDDEN = (1024, 256, 128)  # METRO paper/code
+MPT_HIDDEN = (1024, 256, 64)  # MPT supplementary F (as Graphormer)
+METRO_LAYERS, METRO_INTERMEDIATE = 4, 3072  # METRO's legacy setting: BERT-base's 3072
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -68,31 +70,28 @@ def cmd_params(args) -> int:
     for name, n in rows:
         print(f"  {name:22s}{n:>14,d}  ({n / 1e6:7.2f}M)")
     blocks = sum(n for name, n in rows if name.startswith("transformer block"))
-    m = cfg["model"]
-    inter = m["intermediate"] if isinstance(m["intermediate"], list) else [m["intermediate"]] * 3
-    if len(m["hidden"]) == 3:
+    print(
+        f"METRO's code for comparison (block inputs {METRO_IMG_DIMS}, outputs {METRO_OUT_DIMS}, "
+        f"{METRO_LAYERS} layers, intermediate {METRO_INTERMEDIATE}):"
+    )
+    for label, hidden in (("MPT", MPT_HIDDEN), ("METRO", METRO_HIDDEN)):
+        b = [
+            metro_block_params(i, h, o, METRO_LAYERS, METRO_INTERMEDIATE)
+            for i, h, o in zip(METRO_IMG_DIMS, hidden, METRO_OUT_DIMS)
+        ]
+        used, unused = sum(x["used"] for x in b), sum(x["unused"] for x in b)
         print(
-            f"METRO's code for comparison (block inputs {METRO_IMG_DIMS}, outputs "
-            f"{METRO_OUT_DIMS}, {m['layers']} layers, intermediate {inter[0]}):"
+            f"  {label} hidden {hidden}: {(used + unused) / 1e6:.1f}M = {used / 1e6:.1f}M used "
+            f"in the forward pass + {unused / 1e6:.1f}M never used (BERT word embeddings "
+            f"30522 x hidden, token-type table, embedding LayerNorm, pooler)"
         )
-        for hidden in (tuple(m["hidden"]), METRO_HIDDEN):
-            b = [
-                metro_block_params(i, h, o, int(m["layers"]), int(it))
-                for i, h, o, it in zip(METRO_IMG_DIMS, hidden, METRO_OUT_DIMS, inter)
-            ]
-            used, unused = sum(x["used"] for x in b), sum(x["unused"] for x in b)
-            print(
-                f"  hidden {hidden}: {(used + unused) / 1e6:.1f}M = {used / 1e6:.1f}M used in "
-                f"the forward pass + {unused / 1e6:.1f}M never used (BERT word embeddings "
-                f"30522 x hidden, token-type table, embedding LayerNorm, pooler)"
-            )
-        n_tok = model.blocks[0].pos.shape[0]
-        print(
-            f"Table 1's '102M' matches METRO's own hidden sizes {METRO_HIDDEN} counted with the "
-            f"unused tables. This model carries no unused parameters: its transformer blocks "
-            f"come to {blocks / 1e6:.1f}M (position tables sized to its {n_tok} tokens, "
-            f"no METRO residual branch)."
-        )
+    n_tok = model.blocks[0].pos.shape[0]
+    print(
+        f"Table 1's '102M' matches METRO's own hidden sizes {METRO_HIDDEN} counted with the "
+        f"unused tables. This model carries no unused parameters: its transformer blocks come "
+        f"to {blocks / 1e6:.1f}M (position tables sized to its {n_tok} tokens, no METRO "
+        f"residual branch)."
+    )
     return 0
 
 
