@@ -253,7 +253,13 @@ def train(
         bar.update(1)
         if step % int(t["log_every"]) == 0 or step == steps:
             lr = scheduler.get_last_lr()[0] if scheduler is not None else float(t["lr"])
-            last = {k: float(v) for k, v in parts.items()}
+            names = sorted(parts)
+            vals = torch.stack([parts[k].float() for k in names])  # on the engine's device
+            if world > 1:  # log the mean over ranks
+                torch.distributed.all_reduce(vals)
+                vals /= world
+            vals = vals.cpu()
+            last = {k: float(v) for k, v in zip(names, vals)}
             last.update(
                 lr=lr,
                 samples_per_s=window["n"] * micro * world / max(window["time"], 1e-9),
