@@ -676,6 +676,8 @@ _SUBJECTS = (
     SubjectSpec("SynthKIT", "k103", "female"),
     SubjectSpec("SynthBML", "rub01", "male"),
     SubjectSpec("SynthBML", "rub02", "female"),
+    SubjectSpec("SynthHDM", "h01", "female"),
+    SubjectSpec("SynthHDM", "h02", "male"),
 )
 _SMPLX_SUBJECT = SubjectSpec("SynthMoSh", "x01", "neutral")
 _FPS_CHOICES = (60.0, 100.0, 120.0)
@@ -752,8 +754,8 @@ def generate_archive(
 ) -> list[Path]:
     """Write the AMASS-format archive under ``out_dir``; return the sequence files written.
 
-    Default: 3 SMPL+H subsets, 8 subjects (both genders), every subject performing 8 of the
-    ``MOTIONS`` kinds (each kind at least 4 times overall), about 4-5 minutes of motion at
+    Default: 4 SMPL+H subsets, 10 subjects (both genders), every subject performing 8 of the
+    ``MOTIONS`` kinds (each kind at least 4 times overall), about 6 minutes of motion at
     60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). ``small`` writes 1 subject per
     subset with 2 clips of ~1.4 s (for tests).
 
@@ -768,7 +770,7 @@ def generate_archive(
         if all((sibling / "smplh" / g / "model.npz").is_file() for g in GENDERS):
             body_models = sibling
     kinds = list(MOTIONS)
-    subjects = _SUBJECTS[::3] if small else _SUBJECTS
+    subjects = _SUBJECTS[:7:3] if small else _SUBJECTS
     per_subject = 2 if small else 8
     written: list[Path] = []
     bar = tqdm(total=len(subjects) * per_subject, desc="motion archive", unit="clip",

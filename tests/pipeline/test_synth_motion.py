@@ -76,7 +76,7 @@ def test_archive_layout(full_archive):
     assert smplx and len(smplh) >= 48
     subsets = {p.relative_to(root).parts[0] for p in smplh}
     subjects = {p.parent for p in smplh}
-    assert len(subsets) >= 3 and len(subjects) == 8
+    assert len(subsets) >= 4 and len(subjects) == 10
     genders, betas, kinds, total = set(), {}, set(), 0.0
     for p in smplh:
         with np.load(p) as d:
@@ -95,7 +95,7 @@ def test_archive_layout(full_archive):
         kinds.add(_kind(p))
     assert genders == {"male", "female"}
     b = np.stack(list(betas.values()))
-    assert len({row.tobytes() for row in b}) == 8  # distinct subjects
+    assert len({row.tobytes() for row in b}) == 10  # distinct subjects
     assert 0.4 < b.std() < 1.8 and abs(b.mean()) < 0.6  # ~N(0, 1)
     assert len(kinds) >= 12
     assert 120 <= total <= 600  # a few minutes of motion
@@ -186,7 +186,10 @@ def test_upright_z_up_and_feet_on_floor(clips):
             assert feet.max() < 0.12, (p.name, feet.max())
         # the head is above the pelvis, the pelvis above the knees: z-up world
         head, pelvis = pos[:, 15, 2], pos[:, 0, 2]
-        assert np.all(head > pelvis + 0.2) and np.all(pelvis > pos[:, [4, 5], 2].max(axis=1))
+        # (a deep forward bend may bring the head down to pelvis height, as a real one does)
+        assert np.median(head - pelvis) > 0.4, (p.name, np.median(head - pelvis))
+        assert np.all(head > pelvis + (0.0 if kind == "bend" else 0.2)), p.name
+        assert np.all(pelvis > pos[:, [4, 5], 2].max(axis=1)), p.name
         assert 0.5 < np.median(pelvis) < 1.2
 
 
