@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -163,11 +164,16 @@ def prediction_samples(ckpt: Path, data: Path, n: int = 6) -> tuple[list[dict], 
 def cmd_demo(args) -> int:
     from trainer.evaluate import evaluate, format_table
     from trainer.figures import loss_curve, predictions_figure
-    from trainer.train import LOG_FILE, train
+    from trainer.train import CKPT_DIR, LOG_FILE, StaleCheckpointError, train
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out)
-    train(cfg, args.data, out, resume=not args.restart)
+    try:
+        train(cfg, args.data, out, resume=not args.restart)
+    except StaleCheckpointError as err:  # the demo's own run folder: start it afresh
+        print(f"{err}\nstarting the demo run afresh in {out}")
+        shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
+        train(cfg, args.data, out, resume=False)
     res = evaluate(out, args.data)
     (out / "eval.json").write_text(json.dumps(res, indent=2))
     print(format_table(res))

@@ -8,6 +8,7 @@ Works as one plain process (no launcher), under ``deepspeed``/``torchrun`` on CP
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import socket
@@ -157,6 +158,20 @@ def save_model_file(engine, cfg: dict, out: Path, step: int, tag: str, rank: int
     os.replace(tmp, out / MODEL_FILE)
 
 
+class StaleCheckpointError(ValueError):
+    """The checkpoint in a run folder was trained on other data or another model."""
+
+
+def run_identity(cfg: dict, data: str | Path) -> dict:
+    """What a checkpoint must share with the run resuming it: the dataset and the model."""
+    manifest = (Path(data) / "manifest.json").read_bytes()
+    blob = json.dumps([cfg["model"], cfg["data"]], sort_keys=True, default=str).encode()
+    return {
+        "data": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+        "model": "sha256:" + hashlib.sha256(blob).hexdigest(),
+    }
+
+
 def train(
     cfg: dict,
     data: str | Path,
@@ -201,8 +216,15 @@ def train(
 
     ckpt_dir = out / CKPT_DIR
     step, position = 0, (0, 0)
+    identity = run_identity(cfg, data)
     if resume and latest_tag(ckpt_dir):
         _, client = engine.load_checkpoint(str(ckpt_dir))
+        for key, value in client.get("identity", {}).items():
+            if value != identity[key]:
+                raise StaleCheckpointError(
+                    f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
+                    " use --restart or another --out"
+                )
         if len(client["positions"]) != world:
             raise ValueError(
                 f"{ckpt_dir}: saved with {len(client['positions'])} ranks, resuming with {world}"
@@ -210,6 +232,7 @@ def train(
         step, position = int(client["step"]), tuple(client["positions"][rank])
         mhm_gen.set_state(client["mhm_rng"][rank])
         torch.set_rng_state(client["torch_rng"])
+    if rank == 0:  # a resumed run re-logs the steps after its checkpoint; a fresh one all
         truncate_log(out / LOG_FILE, step)
     if rank == 0:
         (out / "config.json").write_text(json.dumps(cfg, indent=2))
@@ -271,6 +294,7 @@ def train(
         if step % int(t["ckpt_every"]) == 0 or step == end:
             tag = f"step{step:08d}"
             client = {
+                "identity": identity,
                 "step": step,
                 "positions": gather(pos_box[0], world),
                 "mhm_rng": gather(mhm_gen.get_state(), world),

@@ -164,6 +164,18 @@ def test_evaluate_matches_independent_reference(runs, fake_data):
         np.testing.assert_allclose(got, ref[name], rtol=1e-4)
 
 
+def test_resume_refuses_a_checkpoint_of_other_data(runs, tmp_path):
+    """A run folder trained on one dataset is not silently continued on another."""
+    from trainer.train import StaleCheckpointError, train
+
+    other = make_fake_dataset(
+        tmp_path / "other", n_meshes=48, views=2, res=32, nv=60, shards=4, seed=2, val_shards=1
+    )
+    run = runs["base"] / "straight"
+    with pytest.raises(StaleCheckpointError, match="trained with other data"):
+        train(runs["cfg"], other, run)
+
+
 def test_cli_eval_json_and_demo_figures(runs, fake_data, tmp_path):
     import json
 
