@@ -35,7 +35,7 @@ help:
 	@echo "make test       run the whole test suite (installs everything first)"
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
-	@echo "make train / eval / bench / preview / lint"
+	@echo "make train / eval / bench / preview / figures / lint / anny-export"
 
 setup: $(STAMP)
 
