@@ -7,18 +7,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import best_time
 
 from pipeline import amass
 from pipeline.synth.motion import generate_archive
-
-
-def _best(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def run() -> dict:
@@ -30,11 +22,11 @@ def run() -> dict:
         infos, _ = amass.scan(root)
         frames = sum(i.n_frames for i in infos)
         motion_s = sum(i.duration for i in infos)
-        t_scan = _best(lambda: amass.scan(root))
-        t_load = _best(lambda: amass.load_archive(root), repeat=2)
+        t_scan = best_time(lambda: amass.scan(root))
+        t_load = best_time(lambda: amass.load_archive(root), repeat=2)
         seq = amass.load_sequence(files[0], root)
         idx = np.random.default_rng(0).integers(0, seq.n_frames, 256)
-        t_batch = _best(lambda: seq.frames(idx), repeat=5)
+        t_batch = best_time(lambda: seq.frames(idx), repeat=5)
         mib = sum(p.stat().st_size for p in root.rglob("*.npz")) / 2**20
     return {
         "sequences": len(infos),

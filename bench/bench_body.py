@@ -7,20 +7,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import best_time
 
 from pipeline.body_models import load_body_model
 from pipeline.joints import KeypointRegressor
 from pipeline.mesh_sampling import build_mesh_levels
 from pipeline.synth import write_bodies
-
-
-def _best(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def run() -> dict:
@@ -35,12 +27,12 @@ def run() -> dict:
         rng = np.random.default_rng(0)
         n = 512
         poses, betas = rng.normal(0, 0.3, (n, 156)), rng.normal(0, 1, (n, 16))
-        t_fwd = _best(lambda: bm.forward(poses, betas, chunk=256), repeat=2)
+        t_fwd = best_time(lambda: bm.forward(poses, betas, chunk=256), repeat=2)
         out = bm.forward(poses[:256], betas[:256])
         reg = KeypointRegressor.from_body_models(root, "smplh", bm.num_vertices)
-        t_reg = _best(lambda: (reg.coco17(out.vertices), reg.h36m17(out.vertices)))
+        t_reg = best_time(lambda: (reg.coco17(out.vertices), reg.h36m17(out.vertices)))
         template, faces = bm.v_template, bm.faces
-        t_lvl = _best(lambda: build_mesh_levels(template, faces), repeat=1)
+        t_lvl = best_time(lambda: build_mesh_levels(template, faces), repeat=1)
         sizes = build_mesh_levels(template, faces).sizes
     return {
         "vertices": int(bm.num_vertices),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+from timing import best_time
 
 from cameras import (
     apply_affine,
@@ -18,15 +17,6 @@ from cameras import (
 MESHES, VERTS, VIEWS = 64, 6890, 8
 
 
-def _best(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def run() -> dict:
     rng = np.random.default_rng(0)
     verts = rng.uniform(-1, 1, (MESHES, VERTS, 3)) * [0.3, 0.15, 0.9] + [0, 0, 0.9]
@@ -36,10 +26,12 @@ def run() -> dict:
     proj = rig.project(placed)
     box = crop_box(proj.uv, proj.visible)
     n_points = MESHES * VIEWS * VERTS
-    t_place = _best(lambda: apply_transform(placement_transform(verts, rng, 0.2), verts))
-    t_dist = _best(lambda: rig.project(placed, distort=True))
-    t_lin = _best(lambda: rig.project(placed, distort=False))
-    t_crop = _best(lambda: apply_affine(crop_affine(crop_box(proj.uv, proj.visible), 56), proj.uv))
+    t_place = best_time(lambda: apply_transform(placement_transform(verts, rng, 0.2), verts))
+    t_dist = best_time(lambda: rig.project(placed, distort=True))
+    t_lin = best_time(lambda: rig.project(placed, distort=False))
+    t_crop = best_time(
+        lambda: apply_affine(crop_affine(crop_box(proj.uv, proj.visible), 56), proj.uv)
+    )
     return {
         "batch": f"{MESHES} meshes x {VIEWS} views x {VERTS} vertices",
         "placement_meshes_per_s": round(MESHES / t_place),

@@ -8,26 +8,17 @@ Targets (issue 4): >= 20,000 views/s/core for 17x56x56 uint8 heatmaps and >= 20x
 from __future__ import annotations
 
 import os
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from timing import best_time
 
 from pipeline import heatmaps as H
 from pipeline import masks as M
 
 K = 17
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _best(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def naive_heatmaps(kp: np.ndarray, valid: np.ndarray, res: int, sigma: float) -> np.ndarray:
@@ -94,13 +85,13 @@ def _run() -> dict:
         kp = rng.uniform(0, res, size=(n, K, 2))
         valid = rng.random((n, K)) > 0.05
         H.encode(kp, valid, res)  # warm-up / JIT
-        t = _best(partial(H.encode, kp, valid, res), repeat=5)
+        t = best_time(partial(H.encode, kp, valid, res), repeat=5)
         out[f"heatmaps_{res}_views_per_s_core"] = round(n / t)
         if res == 56:
-            tn = _best(partial(H.encode, kp, valid, res, engine="numpy"))
+            tn = best_time(partial(H.encode, kp, valid, res, engine="numpy"))
             out["heatmaps_56_numpy_engine_views_per_s_core"] = round(n / tn)
             m = 32
-            tl = _best(partial(naive_heatmaps, kp[:m], valid[:m], res, H.default_sigma(res)))
+            tl = best_time(partial(naive_heatmaps, kp[:m], valid[:m], res, H.default_sigma(res)))
             out["heatmaps_56_naive_loop_views_per_s_core"] = round(m / tl)
             out["heatmaps_56_speedup_vs_naive"] = round((n / t) / (m / tl), 1)
     out["heatmaps_engine"] = "numba" if H.HAVE_NUMBA else "numpy"
@@ -119,7 +110,7 @@ def _run() -> dict:
             except RuntimeError as exc:
                 out[f"masks_{res}_{backend}_per_s_core"] = f"unavailable: {exc}"
                 continue
-            out[f"masks_{res}_{backend}_per_s_core"] = round(n / _best(fn))
+            out[f"masks_{res}_{backend}_per_s_core"] = round(n / best_time(fn))
             if backend == "cpu":
                 out[f"masks_{res}_coverage"] = round(float(first.mean()), 3)
     out["masks_auto_backend"] = "cpu (numba)" if M.HAVE_NUMBA else "cpu (numpy)"

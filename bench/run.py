@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
     ap.add_argument("--only", nargs="*", help="area names, e.g. heatmaps shards build")
     args = ap.parse_args()
-    sys.path.insert(0, str(HERE.parent))
+    sys.path[:0] = [str(HERE.parent), str(HERE)]
     results: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     for path in sorted(HERE.glob("bench_*.py")):
         area = path.stem.removeprefix("bench_")
