@@ -122,6 +122,24 @@ class Sequence:
         """(N, 90) left then right hand, 15 joints each."""
         return self.poses[:, 66:156]
 
+    def poses_for(self, model_type: str) -> np.ndarray:
+        """Poses in the layout ``BodyModel.forward`` takes for ``model_type``.
+
+        ``smplh``: (N, 156) as stored. ``smplx``: (N, 165) root, body, jaw, left eye, right
+        eye, hands (jaw/eyes from the file, zero for SMPL+H files). ``smpl``: (N, 72) root,
+        body and zero hand roots (SMPL's hands are single joints; the fingers are dropped).
+        """
+        n = self.n_frames
+        if model_type == "smplh":
+            return self.poses
+        if model_type == "smplx":
+            jaw = self.jaw_pose if self.jaw_pose is not None else np.zeros((n, 3))
+            eyes = self.eye_pose if self.eye_pose is not None else np.zeros((n, 6))
+            return np.concatenate([self.poses[:, :66], jaw, eyes, self.pose_hand], axis=1)
+        if model_type == "smpl":
+            return np.concatenate([self.poses[:, :66], np.zeros((n, 6))], axis=1)
+        raise ValueError(f"{self.path}: unknown body-model type {model_type!r}")
+
     def frames(self, idx: Iterable[int] | np.ndarray) -> dict[str, np.ndarray]:
         """Frames ``idx`` as a batch: ``poses`` (K, 156), ``trans`` (K, 3), ``betas`` (K, 16)
         (broadcast), plus ``jaw_pose``/``eye_pose`` when the sequence has them."""

@@ -48,8 +48,10 @@ def _closest_point_barycentric(
     _, cand = cKDTree(tri.mean(axis=1)).query(points, k=k)
     cand = np.atleast_2d(cand).reshape(len(points), k)
     # faces around the nearest vertex guarantee the true closest face is a candidate
-    # in all but degenerate cases
-    _, nv = cKDTree(vertices).query(points)
+    # in all but degenerate cases (only vertices some face uses: a model may carry others)
+    used = np.unique(faces)
+    _, j = cKDTree(vertices[used]).query(points)
+    nv = used[j]
     vf = [[] for _ in range(len(vertices))]
     for fi, f in enumerate(faces):
         for v in f:

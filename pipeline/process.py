@@ -163,15 +163,16 @@ def process_unit(
             keep[sel] = False
             skips += [_skip(sample_ids[i], rel, frames[i], str(e)) for i in sel]
             continue
-        n = seq.poses.shape[0]
+        poses = seq.poses_for(ctx.model_type)  # the layout of the body-model family posed
+        n = poses.shape[0]
         fr = frames[sel]
         bad = fr >= n
         if pose is None:
-            pose = np.zeros((m_all, seq.poses.shape[1]), np.float32)
+            pose = np.zeros((m_all, poses.shape[1]), np.float32)
             trans = np.zeros((m_all, 3), np.float32)
             betas = np.zeros((m_all, np.asarray(seq.betas).shape[-1]), np.float32)
         frc = np.minimum(fr, n - 1)
-        pose[sel] = seq.poses[frc]
+        pose[sel] = poses[frc]
         trans[sel] = seq.trans[frc]
         betas[sel] = np.asarray(seq.betas, np.float32)
         genders[sel] = GENDERS.index(str(seq.gender))

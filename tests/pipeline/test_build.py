@@ -349,3 +349,58 @@ def test_masks_match_rasterized_stored_geometry(inputs, tmp_path):
             inter = (ref & masks[i, c]).sum()
             union = (ref | masks[i, c]).sum()
             assert union > 100 and inter / union > 0.97
+
+
+def test_smplx_build_poses_like_a_direct_smplx_call(inputs, tmp_path):
+    """A build of SMPL-X sequences (build.model_type: smplx) poses each frame exactly as
+    ``smplx.SMPLX`` does with the file's root/body/jaw/eye/hand keys: the pose layout differs
+    from SMPL+H's (jaw and eyes sit between body and hands), so a wrong layout would bend
+    the hands and jaw."""
+    import smplx
+    import torch
+
+    from tests.pipeline.test_body_models import _smplx_dict_from_smplh
+
+    amass, models = inputs
+    seqs = sorted(amass.rglob("*_stageii.npz"))
+    assert seqs, "the small embedded default has an SMPL-X sequence"
+    gender = str(np.load(seqs[0])["gender"])
+    with np.load(models / "smplh" / gender / "model.npz") as m:
+        smplx_model = _smplx_dict_from_smplh(dict(m))
+        V0 = len(m["v_template"])  # the rest are unreferenced padding vertices
+    bm = tmp_path / "bm"
+    (bm / "smplx").mkdir(parents=True)
+    model_file = bm / "smplx" / f"SMPLX_{gender.upper()}.npz"
+    np.savez(model_file, **smplx_model)
+    cfg = yaml.safe_load((ROOT / "configs" / "build_default.yaml").read_text())
+    cfg["build"]["model_type"] = "smplx"
+    cfg_file = tmp_path / "build_smplx.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    args = _args(amass, bm, out, 0, ["--meshes", "8", "--unit-size", "8"])
+    args[args.index("--config") + 1] = str(cfg_file)
+    assert B.main(args) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["meshes"] > 0
+    d = _read(out / "shard-000000.h5", ["source/path", "source/frame", "body/placement",
+                                       "body/pose", "mesh/vertices"])  # fmt: skip
+    assert d["body/pose"].shape[1] == 165
+    layer = smplx.SMPLX(str(model_file), ext="npz", num_betas=16, use_pca=False,
+                        flat_hand_mean=True)  # fmt: skip
+    for i in range(len(d["source/frame"])):
+        rel = d["source/path"][i]
+        rel = rel.decode() if isinstance(rel, bytes) else str(rel)
+        with np.load(amass / rel) as z:
+            f = int(d["source/frame"][i])
+            keys = ("root_orient", "pose_body", "pose_hand", "pose_jaw", "pose_eye", "trans")
+            t = {k: torch.tensor(z[k][f : f + 1], dtype=torch.float32) for k in keys}
+            betas = torch.tensor(z["betas"][None, :16], dtype=torch.float32)
+        with torch.no_grad():
+            v = layer(betas=betas, global_orient=t["root_orient"], body_pose=t["pose_body"],
+                      jaw_pose=t["pose_jaw"], leye_pose=t["pose_eye"][:, :3],
+                      reye_pose=t["pose_eye"][:, 3:], left_hand_pose=t["pose_hand"][:, :45],
+                      right_hand_pose=t["pose_hand"][:, 45:], transl=t["trans"],
+                      expression=torch.zeros(1, 10)).vertices[0].numpy()  # fmt: skip
+        T = d["body/placement"][i].astype(np.float64)
+        v = v @ T[:3, :3].T + T[:3, 3]
+        np.testing.assert_allclose(d["mesh/vertices"][i][:V0], v[:V0], atol=3e-3)  # float16
