@@ -38,8 +38,14 @@ def test_input_kinds(masked_data, kind, channels):
     batch = next(src.train_iter(0, 1, 4))
     x = model_input(batch, kind)
     assert x.shape == (4, channels, 32, 32)
+    # training batches carry heatmaps as stored (uint8); the model sees them in [0, 1]
+    assert batch["heatmaps"].dtype == torch.uint8 and x.dtype == torch.float32
+    hm = batch["heatmaps"].float() / 255.0
+    if kind == "heatmaps":
+        torch.testing.assert_close(x, hm, rtol=0, atol=1e-7)
     if kind == "both":
-        assert torch.equal(x[:, :17], batch["heatmaps"]) and torch.equal(x[:, 17:], batch["masks"])
+        torch.testing.assert_close(x[:, :17], hm, rtol=0, atol=1e-7)
+        assert torch.equal(x[:, 17:], batch["masks"])
 
 
 def test_levels_from_topology_and_missing_masks(masked_data, tmp_path):
