@@ -41,6 +41,7 @@ class RenderConfig:
     sigma: float | None = None
     crop_scale: float = 1.2
     body_chunk: int = 64
+    occlusion: bool | None = None  # per-keypoint self-occlusion flags; None: when masks are on
 
     @classmethod
     def from_dict(cls, d: dict) -> RenderConfig:
@@ -49,6 +50,7 @@ class RenderConfig:
             raise ValueError(f"render config: unknown keys {unknown}")
         cfg = cls(**d)
         cfg.masks = bool(cfg.masks)
+        cfg.occlusion = cfg.masks if cfg.occlusion is None else bool(cfg.occlusion)
         if cfg.views < 1 or cfg.res < 4:
             raise ValueError("render config: views must be >= 1 and res >= 4")
         return cfg
@@ -235,8 +237,12 @@ def process_unit(
         "views/crop": crop224.astype(np.float32),
         "views/heatmaps": hm,
     }
-    if r.masks:
-        out["views/masks"] = _masks(ctx, verts, Rs, ts, Ks, ds, crop_r)
+    if r.masks or r.occlusion:
+        masks, occluded = _silhouettes(ctx, verts, Rs, ts, Ks, ds, crop_r, kp_hm, proj.depth)
+        if r.masks:
+            out["views/masks"] = masks
+        if r.occlusion:
+            out["views/occluded"] = occluded
     return UnitResult(out, skips)
 
 
@@ -291,7 +297,7 @@ def _place(verts: np.ndarray, h36m: np.ndarray, ids: np.ndarray, seed: int) -> n
     return placement_transform(lowest, np.random.default_rng(0), root=h36m[:, 0], yaw=yaw)
 
 
-def _masks(
+def _silhouettes(
     ctx: Context,
     verts: np.ndarray,
     Rs: np.ndarray,
@@ -299,13 +305,22 @@ def _masks(
     Ks: np.ndarray,
     ds: np.ndarray,
     crop_r: np.ndarray,
-) -> np.ndarray:
-    """(M, V, MB) bit-packed silhouettes of the placed meshes in each view's R x R crop."""
-    from pipeline.masks import pack_masks, render_masks
+    kp: np.ndarray,
+    kp_depth: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(M, V, MB) bit-packed silhouettes of the placed meshes in each view's R x R crop, and
+    (M, V, 17) uint8 self-occlusion flags of the COCO keypoints ``kp`` (crop px at R) from the
+    same depth buffer."""
+    from pipeline.masks import keypoint_occlusion, pack_masks, render_masks
 
     r = ctx.render
     proj = project(verts[:, None], Rs, ts, Ks, ds, distort=True)  # (M, V, Nv, ...)
     uv = apply_affine(crop_r, proj.uv)
     m, v = uv.shape[:2]
-    masks = render_masks(uv.reshape(m * v, -1, 2), proj.depth.reshape(m * v, -1), ctx.faces, r.res)
-    return pack_masks(masks.reshape(m, v, r.res, r.res))
+    masks, depth = render_masks(
+        uv.reshape(m * v, -1, 2), proj.depth.reshape(m * v, -1), ctx.faces, r.res,
+        return_depth=True,
+    )  # fmt: skip
+    k = kp.shape[2]
+    occ = keypoint_occlusion(kp.reshape(m * v, k, 2), kp_depth[:, :, :k].reshape(m * v, k), depth)
+    return pack_masks(masks.reshape(m, v, r.res, r.res)), occ.reshape(m, v, k).astype(np.uint8)

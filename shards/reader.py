@@ -285,8 +285,7 @@ class ShardDataset(IterableDataset):
         """(slab fields read as [m0:m1], heavy fields read per (mesh, view) pair)."""
         slab = list(MESH_FIELDS if self.with_vertices else ("sample_id", "joints3d/h36m17"))
         slab += list(VIEW_FIELDS)
-        if "views/visible_h36m17" in f:
-            slab.append("views/visible_h36m17")
+        slab += [k for k in ("views/visible_h36m17", "views/occluded") if k in f]
         heavy = ["views/heatmaps"] + (["views/masks"] if self.with_masks else [])
         if self._slab_heavy:
             return slab + heavy, []
@@ -359,8 +358,9 @@ class ShardDataset(IterableDataset):
             "sample_id": win["sample_id"][j],
             "view": win["views/camera"][j, view],
         }
-        if "views/visible_h36m17" in win:
-            raw["visible_h36m17"] = win["views/visible_h36m17"][j, view]
+        for key in ("visible_h36m17", "occluded"):
+            if f"views/{key}" in win:
+                raw[key] = win[f"views/{key}"][j, view]
         if self.with_vertices:
             raw["vertices"] = win["mesh/vertices"][j]
         if self.with_masks:
@@ -409,6 +409,8 @@ class ShardDataset(IterableDataset):
 
         out["joints2d"] = to_crop(raw["kp2d_h36m17"], raw.get("visible_h36m17"))
         out["kp2d"] = to_crop(raw["kp2d"], raw["visible"])
+        if "occluded" in raw:
+            out["occluded"] = torch.from_numpy(raw["occluded"].astype(bool))
         if self.with_masks:
             bits = np.unpackbits(raw["masks"], axis=-1, count=self.R * self.R)
             out["masks"] = self._empty((len(bits), 1, self.R, self.R), shm)

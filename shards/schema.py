@@ -75,6 +75,14 @@ FIELDS: tuple[FieldSpec, ...] = (
         required=False,
         doc="H36M-17 visibility; when absent the reader uses 'inside the crop'",
     ),
+    FieldSpec(
+        "views/occluded",
+        "view",
+        "uint8",
+        ("J",),
+        required=False,
+        doc="COCO-17 hidden by the body itself (depth test); with masks or render.occlusion",
+    ),
     FieldSpec("views/crop", "view", "float32", (2, 3), doc="image px -> crop px (224) affine"),
     FieldSpec("views/heatmaps", "view", "uint8", ("K", "R", "R"), doc="COCO-17, peak 255"),
     FieldSpec(

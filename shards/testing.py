@@ -181,6 +181,8 @@ def make_fake_arrays(
         grown[..., :, :-1] |= mk[..., :, 1:]
         mk = grown
         out["views/masks"] = mk
+        # builds with masks also flag self-occluded keypoints; any pattern will do here
+        out["views/occluded"] = (rng.random((m, views, N_JOINTS)) < 0.2).astype(np.uint8)
     return out
 
 

@@ -349,6 +349,43 @@ def test_masks_match_rasterized_stored_geometry(inputs, tmp_path):
             inter = (ref & masks[i, c]).sum()
             union = (ref | masks[i, c]).sum()
             assert union > 100 and inter / union > 0.97
+    # self-occlusion flags (written with masks) against ray casting on the stored mesh
+    occ = _read(out / "shard-000000.h5", ["views/occluded", "joints3d/coco17"])
+    agree, n_occ, n = 0, 0, 0
+    for i in range(min(3, len(masks))):
+        v = d["mesh/vertices"][i].astype(np.float64)
+        for c in range(8):
+            R, t = d["views/R"][i, c].astype(np.float64), d["views/t"][i, c].astype(np.float64)
+            ref = _ray_cast_occlusion(v @ R.T + t, faces, occ["joints3d/coco17"][i] @ R.T + t)
+            agree += int((ref == occ["views/occluded"][i, c].astype(bool)).sum())
+            n_occ += int(ref.sum())
+            n += ref.size
+    assert n_occ > 0.1 * n and agree >= 0.9 * n, (agree, n_occ, n)
+
+
+def _ray_cast_occlusion(v: np.ndarray, faces: np.ndarray, kp: np.ndarray) -> np.ndarray:
+    """Camera-frame keypoints hidden by the mesh: the ray from the camera centre through each
+    keypoint meets a triangle nearer (in z) than the keypoint by more than its tolerance
+    (Moller-Trumbore over every triangle)."""
+    from pipeline.masks import COCO17_OCCLUSION_TOL
+
+    a, b, c = (v[faces[:, i]] for i in range(3))
+    e1, e2 = b - a, c - a
+    out = np.zeros(len(kp), bool)
+    for k, p in enumerate(kp):
+        d = p / np.linalg.norm(p)
+        h = np.cross(d, e2)
+        det = (e1 * h).sum(1)
+        ok = np.abs(det) > 1e-12
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        u = (-a * h).sum(1) * inv  # origin is the camera centre (0, 0, 0)
+        q = np.cross(-a, e1)
+        w = (d * q).sum(1) * inv
+        dist = (e2 * q).sum(1) * inv
+        hit = ok & (u >= 0) & (w >= 0) & (u + w <= 1) & (dist > 0)
+        z = dist[hit] * d[2]
+        out[k] = bool(hit.any() and z.min() < p[2] - COCO17_OCCLUSION_TOL[k])
+    return out
 
 
 def test_smplx_build_poses_like_a_direct_smplx_call(inputs, tmp_path):

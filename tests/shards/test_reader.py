@@ -68,6 +68,7 @@ def test_geometry_matches_independent_projection(fake_ds):
                         "views/R",
                         "views/t",
                         "views/masks",
+                        "views/occluded",
                     )
                 }
     ds = ShardDataset(root, batch_size=16, views="all", seed=5)
@@ -94,6 +95,7 @@ def test_geometry_matches_independent_projection(fake_ds):
             np.testing.assert_allclose(b["vertices"][i].numpy(), vc, atol=1e-5)
             mask = np.unpackbits(r["views/masks"][v], count=32 * 32).reshape(1, 32, 32)
             np.testing.assert_array_equal(b["masks"][i].numpy(), mask)
+            np.testing.assert_array_equal(b["occluded"][i].numpy(), r["views/occluded"][v] > 0)
             # heatmap peak sits at the keypoint, in heatmap pixels
             hm = b["heatmaps"][i].numpy()
             vis = b["kp2d"][i, :, 2].numpy() > 0
