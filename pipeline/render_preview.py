@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline import heatmaps as H
 from pipeline import masks as M
+from pipeline.plotting import save_figure
 
 # SMPL rest frame (y-up, facing +z, left = +x), metres: COCO-17 joints of a relaxed standing pose.
 _FIGURE_JOINTS = np.array(
@@ -163,12 +164,7 @@ def render_preview(
     fig.suptitle(
         f"{d['label']}, {res}x{res} crops, sigma {H.default_sigma(res):.1f} px", fontsize=10
     )
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,8 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
+from pipeline.plotting import save_figure
+
 # --------------------------------------------------------------------------------------------
 # Skeleton (SMPL-H joint order, 52 joints)
 # --------------------------------------------------------------------------------------------
@@ -957,12 +959,7 @@ def plot_motions(
         ax2.tick_params(labelsize=7)
     axes[0, 0].set_title("z-up world, floor at z = 0 (metres); time left to right", fontsize=10)
     axes[0, 1].set_title("root path from above (x, y); arrow = facing", fontsize=9)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=75)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=75)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.plotting import save_figure
+
 # rotation taking the body model's y-up rest frame to the z-up world (as AMASS roots do)
 _Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
@@ -89,12 +91,7 @@ def montage(
                 ha="right",
                 fontsize=8,
             )
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _fallback_sequences(n: int = 60) -> list[tuple[str, np.ndarray, np.ndarray]]:

