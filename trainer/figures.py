@@ -13,6 +13,16 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
 
+def _save(fig, png: str | Path) -> Path:
+    """Lay out, write (parents created) and close ``fig``."""
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
 def loss_curve(log_csv: str | Path, png: str | Path) -> Path:
     """Plot the logged loss terms and learning rate against the step."""
     with open(log_csv, newline="") as f:
@@ -46,12 +56,7 @@ def loss_curve(log_csv: str | Path, png: str | Path) -> Path:
     ax_lr.set_ylabel("lr")
     ax_lr.set_xlabel("step")
     ax_lr.grid(alpha=0.3)
-    fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return _save(fig, png)
 
 
 def fit_weak_perspective(j3d: np.ndarray, j2d: np.ndarray, vis: np.ndarray) -> np.ndarray:
@@ -111,9 +116,4 @@ def predictions_figure(samples: list[dict], faces: np.ndarray, png: str | Path) 
             if row == 0 and "title" in s:
                 ax.set_title(s["title"], fontsize=8)
     fig.suptitle("meshes over their input heatmaps (val split)", fontsize=11)
-    fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return _save(fig, png)

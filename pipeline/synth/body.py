@@ -326,13 +326,14 @@ def _smooth_field(
             acc[sl[0], sl[1], sl[2]] += np.exp(-d / r)
         field = -r * np.log(np.maximum(acc, 1e-30))
         field = np.minimum(field, 1.0)
-        if out is None:
-            out = field
-        else:
-            r = blend["__union__"]
-            m = np.minimum(out, field)
-            out = m - r * np.log1p(np.exp(-np.abs(out - field) / r))
+        out = field if out is None else _smooth_union(out, field, blend["__union__"])
     return out
+
+
+def _smooth_union(a: np.ndarray, b: np.ndarray, r: float) -> np.ndarray:
+    """Smooth minimum of two signed-distance fields (log-sum-exp with radius ``r``)."""
+    lo = np.minimum(a, b)
+    return lo - r * np.log1p(np.exp(-np.abs(a - b) / r))
 
 
 def _surface(
@@ -573,12 +574,7 @@ def _field_at(prims: list[_Prim], x: np.ndarray) -> np.ndarray:
         d = np.stack([_prim_sdf(p, x) for p in prims if p.group == group], axis=1)
         m = d.min(axis=1)
         field = m - r * np.log(np.exp(-(d - m[:, None]) / r).sum(axis=1))
-        if out is None:
-            out = field
-        else:
-            r = _BLEND["__union__"]
-            lo = np.minimum(out, field)
-            out = lo - r * np.log1p(np.exp(-np.abs(out - field) / r))
+        out = field if out is None else _smooth_union(out, field, _BLEND["__union__"])
     return out
 
 
