@@ -30,7 +30,9 @@ import numpy as np
 
 SPLITS = ("train", "val", "test")
 
-#: AMASS's recommended split (Mahmood et al. 2019); every other subset is train.
+#: AMASS's recommended split (Mahmood et al. 2019); every other subset is train. Written in the
+#: first release's folder names (kept so existing plans keep their digest); folders of either
+#: release match them (``pipeline.subsets``: ``MPI_HDM05`` = ``HDM05``, ``SSM_synced`` = ``SSM``).
 AMASS_SPLITS = {
     "val": ["HumanEva", "MPI_HDM05", "SFU", "MPI_mosh"],
     "test": ["Transitions_mocap", "SSM_synced"],
@@ -64,11 +66,11 @@ class PlanConfig:
         return cfg
 
     def split_of(self, subset: str) -> str:
-        """Split name for an AMASS subset (default train)."""
-        for name in ("val", "test"):
-            if subset in self.splits.get(name, []):
-                return name
-        return "train"
+        """Split name for an AMASS subset folder (default train); names of both AMASS releases
+        match each other (``pipeline.subsets.split_of``)."""
+        from pipeline.subsets import split_of
+
+        return split_of(subset, self.splits)
 
 
 @dataclass
@@ -305,7 +307,8 @@ def make_plan(
         frame_l.append(fr_k[pick])
     seq = np.concatenate(seq_l)
     frame = np.concatenate(frame_l)
-    split = np.array([SPLITS.index(cfg.split_of(listing[i].subset)) for i in seq], np.int8)
+    split_idx = {n: SPLITS.index(cfg.split_of(n)) for n in subsets}
+    split = np.array([split_idx[listing[i].subset] for i in seq], np.int8)
     order = np.lexsort((frame, seq, split))  # by split, then sequence path, then frame
     seq, frame, split = seq[order].astype(np.int32), frame[order].astype(np.int32), split[order]
 
