@@ -11,16 +11,22 @@ each keypoint is ``A_v @ vertices + A_j @ joints`` with rows of ``[A_v | A_j]`` 
 * Generated models (procedural, Anny) ship ``smplh/joint_regressors.npz`` with vertex rows
   ``coco17`` and ``h36m17`` (17, V): used as is.
 * Real SMPL-topology models: COCO-17 = smplx's face vertex ids (nose, eyes, ears) plus the
-  model's shoulder/elbow/wrist/hip/knee/ankle joints; H36M-17 = the user's
-  ``J_regressor_h36m.npy`` (17, V) in the body-models root when present, else an
-  approximation from the model's joints: pelvis = hip midpoint, spine = mid spine1/spine2,
-  thorax = half neck + quarter each shoulder, nose = the nose vertex, head = eye midpoint
-  raised by 40% of the neck-to-eyes vector. The approximation is a few cm off Human3.6M's.
+  model's shoulder/elbow/wrist/hip/knee/ankle joints; H36M-17 = METRO's
+  ``J_regressor_h36m_correct.npy`` or ``J_regressor_h36m.npy`` (17, V) found in the body-model
+  folder (:func:`find_h36m_regressor`, order ``H36M_SEARCH``), else an approximation from the
+  model's joints: pelvis = hip midpoint, spine = mid spine1/spine2, thorax = half neck +
+  quarter each shoulder, nose = the nose vertex, head = eye midpoint raised by 40% of the
+  neck-to-eyes vector. The approximation is a few cm off Human3.6M's; builds warn about it.
+
+``KeypointRegressor.provenance`` says where each joint set came from (``source``, and for files
+``file`` relative to the body-model folder and its ``sha256``); it goes into topology.h5 and
+the manifest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +89,8 @@ class KeypointRegressor:
     h36m_v: np.ndarray
     h36m_j: np.ndarray
     source: str = ""
+    #: {"coco17": {...}, "h36m17": {...}}: ``source`` plus ``file``/``sha256`` for files
+    provenance: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @staticmethod
     def _apply(Av: np.ndarray, Aj: np.ndarray, vertices, joints) -> np.ndarray:
@@ -139,13 +147,15 @@ class KeypointRegressor:
             coco_j[5 + k, j] = 1.0
         h_v = np.zeros((17, num_vertices), np.float32)
         h_j = np.zeros((17, num_joints), np.float32)
+        coco_prov = {"source": COCO_SMPL_SOURCE}
         if h36m_regressor is not None:
             h_v = np.asarray(h36m_regressor, np.float32)
             if h_v.shape != (17, num_vertices):
                 raise ValueError(
                     f"J_regressor_h36m has shape {h_v.shape}, want (17, {num_vertices})"
                 )
-            return cls(coco_v, coco_j, h_v, h_j, "smpl-topology + J_regressor_h36m.npy")
+            prov = {"coco17": coco_prov, "h36m17": {"source": "J_regressor_h36m (given)"}}
+            return cls(coco_v, coco_j, h_v, h_j, "smpl-topology + J_regressor_h36m.npy", prov)
         rows = {
             0: {_J["left_hip"]: 0.5, _J["right_hip"]: 0.5},
             1: {_J["right_hip"]: 1.0}, 2: {_J["right_knee"]: 1.0}, 3: {_J["right_ankle"]: 1.0},
@@ -163,7 +173,8 @@ class KeypointRegressor:
         # head = eyes_mid + 0.4 (eyes_mid - neck) = 0.7 leye + 0.7 reye - 0.4 neck
         h_v[10, ids["leye"]] = h_v[10, ids["reye"]] = 0.7
         h_j[10, _J["neck"]] = -0.4
-        return cls(coco_v, coco_j, h_v, h_j, "smpl-topology, approximate H36M from joints")
+        prov = {"coco17": coco_prov, "h36m17": {"source": APPROXIMATED, "detail": APPROX_DETAIL}}
+        return cls(coco_v, coco_j, h_v, h_j, "smpl-topology, approximate H36M from joints", prov)
 
     @classmethod
     def from_body_models(
@@ -185,9 +196,120 @@ class KeypointRegressor:
                 raise ValueError(
                     f"{gen}: rows have {reg.coco_v.shape[1]} vertices, model has {num_vertices}"
                 )
+            prov = {"source": SHIPPED, "file": _rel(gen, root), "sha256": file_sha256(gen)}
+            reg.provenance = {"coco17": dict(prov), "h36m17": dict(prov)}
             return reg
         if num_vertices is None:
             raise ValueError(f"{gen}: missing, and num_vertices not given for SMPL topology")
-        h36m = root / "J_regressor_h36m.npy"
-        reg = np.load(h36m) if h36m.is_file() else None
-        return cls.for_smpl_topology(num_vertices, num_joints, model_type, reg)
+        found = find_h36m_regressor(root, model_type, num_vertices)
+        reg = cls.for_smpl_topology(num_vertices, num_joints, model_type, found.array)
+        if found.path is not None:
+            reg.provenance["h36m17"] = {
+                "source": found.path.name,
+                "file": _rel(found.path, root),
+                "sha256": found.sha256,
+            }
+            reg.source = f"smpl-topology + {_rel(found.path, root)}"
+        return reg
+
+
+#: provenance ``source`` values
+SHIPPED = "shipped joint_regressors.npz"
+APPROXIMATED = "approximated"
+APPROX_DETAIL = "from the model's joints (hip midpoint, spine, neck, face vertices); a few cm off"
+COCO_SMPL_SOURCE = "smplx face vertex ids + model joints"
+
+#: H36M-17 regressor file names, preferred first (METRO ships the ``_correct`` one)
+H36M_REGRESSOR_NAMES = ("J_regressor_h36m_correct.npy", "J_regressor_h36m.npy")
+
+
+def h36m_search_dirs(model_type: str) -> tuple[str, ...]:
+    """Folders of the body-model root searched, in order, for each name of
+    ``H36M_REGRESSOR_NAMES`` (all folders for the first name before the second): the root,
+    the build family's folder, the other SMPL-family folders, then any other folder up to two
+    levels down (sorted)."""
+    fams = (model_type, *(m for m in ("smplh", "smpl", "smplx") if m != model_type))
+    return (".", *fams, "*", "*/*")
+
+
+@dataclass
+class H36MRegressorSearch:
+    """Outcome of :func:`find_h36m_regressor`: the file used (or None), its array and sha256,
+    and the other candidate files with why they were not used."""
+
+    path: Path | None = None
+    array: np.ndarray | None = None
+    sha256: str = ""
+    searched: list[str] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def h36m_candidates(root: Path, model_type: str) -> list[Path]:
+    """Existing H36M regressor files under ``root`` in search order (no duplicates)."""
+    root = Path(root)
+    out: list[Path] = []
+    for name in H36M_REGRESSOR_NAMES:
+        for d in h36m_search_dirs(model_type):
+            if "*" in d:
+                hits = sorted(root.glob(f"{d}/{name}"))
+            else:
+                hits = [root / d / name] if d != "." else [root / name]
+            for p in hits:
+                if p.is_file() and p.resolve() not in {q.resolve() for q in out}:
+                    out.append(p)
+    return out
+
+
+def find_h36m_regressor(root: Path, model_type: str, num_vertices: int) -> H36MRegressorSearch:
+    """The first H36M regressor file (17, ``num_vertices``) in search order.
+
+    A (17, N) file for another real SMPL-family topology (e.g. METRO's 6890-vertex one next to
+    SMPL-X models) is ignored with a reason; any other shape, or an unreadable or non-finite
+    file, raises ``ValueError`` naming the file.
+    """
+    from pipeline.body_models import REAL_NUM_VERTICES
+
+    root = Path(root)
+    res = H36MRegressorSearch(
+        searched=[f"{d}/{n}" for n in H36M_REGRESSOR_NAMES for d in h36m_search_dirs(model_type)]
+    )
+    for p in h36m_candidates(root, model_type):
+        rel = _rel(p, root)
+        if res.path is not None:
+            res.ignored.append((rel, f"{_rel(res.path, root)} comes first in the search order"))
+            continue
+        try:
+            a = np.load(p, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - any failure means a bad file
+            raise ValueError(f"{p}: not a readable .npy H36M regressor ({e})") from None
+        if a.ndim == 2 and a.shape[0] == 17 and a.shape[1] != num_vertices:
+            if a.shape[1] in REAL_NUM_VERTICES.values():
+                res.ignored.append(
+                    (rel, f"fits a {a.shape[1]}-vertex mesh; this model has {num_vertices}")
+                )
+                continue
+        if a.shape != (17, num_vertices) or not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(
+                f"{p}: H36M regressor has shape {a.shape} ({a.dtype}), "
+                f"want (17, {num_vertices}) float"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{p}: H36M regressor contains NaN or Inf")
+        res.path, res.array, res.sha256 = p, a, file_sha256(p)
+    return res

@@ -8,6 +8,36 @@ import sys
 from pathlib import Path
 
 
+def provenance_info(root: Path) -> dict:
+    """``regressors`` (joint set -> provenance, from topology.h5, else the manifest, else
+    "unknown") and ``notes`` (the manifest's notes on inputs) of a dataset."""
+    from shards.manifest import load_manifest
+    from shards.schema import TOPOLOGY_NAME
+    from shards.topology import UNKNOWN, joint_provenance
+
+    man = load_manifest(root)
+    regs = dict(man.provenance.get("regressors", {}))
+    if (Path(root) / TOPOLOGY_NAME).exists():
+        regs = {
+            k: (v if v != UNKNOWN else regs.get(k, v)) for k, v in joint_provenance(root).items()
+        }
+    return {"regressors": regs, "notes": man.notes}
+
+
+def format_provenance(d: dict) -> str:
+    """Lines for ``provenance_info``: one per joint set, then the notes' count by kind."""
+    lines = []
+    for name, p in d["regressors"].items():
+        where = "  ".join(p[k] for k in ("file", "sha256") if p.get(k))
+        lines.append(f"regressor {name:<8} {p.get('source', 'unknown')}  {where}".rstrip())
+    kinds: dict[str, int] = {}
+    for n in d["notes"]:
+        kinds[n.get("kind", "?")] = kinds.get(n.get("kind", "?"), 0) + 1
+    lines.append(f"notes     {len(d['notes'])} on inputs (manifest.json 'notes')")
+    lines += [f"          {n} x {k}" for k, n in kinds.items()]
+    return "\n" + "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shards", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -32,10 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             d = info(args.dir)
+            d.update(provenance_info(args.dir))
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(json.dumps(d, indent=1) if args.json else format_info(d))
+        print(json.dumps(d, indent=1) if args.json else format_info(d) + format_provenance(d))
         return 0
     if args.cmd == "verify":
         from shards.verify import verify

@@ -1,4 +1,5 @@
-"""manifest.json at the dataset root: shards, splits, build config + hash, skipped inputs."""
+"""manifest.json at the dataset root: shards, splits, build config + hash, skipped inputs,
+notes (warnings about inputs that were used) and provenance (where the regressors came from)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class Manifest:
     config: dict = field(default_factory=dict)
     config_hash: str = ""
     skipped: list[dict] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
     topology: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     created: str = ""
@@ -66,12 +69,16 @@ def write_manifest(
     config: Mapping[str, Any] | None = None,
     skipped: Iterable[Mapping[str, str]] = (),
     splits: Mapping[str, str] | None = None,
+    notes: Iterable[Mapping[str, str]] = (),
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``root/manifest.json`` atomically.
 
     ``dims`` are the dataset dimensions (``V``, ``R``, ``K``, ``J``, ``Nv``, ``masks`` ...);
     ``splits`` optionally overrides each shard's split (shard name -> split); ``skipped`` is a
-    list of ``{"input": path, "reason": text}``. Records topology.h5's checksum when present.
+    list of ``{"input": path, "reason": text}``; ``notes`` likewise for inputs that were used
+    but look off (``{"kind", "input", "reason"}``); ``provenance`` e.g. ``{"regressors": {joint
+    set: {"source", "file", "sha256"}}}``. Records topology.h5's checksum when present.
     """
     root = Path(root)
     infos = sorted(shards, key=lambda s: s.name)
@@ -99,6 +106,8 @@ def write_manifest(
         "config": config,
         "config_hash": config_hash(config),
         "skipped": [dict(s) for s in skipped],
+        "notes": [dict(n) for n in notes],
+        "provenance": dict(provenance or {}),
     }
     for s in infos:
         doc["splits"].setdefault(s.split, []).append(s.name)
@@ -135,6 +144,8 @@ def load_manifest(root: str | os.PathLike) -> Manifest:
             config=doc.get("config", {}),
             config_hash=doc.get("config_hash", ""),
             skipped=doc.get("skipped", []),
+            notes=doc.get("notes", []),
+            provenance=doc.get("provenance", {}),
             topology=doc.get("topology", {}),
             schema_version=int(doc.get("schema_version", -1)),
             created=doc.get("created", ""),

@@ -2,6 +2,9 @@
 
 Holds the template mesh and faces, joint names and regressors, the coarse-mesh sampling
 matrices (sparse, COO) and the camera rig, so training needs nothing but the shard folder.
+Each ``joints/<name>`` group records where its regressor came from as ``provenance_*``
+attributes (``source``, and for files ``file`` and ``sha256``); files written before that
+read back as ``{"source": "unknown"}``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,30 @@ class Topology:
     rig: dict[str, np.ndarray] = field(default_factory=dict)
     rig_names: list[str] = field(default_factory=list)
     attrs: dict = field(default_factory=dict)
+    #: per joint set: {"source": ..., "file": ..., "sha256": ...} (``UNKNOWN`` when not recorded)
+    provenance: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+#: provenance of a joint set in a topology file written before provenance was recorded
+UNKNOWN = {"source": "unknown"}
+_PROV = "provenance_"
+
+
+def _read_provenance(group: h5py.Group) -> dict[str, str]:
+    prov = {k[len(_PROV) :]: str(v) for k, v in group.attrs.items() if k.startswith(_PROV)}
+    return prov or dict(UNKNOWN)
+
+
+def joint_provenance(root: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Provenance of each joint set in ``root/topology.h5`` (attributes only; cheap)."""
+    path = Path(root)
+    if path.is_dir():
+        path = path / TOPOLOGY_NAME
+    try:
+        with h5py.File(path, "r") as f:
+            return {name: _read_provenance(g) for name, g in f.get("joints", {}).items()}
+    except OSError as e:
+        raise ValueError(f"{path}: unreadable topology ({e})") from e
 
 
 def write_topology(root: str | os.PathLike, topo: Topology) -> Path:
@@ -55,6 +82,8 @@ def write_topology(root: str | os.PathLike, topo: Topology) -> Path:
                 g = f.create_group(f"joints/{name}")
                 g["regressor"] = np.asarray(reg, np.float32)
                 g["names"] = np.array(topo.joint_names.get(name, []), dtype=h5py.string_dtype())
+                for k, v in topo.provenance.get(name, {}).items():
+                    g.attrs[_PROV + k] = str(v)
             for name, mat in topo.sampling.items():
                 coo = sp.coo_matrix(mat)
                 g = f.create_group(f"sampling/{name}")
@@ -91,6 +120,7 @@ def load_topology(root: str | os.PathLike) -> Topology:
             for name, g in f.get("joints", {}).items():
                 topo.regressors[name] = g["regressor"][()]
                 topo.joint_names[name] = [s.decode() for s in g["names"][()]]
+                topo.provenance[name] = _read_provenance(g)
             for name, g in f.get("sampling", {}).items():
                 shape = tuple(int(s) for s in g.attrs["shape"])
                 topo.sampling[name] = sp.csr_matrix(
