@@ -9,6 +9,11 @@ Two on-disk layouts are read into one ``Sequence``:
   ``trans``, ``betas``, ``gender``, ``mocap_frame_rate``, ``surface_model_type``; files without
   the split keys fall back to ``poses`` (N, 165) in SMPL-X joint order.
 
+The family a file is posed with is the one its ``surface_model_type`` names ('smplx', or
+'smplh' for SMPL+H stage-ii files: ``root_orient``/``pose_body``/``pose_hand``, no jaw or eyes);
+only files that do not say are classified by their keys (``poses`` width 156 or 165, SMPL-X
+pose parts) and name (``*_stageii.npz``). Other stated types are bad files.
+
 Poses always come out in the SMPL+H 156 layout (root 3 + 21 body joints x 3 + 2 x 15 hand joints
 x 3); SMPL-X jaw/eye rotations are kept on the side. Subject shape files (``shape.npz``,
 ``*_stagei.npz``) are not sequences and are never listed.
@@ -19,6 +24,7 @@ Bad files raise ``AmassFileError`` (one line: ``"<path>: <reason>"``) or, with
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Iterable
 from collections.abc import Sequence as Seq
@@ -71,6 +77,7 @@ class SequenceInfo:
     fps: float
     gender: str
     model_type: str  # 'smplh' | 'smplx'
+    model_type_from: str = ""  # 'surface_model_type' or the heuristic that decided model_type
 
     @property
     def frames(self) -> int:
@@ -178,15 +185,20 @@ def discover(root: Path | str) -> list[Path]:
 def _where(path: Path, root: Path | None) -> tuple[str, str, str]:
     """(relative posix path, subset, subject) of a file.
 
-    Relative to ``root`` when given (subset = top folder, subject = the file's folder); without
-    a root (or outside it) AMASS's ``<Subset>/<Subject>/<file>`` depth is assumed.
+    Relative to ``root`` when given (subset = top folder, subject = the file's folder), by the
+    path as listed (a linked subset folder or file keeps the name it has under the root), else
+    with links resolved; without a root (or outside it) AMASS's ``<Subset>/<Subject>/<file>``
+    depth is assumed.
     """
     rel = None
     if root is not None:
-        try:
-            rel = path.resolve().relative_to(Path(root).resolve())
-        except ValueError:
-            rel = None
+        for a, b in ((Path(os.path.abspath(path)), Path(os.path.abspath(root))),
+                     (path.resolve(), Path(root).resolve())):  # fmt: skip
+            try:
+                rel = a.relative_to(b)
+                break
+            except ValueError:
+                rel = None
     if rel is None:
         rel = Path(*path.resolve().parts[-3:])
     parts = rel.parts
@@ -292,20 +304,37 @@ def _fps(npz: _Npz) -> float:
     raise AmassFileError(npz.path, "missing key 'mocap_framerate' (or 'mocap_frame_rate')")
 
 
-def _layout(npz: _Npz) -> str:
-    """'smplx' for SMPL-X files, 'smplh' for SMPL+H G files."""
+#: ``surface_model_type`` values (prefix, lower case) -> the family a file is posed with
+SURFACE_MODEL_TYPES = (("smplx", "smplx"), ("smplh", "smplh"), ("smpl+h", "smplh"))
+
+
+def _layout(npz: _Npz) -> tuple[str, str]:
+    """(family, how it was decided): 'smplx' or 'smplh', from ``surface_model_type`` when the
+    file states it (SMPL+H stage-ii files say 'smplh'), else from its keys and name."""
     if npz.has("surface_model_type"):
         try:
             kind = str(npz.array("surface_model_type").reshape(-1)[0]).strip().lower()
-        except AmassFileError:
+        except (AmassFileError, IndexError):
             kind = ""
-        if kind.startswith("smplx"):
-            return "smplx"
+        if kind:
+            for prefix, family in SURFACE_MODEL_TYPES:
+                if kind.startswith(prefix):
+                    return family, "surface_model_type"
+            raise AmassFileError(
+                npz.path, f"surface_model_type '{kind}' is not read (only smplh and smplx)"
+            )
+    if npz.has("poses"):
+        try:
+            shape = npz.header("poses")[0]
+        except AmassFileError:
+            shape = ()
+        if len(shape) == 2 and shape[1] in (SMPLH_POSE_DIM, SMPLX_POSE_DIM):
+            return ("smplh" if shape[1] == SMPLH_POSE_DIM else "smplx"), "poses width"
     if npz.has("root_orient") and npz.has("pose_body"):
-        return "smplx"
+        return "smplx", "SMPL-X keys"
     if npz.path.name.endswith("_stageii.npz"):
-        return "smplx"
-    return "smplh"
+        return "smplx", "file name"
+    return "smplh", "default"
 
 
 # (key, width) of the pose parts of each layout, in SMPL+H order.
@@ -325,9 +354,9 @@ def _pose_frames(npz: _Npz, layout: str) -> int:
             raise AmassFileError(npz.path, f"'{key}' has dtype {dtype}, expected float")
         return shape[0]
 
-    if layout == "smplh":
+    if layout == "smplh" and (npz.has("poses") or not npz.has("root_orient")):
         return width("poses", SMPLH_POSE_DIM, "SMPL+H: 52 joints x 3")
-    if npz.has("root_orient"):
+    if npz.has("root_orient"):  # stage-ii pose parts (SMPL-X, or SMPL+H without 'poses')
         counts = {key: width(key, w, f"SMPL-X {key}") for key, w in _SMPLX_PARTS}
         if len(set(counts.values())) != 1:
             raise AmassFileError(npz.path, f"pose parts disagree on frame count {counts}")
@@ -351,14 +380,14 @@ def scan_file(path: Path | str, root: Path | str | None = None) -> SequenceInfo:
     path = Path(path)
     rel, subset, subject = _where(path, Path(root) if root is not None else None)
     with _Npz(path) as npz:
-        layout = _layout(npz)
+        layout, decided = _layout(npz)
         n = _pose_frames(npz, layout)
         if n == 0:
             raise AmassFileError(path, "zero frames")
         _check_trans(npz, n)
         if not npz.has("betas"):
             raise AmassFileError(path, "missing key 'betas'")
-        return SequenceInfo(rel, subset, subject, n, _fps(npz), _gender(npz), layout)
+        return SequenceInfo(rel, subset, subject, n, _fps(npz), _gender(npz), layout, decided)
 
 
 def _betas(npz: _Npz, notes: list[str]) -> np.ndarray:
@@ -397,17 +426,20 @@ def load_sequence(path: Path | str, root: Path | str | None = None) -> Sequence:
     notes: list[str] = []
     jaw = eye = dmpls = None
     with _Npz(path) as npz:
-        if info.model_type == "smplh":
+        if info.model_type == "smplh" and (npz.has("poses") or not npz.has("root_orient")):
             poses = _finite(path, "poses", npz.array("poses"))
             if npz.has("dmpls"):
                 dmpls = np.asarray(npz.array("dmpls"), dtype=np.float64)
         elif npz.has("root_orient"):
             parts = [_finite(path, k, npz.array(k)) for k, _ in _SMPLX_PARTS]
             poses = np.concatenate(parts, axis=1)
-            if npz.has("pose_jaw"):
-                jaw = _finite(path, "pose_jaw", npz.array("pose_jaw"))
-            if npz.has("pose_eye"):
-                eye = _finite(path, "pose_eye", npz.array("pose_eye"))
+            if info.model_type == "smplh":  # SMPL+H stage-ii: no jaw or eyes
+                notes.append("SMPL+H pose parts joined from root_orient, pose_body, pose_hand")
+            else:
+                if npz.has("pose_jaw"):
+                    jaw = _finite(path, "pose_jaw", npz.array("pose_jaw"))
+                if npz.has("pose_eye"):
+                    eye = _finite(path, "pose_eye", npz.array("pose_eye"))
         else:
             full = _finite(path, "poses", npz.array("poses"))
             poses = np.concatenate([full[:, :66], full[:, 75:165]], axis=1)

@@ -31,6 +31,7 @@ import yaml
 
 from pipeline.plan import SPLITS, Plan, PlanConfig, SeqEntry, make_plan, plot_plan
 from pipeline.process import Context, RenderConfig, process_unit
+from pipeline.subsets import check_listing, summary_lines
 
 UNITS_DIR = "units"
 PARALLEL_PLAN_MIN_SEQUENCES = 256  # below this a process pool costs more than it saves
@@ -92,15 +93,16 @@ def load_config(path: Path | None, overrides: dict) -> dict:
 
 
 def scan_archive(
-    root: Path, model_type: str
+    root: Path, model_type: str, scanned: tuple[list, list] | None = None
 ) -> tuple[list[SeqEntry], list[dict], dict[str, tuple[str, str]]]:
     """List readable sequences of ``model_type`` and record the other files as skips.
 
+    ``scanned``: the ``amass.scan(root, on_error="skip")`` result when already at hand.
     Returns (entries, skips, {relative path: (model_type, gender)}).
     """
     from pipeline import amass
 
-    infos, bad = amass.scan(root, on_error="skip")
+    infos, bad = scanned if scanned is not None else amass.scan(root, on_error="skip")
     entries, kinds = [], {}
     skips = [{"input": b.path, "reason": b.reason, "samples": 0} for b in bad]
     for info in infos:
@@ -389,9 +391,10 @@ def build_topology(body_models: Path, render: RenderConfig, model_type: str):
     model = load_body_model(body_models, model_type=model_type, gender="neutral")
     template = np.asarray(model.v_template, np.float32)
     faces = np.asarray(model.faces, np.int32)
-    coco, h36m = joints.KeypointRegressor.from_body_models(
+    kr = joints.KeypointRegressor.from_body_models(
         body_models, model_type, model.num_vertices, model.num_joints
-    ).vertex_regressors(model.j_regressor)
+    )
+    coco, h36m = kr.vertex_regressors(model.j_regressor)
     names = {"coco17": list(joints.COCO17), "h36m17": list(joints.H36M17)}
     levels = mesh_sampling.build_mesh_levels(template, faces, levels=2, factor=4)
     sampling = {}
@@ -416,6 +419,26 @@ def build_topology(body_models: Path, render: RenderConfig, model_type: str):
         rig=rig_map,
         rig_names=[c.name for c in rig],
         attrs={"model_type": model_type, "source": str(body_models)},
+        provenance=kr.provenance,
+    )
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def h36m_warning(provenance: dict, body_models: Path) -> str | None:
+    """The loud line for a build whose H36M-17 regressor is approximated (else None)."""
+    from pipeline.joints import APPROXIMATED, H36M_REGRESSOR_NAMES
+
+    if provenance.get("h36m17", {}).get("source") != APPROXIMATED:
+        return None
+    return (
+        f"H36M-17 IS APPROXIMATED from the body model's joints (a few cm off Human3.6M's): no "
+        f"{' or '.join(H36M_REGRESSOR_NAMES)} of this topology in {body_models} (searched its "
+        f"root, smplh/, smpl/, smplx/ and any folder two levels down); put METRO's "
+        f"J_regressor_h36m_correct.npy there for the real regressor"
     )
 
 
@@ -440,6 +463,9 @@ def build(args) -> dict:
             f"(*_poses.npz, *_stageii.npz; {len(scan_skips)} files skipped{first})"
         )
     pcfg = PlanConfig(**cfg["plan"])
+    notes = check_listing(entries, pcfg.splits, str(args.amass), [s["input"] for s in scan_skips])
+    for line in summary_lines(notes):
+        warn(line)
     try:
         plan = _plan(entries, pcfg, args, scan_skips)
     except ValueError as e:
@@ -453,6 +479,12 @@ def build(args) -> dict:
     except (OSError, ValueError) as e:
         msg = str(e).splitlines()[0]
         raise PreflightError(f"{args.body_models}: unusable topology/regressors ({msg})") from e
+    approx = h36m_warning(topology.provenance, args.body_models)
+    if approx:
+        warn(approx)
+        notes.append(
+            {"kind": "h36m_approximated", "input": str(args.body_models), "reason": approx}
+        )
     digest = plan.digest()
     if (args.out / "plan.json").exists():
         old = json.loads((args.out / "plan.json").read_text()).get("digest")
@@ -519,7 +551,13 @@ def build(args) -> dict:
         "plan_stats": plan.stats,
     }
     write_manifest(
-        args.out, shards, dims=dims, config=config, skipped=list(plan.skips) + sample_skips
+        args.out,
+        shards,
+        dims=dims,
+        config=config,
+        skipped=list(plan.skips) + sample_skips,
+        notes=notes,
+        provenance={"regressors": topology.provenance},
     )
     from shards.verify import verify
 
@@ -599,11 +637,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="local Ray workers (0: no Ray)")
     ap.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what the build would use, split and skip (headers only; no Ray, no output)",
+    )
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.dry_run:
+        from pipeline.doctor import dry_run
+
+        return dry_run(args)
     try:
         build(args)
         return 0

@@ -124,20 +124,26 @@ def _note(kind: str, inp: str, reason: str) -> dict:
 
 
 def check_listing(
-    entries: Sequence[_Entry], splits: dict[str, list[str]], root: str = "AMASS root"
+    entries: Sequence[_Entry],
+    splits: dict[str, list[str]],
+    root: str = "AMASS root",
+    skipped: Iterable[str] = (),
 ) -> list[dict]:
     """Notes on an archive listing (see the module docstring); empty when nothing looks off.
 
-    ``entries`` are the sequences the build would use (``path`` relative to ``root``).
+    ``entries`` are the sequences the build would use (``path`` relative to ``root``);
+    ``skipped`` the relative paths of files it skips (their folders exist, so a configured
+    subset whose files are all skipped is not reported as having no folder).
     """
     notes: list[dict] = []
     subsets = sorted({e.subset for e in entries})
     keys: dict[str, list[str]] = {}
     for s in subsets:
         keys.setdefault(subset_key(s), []).append(s)
+    folders = set(keys) | {subset_key(PurePosixPath(p).parts[0]) for p in skipped if "/" in p}
     for name in ("val", "test"):
         for n in splits.get(name, []):
-            if subset_key(n) not in keys:
+            if subset_key(n) not in folders:
                 notes.append(
                     _note(
                         "unmatched_subset", n, f"{name} subset {n} matches no folder under {root}"

@@ -1,0 +1,218 @@
+"""``python -m pipeline.build --dry-run``: what a build with these arguments would use.
+
+Prints, before any work (file headers only: no poses loaded, no plan, no Ray, nothing written):
+the subsets found and their split (and why), sequences and hours per split, the body-model files
+and whether they load, where each joint regressor comes from, what would be skipped and why,
+and the warnings a build would print. Exit code 0 when a build would start, 2 when its
+preflight would stop it (the reason is printed as an ``error:`` line).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from pipeline.plan import SPLITS, PlanConfig, central_mask, resample_indices
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _fps_list(rates: list[float]) -> str:
+    return ", ".join(f"{r:g}" for r in sorted(set(rates))) or "-"
+
+
+def _candidates(frames: int, fps: float, cfg: PlanConfig) -> int:
+    idx = resample_indices(frames, fps, cfg.fps)
+    return int(central_mask(idx, frames, cfg.central).sum())
+
+
+def _table(rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ]
+        out.append("  " + "  ".join(cells).rstrip())
+    return out
+
+
+def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(report lines, error lines) of a dry run with build arguments ``args``."""
+    from pipeline import amass
+    from pipeline.body_models import load_body_model, model_file
+    from pipeline.build import (
+        PreflightError,
+        h36m_warning,
+        load_config,
+        scan_archive,
+    )
+    from pipeline.joints import KeypointRegressor, find_h36m_regressor
+    from pipeline.subsets import check_listing, split_reason, summary_lines
+
+    lines: list[str] = ["dry run: headers only; nothing is computed or written, Ray is not started"]
+    errors: list[str] = []
+    warnings: list[str] = []
+    try:
+        cfg = load_config(args.config, vars(args))
+    except PreflightError as e:
+        return lines, [str(e)]
+    pcfg = PlanConfig(**cfg["plan"])
+    mt = cfg["build"]["model_type"]
+    lines.append(
+        f"config      {args.config}: model_type {mt}, target {pcfg.meshes} meshes, "
+        f"{pcfg.fps:g} fps, central {pcfg.central:g}, min_pose_dist {pcfg.min_pose_dist:g}, "
+        f"views {cfg['render']['views']}, res {cfg['render']['res']}"
+    )
+
+    # --- archive
+    root = Path(args.amass)
+    entries, skips, kinds = [], [], {}
+    infos: list = []
+    if not root.is_dir():
+        errors.append(f"{root}: AMASS folder not found")
+    else:
+        infos, bad = amass.scan(root, on_error="skip")
+        entries, skips, kinds = scan_archive(root, mt, (infos, bad))
+        fam = Counter(i.model_type for i in infos)
+        how = Counter(f"{i.model_type} by {i.model_type_from}" for i in infos)
+        lines.append(
+            f"amass       {root}: {len(infos) + len(bad)} sequence files, "
+            + ", ".join(f"{n} {k}" for k, n in sorted(fam.items()))
+            + f", {len(bad)} unreadable"
+            + (f" (family from: {', '.join(f'{n} {k}' for k, n in sorted(how.items()))})")
+        )
+        if not entries:
+            first = f"; first: {skips[0]['input']}: {skips[0]['reason']}" if skips else ""
+            errors.append(
+                f"{root}: no usable {mt} AMASS sequences (*_poses.npz, *_stageii.npz; "
+                f"{len(skips)} files skipped{first})"
+            )
+
+    # --- subsets and splits
+    if infos:
+        by_sub: dict[str, list] = defaultdict(list)
+        for e in entries:
+            by_sub[e.subset].append(e)
+        other = Counter(i.subset for i in infos if i.model_type != mt)
+        rows = [["subset", "split", "sequences", "hours", "fps", "split because"]]
+        for sub in sorted({i.subset for i in infos}):
+            es = by_sub.get(sub, [])
+            if not es:
+                rows.append([sub, "-", "0", "-", "-", f"{other[sub]} files of another family"])
+                continue
+            why = split_reason(sub, pcfg.splits)
+            if other[sub]:
+                why += f"; {other[sub]} files of another family skipped"
+            rows.append([sub, pcfg.split_of(sub), str(len(es)),
+                         f"{sum(e.duration for e in es) / 3600:.3f}",
+                         _fps_list([e.fps for e in es]), why])  # fmt: skip
+        lines.append(
+            f"subsets     {len(rows) - 1} (split by the config's lists; folder names of both "
+            "AMASS releases match)"
+        )
+        lines += _table(rows, right={2, 3})
+        rows = [["split", "subsets", "sequences", "hours", f"frames at {pcfg.fps:g} fps"]]
+        for split in SPLITS:
+            es = [e for e in entries if pcfg.split_of(e.subset) == split]
+            subs = sorted({e.subset for e in es})
+            rows.append([split, str(len(subs)), str(len(es)),
+                         f"{sum(e.duration for e in es) / 3600:.3f}",
+                         str(sum(_candidates(e.frames, e.fps, pcfg) for e in es))])  # fmt: skip
+        lines.append(
+            f"splits      (frames: central {pcfg.central:g} of each sequence, before keep_rate "
+            "and pose thinning)"
+        )
+        lines += _table(rows, right={1, 2, 3, 4})
+        warnings += summary_lines(
+            check_listing(entries, pcfg.splits, str(root), [s["input"] for s in skips])
+        )
+
+    # --- body models and regressors
+    bm = Path(args.body_models)
+    genders = sorted({g for _, g in kinds.values()} | {"neutral"})
+    lines.append(f"body models {bm} ({mt}; genders the archive uses, plus neutral for topology)")
+    neutral = None
+    if not bm.is_dir():
+        errors.append(f"{bm}: body-model folder not found")
+    else:
+        for g in genders:
+            path = model_file(bm, mt, g)
+            try:
+                m = load_body_model(bm, model_type=mt, gender=g)
+                state = f"ok: {m.num_vertices} vertices, {m.num_joints} joints, {m.num_betas} betas"
+                neutral = m if g == "neutral" else neutral
+            except Exception as e:  # noqa: BLE001 - reported as one line
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                state = f"UNUSABLE ({msg})"
+                if g == "neutral" or any(kg == g for _, kg in kinds.values()):
+                    errors.append(f"{bm}: {mt} {g} body model unusable ({msg})")
+            lines.append(f"  {g:<8} {_rel(path, bm)}  {state}")
+    if neutral is not None:
+        try:
+            kr = KeypointRegressor.from_body_models(
+                bm, mt, neutral.num_vertices, neutral.num_joints
+            )
+            search = find_h36m_regressor(bm, mt, neutral.num_vertices)
+        except ValueError as e:
+            errors.append(f"{bm}: unusable topology/regressors ({str(e).splitlines()[0]})")
+        else:
+            lines.append("regressors")
+            for name, p in kr.provenance.items():
+                where = "  ".join(p[k] for k in ("file", "sha256") if p.get(k))
+                lines.append(f"  {name:<8} {p['source']}  {where}".rstrip())
+            used = {p.get("file") for p in kr.provenance.values()}
+            for rel, why in search.ignored:
+                lines.append(f"  not used: {rel} ({why})")
+            if search.path is not None and _rel(search.path, bm) not in used:
+                lines.append(
+                    f"  not used: {_rel(search.path, bm)} (the shipped joint_regressors.npz "
+                    "defines both joint sets of this generated model)"
+                )
+            approx = h36m_warning(kr.provenance, bm)
+            if approx:
+                warnings.append(approx)
+
+    # --- skipped inputs
+    lines.append(f"skipped     {len(skips)} file(s)" + (" by reason:" if skips else ""))
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for s in skips:
+        reasons[s["reason"]].append(s["input"])
+    for reason, paths in sorted(reasons.items(), key=lambda kv: -len(kv[1])):
+        ex = ", ".join(paths[:2]) + (f", +{len(paths) - 2} more" if len(paths) > 2 else "")
+        lines.append(f"  {len(paths):>5} x {reason}  ({ex})")
+    if pcfg.min_pose_dist > 0:
+        lines.append(
+            "  (files whose poses fail to load are found only when the build loads them for "
+            "pose thinning)"
+        )
+
+    # --- output folder
+    out = Path(args.out)
+    if (out / "plan.json").exists():
+        state = "holds a plan: a build resumes it if the plan matches, else stops"
+    elif out.exists():
+        state = "exists, no plan yet"
+    else:
+        state = "absent, would be created"
+    lines.append(f"out         {out}: {state}")
+    lines.append(f"warnings    {len(warnings)}")
+    lines += [f"  {w}" for w in warnings]
+    return lines, errors
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """Print the dry-run report; 0 when a build would start, 2 when preflight would stop it."""
+    lines, errors = report(args)
+    print("\n".join(lines), flush=True)
+    for e in errors:
+        print(f"error: {e}")
+    verdict = "a build would stop at preflight" if errors else "a build would start"
+    print(f"dry run: {verdict}")
+    return 2 if errors else 0
