@@ -101,15 +101,17 @@ def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         for e in entries:
             by_sub[e.subset].append(e)
         other = Counter(i.subset for i in infos if i.model_type != mt)
+        other_fam = {i.subset: i.model_type for i in infos if i.model_type != mt}
         rows = [["subset", "split", "sequences", "hours", "fps", "split because"]]
         for sub in sorted({i.subset for i in infos}):
             es = by_sub.get(sub, [])
             if not es:
-                rows.append([sub, "-", "0", "-", "-", f"{other[sub]} files of another family"])
+                why = f"{other[sub]} {other_fam[sub]} files, skipped (the build poses {mt})"
+                rows.append([sub, "-", "0", "-", "-", why])
                 continue
             why = split_reason(sub, pcfg.splits)
             if other[sub]:
-                why += f"; {other[sub]} files of another family skipped"
+                why += f"; {other[sub]} {other_fam[sub]} files skipped"
             rows.append([sub, pcfg.split_of(sub), str(len(es)),
                          f"{sum(e.duration for e in es) / 3600:.3f}",
                          _fps_list([e.fps for e in es]), why])  # fmt: skip
@@ -165,7 +167,7 @@ def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         else:
             lines.append("regressors")
             for name, p in kr.provenance.items():
-                where = "  ".join(p[k] for k in ("file", "sha256") if p.get(k))
+                where = "  ".join(p[k] for k in ("file", "sha256", "detail") if p.get(k))
                 lines.append(f"  {name:<8} {p['source']}  {where}".rstrip())
             used = {p.get("file") for p in kr.provenance.values()}
             for rel, why in search.ignored:

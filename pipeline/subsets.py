@@ -253,6 +253,6 @@ def summary_lines(notes: Sequence[dict], limit: int = 3) -> list[str]:
         more = f"; +{len(ns) - limit} more" if len(ns) > limit else ""
         lines.append(
             f"{len(ns)} {sub} sequence(s) declare an unusual frame rate ({ex}{more}); "
-            "listed in manifest notes"
+            "the manifest's notes list them"
         )
     return lines
