@@ -1,4 +1,4 @@
-"""python -m trainer {train,eval,params,demo}: MPT mesh pre-training from shards."""
+"""python -m trainer {train,eval,eval-h36m,params,demo}: MPT mesh pre-training from shards."""
 
 from __future__ import annotations
 
@@ -113,6 +113,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_eval_h36m(args) -> int:
+    from trainer.h36m import evaluate_h36m, format_h36m_table
+
+    subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
+    res = evaluate_h36m(
+        args.ckpt, args.data, args.h36m_3d, args.h36m_2d, subjects=subjects, stride=args.stride
+    )
+    print(json.dumps(res, indent=2) if args.json else format_h36m_table(res))
+    return 0
+
+
 def prediction_samples(ckpt: Path, data: Path, n: int = 6) -> tuple[list[dict], np.ndarray]:
     """A few val samples with predicted and ground-truth meshes for the figure."""
     from trainer.data import model_input
@@ -202,6 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser(
+        "eval-h36m", help="zero-shot Human3.6M MPJPE / PA-MPJPE from 2D keypoints (docs/h36m.md)"
+    )
+    p.add_argument("--ckpt", required=True, help="run folder or its model.pt")
+    p.add_argument("--data", required=True, help="the checkpoint's shard folder")
+    p.add_argument("--h36m-3d", required=True, help="VideoPose3D's data_3d_h36m.npz")
+    p.add_argument("--h36m-2d", required=True, help="data_2d_h36m_gt.npz or a detection file")
+    p.add_argument("--subjects", default="S9,S11", help="comma-separated (default S9,S11)")
+    p.add_argument("--stride", type=int, default=5, help="every N-th frame (default 5: 10 fps)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_eval_h36m)
     p = sub.add_parser("params", help="parameter count by part")
     add_config_args(p)
     p.add_argument("--data", default=None, help="shard folder (mesh sizes); default SMPL's")

@@ -22,10 +22,10 @@ def qinverse(q: np.ndarray) -> np.ndarray:
     return np.concatenate([q[:1], -q[1:]])
 
 
-def world_to_camera(x: np.ndarray, orientation, translation_mm) -> np.ndarray:
+def world_to_camera(x: np.ndarray, orientation, translation) -> np.ndarray:
     """VideoPose3D: qrot(qinverse(R), X - t), t = translation / 1000 (metres)."""
     q = np.asarray(orientation, np.float64)
-    t = np.asarray(translation_mm, np.float64) / 1000.0
+    t = np.asarray(translation, np.float64) / 1000.0  # mm -> m
     return qrot(qinverse(q), x - t)
 
 
