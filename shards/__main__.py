@@ -28,7 +28,7 @@ def format_provenance(d: dict) -> str:
     """Lines for ``provenance_info``: one per joint set, then the notes' count by kind."""
     lines = []
     for name, p in d["regressors"].items():
-        where = "  ".join(p[k] for k in ("file", "sha256") if p.get(k))
+        where = "  ".join(p[k] for k in ("file", "sha256", "detail") if p.get(k))
         lines.append(f"regressor {name:<8} {p.get('source', 'unknown')}  {where}".rstrip())
     kinds: dict[str, int] = {}
     for n in d["notes"]:
