@@ -13,6 +13,10 @@ shard checksum match, deletes partial ``*.tmp-*`` files, computes the rest and w
 topology and ``manifest.json``. Planned = written + skipped is checked before the manifest is
 written. Bad inputs (missing folders, missing or unloadable body models, an unwritable output)
 stop the build before any work starts with one line naming the path and the reason (exit 2).
+Likely mistakes that do not stop it (subset names matching no folder, a root one level off,
+unusual frame rates, an approximated H36M regressor) are ``warning:`` lines on stderr and
+``notes`` in the manifest. ``--dry-run`` prints what a build would use instead
+(:mod:`pipeline.doctor`).
 """
 
 from __future__ import annotations
