@@ -123,7 +123,7 @@ class ShardDataset(IterableDataset):
         shuffle: bool = True,
         seed: int = 0,
         shuffle_buffer: int = 1024,
-        block: int = 64,
+        block: int = 8,
         drop_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,

@@ -114,10 +114,18 @@ def make_fake_arrays(
     res: int,
     masks: bool,
     rng: np.random.Generator,
+    motion: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Field arrays for meshes ``sample_ids`` (schema names, ready for ``ShardWriter``)."""
+    """Field arrays for meshes ``sample_ids`` (schema names, ready for ``ShardWriter``).
+
+    ``motion > 0`` makes consecutive ids ``motion``-long "sequences" whose body turns slowly
+    (as a build's shards hold consecutive frames of a motion); else every mesh is independent.
+    """
     m, nv = len(sample_ids), len(template)
     ang = rng.uniform(-np.pi, np.pi, m)
+    if motion > 0:  # golden-angle start per sequence, 0.02 rad per frame
+        ids = np.asarray(sample_ids)
+        ang = np.angle(np.exp(1j * ((ids // motion) * 2.39996 + (ids % motion) * 0.02)))
     c, s = np.cos(ang), np.sin(ang)
     place = np.zeros((m, 4, 4), np.float32)
     place[:, 0, 0], place[:, 0, 1], place[:, 1, 0], place[:, 1, 1] = c, -s, s, c
@@ -199,11 +207,13 @@ def make_fake_dataset(
     val_shards: int = 0,
     compression_kind: str = DEFAULT_COMPRESSION,
     n_cams: int | None = None,
+    motion: int = 0,
 ) -> Path:
     """Write a complete random dataset (shards, topology.h5, manifest.json) under ``root``.
 
     Meshes are split as evenly as possible over ``shards`` files; the last ``val_shards`` shards
-    form split ``"val"``, the rest ``"train"``. Sample ids are 0..n_meshes-1. Returns ``root``.
+    form split ``"val"``, the rest ``"train"``. Sample ids are 0..n_meshes-1. ``motion``: see
+    ``make_fake_arrays``. Returns ``root``.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -243,7 +253,9 @@ def make_fake_dataset(
         )
         for a in range(0, len(ids), 256):
             w.append(
-                make_fake_arrays(ids[a : a + 256], template, regs, rig, views, res, masks, rng)
+                make_fake_arrays(
+                    ids[a : a + 256], template, regs, rig, views, res, masks, rng, motion
+                )
             )
         infos.append(w.close())
     dims = {"V": views, "R": res, "K": N_JOINTS, "J": N_JOINTS, "Nv": nv, "P": 156, "B": 16}
