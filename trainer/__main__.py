@@ -118,7 +118,13 @@ def cmd_eval_h36m(args) -> int:
 
     subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
     res = evaluate_h36m(
-        args.ckpt, args.data, args.h36m_3d, args.h36m_2d, subjects=subjects, stride=args.stride
+        args.ckpt,
+        args.data,
+        args.h36m_3d,
+        args.h36m_2d,
+        subjects=subjects,
+        stride=args.stride,
+        nose=not args.no_nose,
     )
     print(json.dumps(res, indent=2) if args.json else format_h36m_table(res))
     return 0
@@ -222,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--h36m-2d", required=True, help="data_2d_h36m_gt.npz or a detection file")
     p.add_argument("--subjects", default="S9,S11", help="comma-separated (default S9,S11)")
     p.add_argument("--stride", type=int, default=5, help="every N-th frame (default 5: 10 fps)")
+    p.add_argument(
+        "--no-nose", action="store_true", help="leave COCO's nose empty (default: H36M 'Nose')"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_eval_h36m)
     p = sub.add_parser("params", help="parameter count by part")

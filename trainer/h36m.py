@@ -133,22 +133,22 @@ def camera_frame_joints(positions: np.ndarray, cam) -> np.ndarray:
     return world_to_camera(np.asarray(positions, np.float64)[:, H36M32_TO_17], cam.R, cam.t)
 
 
-def coco_from_h36m17(kp17: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def coco_from_h36m17(kp17: np.ndarray, nose: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(F, 17, 2) H36M-17 keypoints -> COCO-17 keypoints (F, 17, 2) and valid (F, 17) bool.
 
-    Channels without an H36M joint (eyes, ears) get NaN and valid False; a non-finite
-    input keypoint is invalid too.
+    Channels without an H36M joint (eyes, ears; the nose too with ``nose=False``) get NaN and
+    valid False; a non-finite input keypoint is invalid too.
     """
     kp17 = np.asarray(kp17, np.float64)
     out = np.full(kp17.shape[:-2] + (len(COCO_FROM_H36M17), 2), np.nan)
     for c, j in enumerate(COCO_FROM_H36M17):
-        if j is not None:
+        if j is not None and (nose or c != 0):
             out[..., c, :] = kp17[..., j, :]
     return out, np.isfinite(out).all(-1)
 
 
 def heatmaps_from_2d(
-    kp17: np.ndarray, res: int, sigma: float, crop_scale: float = SCALE
+    kp17: np.ndarray, res: int, sigma: float, crop_scale: float = SCALE, nose: bool = True
 ) -> np.ndarray:
     """(F, 17, 2) image-pixel H36M-17 keypoints -> (F, 17, res, res) uint8 COCO-17 heatmaps.
 
@@ -158,7 +158,7 @@ def heatmaps_from_2d(
     """
     kp17 = np.asarray(kp17, np.float64)
     box = crop_box(kp17, np.isfinite(kp17).all(-1), scale=crop_scale)
-    coco, valid = coco_from_h36m17(kp17)
+    coco, valid = coco_from_h36m17(kp17, nose)
     kp_hm = apply_affine(crop_affine(box, res), coco)
     hm, _ = encode(kp_hm, valid & np.isfinite(kp_hm).all(-1), res, sigma=sigma, dtype=np.uint8)
     return hm
@@ -241,6 +241,7 @@ def evaluate_h36m(
     stride: int = DEFAULT_STRIDE,
     batch_size: int | None = None,
     baseline_samples: int | None = 8192,
+    nose: bool = True,
 ) -> dict:
     """MPJPE / PA-MPJPE (mm) of the model and the mean-mesh baseline per action and overall."""
     if int(stride) < 1:
@@ -296,7 +297,7 @@ def evaluate_h36m(
                 gts.append(camera_frame_joints(pos[idx], cam))
             kp, gt = np.concatenate(kps), np.concatenate(gts)  # the 4 cameras, one batch stream
             for sl in _chunks(len(kp), batch_size):
-                hm = torch.from_numpy(heatmaps_from_2d(kp[sl], res, sigma, crop_scale))
+                hm = torch.from_numpy(heatmaps_from_2d(kp[sl], res, sigma, crop_scale, nose))
                 x = model_input({"heatmaps": hm.to(device)}, kind)
                 pred = model(x)["vertices"][-1].double().cpu().numpy()
                 base = np.broadcast_to(mean_mesh, pred.shape)
@@ -334,7 +335,7 @@ def evaluate_h36m(
             "cameras": list(CAMERA_IDS),
             "stride": stride,
             "joints": "H36M-14 (H36M-17 indices " + str(list(H36M_TO_14)) + "), pelvis-centred",
-            "heatmaps": {"res": res, "sigma": sigma, "crop_scale": crop_scale},
+            "heatmaps": {"res": res, "sigma": sigma, "crop_scale": crop_scale, "nose": nose},
             "h36m_3d": str(p3),
             "h36m_2d": str(p2),
         },

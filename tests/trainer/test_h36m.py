@@ -184,7 +184,8 @@ def test_matches_an_independent_recomputation(setup):
         np.mean([np.mean(errs[a]["model"][0]) for a in errs]), rel=1e-5
     )
     assert res["regressor"] == "unknown"  # the fake dataset records none
-    assert res["protocol"]["heatmaps"] == {"res": 32, "sigma": 2.0 * 32 / 56, "crop_scale": 1.2}
+    want = {"res": 32, "sigma": 2.0 * 32 / 56, "crop_scale": 1.2, "nose": True}
+    assert res["protocol"]["heatmaps"] == want
 
 
 def test_longer_detection_file_is_truncated_to_the_mocap(setup):
@@ -302,3 +303,19 @@ def test_cli_runs_on_a_checkpoint(setup):
     text = out.stdout
     for word in ("Directions", "Walking", "all samples", "mean of actions", "unknown", "88.3"):
         assert word in text, text
+
+
+def test_no_nose_leaves_the_nose_channel_empty():
+    from trainer.h36m import heatmaps_from_2d
+
+    kp = np.random.default_rng(1).uniform(200, 700, (2, 17, 2))
+    with_nose = heatmaps_from_2d(kp, 32, 2.0 * 32 / 56)
+    without = heatmaps_from_2d(kp, 32, 2.0 * 32 / 56, nose=False)
+    assert with_nose[:, 0].any() and not without[:, 0].any()
+    np.testing.assert_array_equal(with_nose[:, 1:], without[:, 1:])
+
+
+def test_trainer_h36m_does_not_import_pipeline():
+    code = "import sys, trainer.h36m; print(sorted(m for m in sys.modules if 'pipeline' in m))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
