@@ -28,13 +28,14 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview figures test test-fast lint bench shards train eval demo anny-export clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench shards train eval demo ablations anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
 	@echo "make test       run the whole test suite (installs everything first)"
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
+	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
 	@echo "make train / eval / bench / preview / figures / lint / anny-export"
 
 setup: $(STAMP)
@@ -103,6 +104,26 @@ eval: $(STAMP)
 
 demo: shards
 	$(PY) -m trainer demo --config $(TRAIN_CONFIG) --data $(OUT) --out $(RUN_DIR)
+
+# The supplementary's ablations: one 8-view build with masks at ABL_RES serves Tables 2 and 4
+# (and Table 3's low row), a build at ABL_RES_HI Table 3's high row; then every run at an
+# equal sample budget, per seed, evaluated on val. Resumable. See docs/ablations.md.
+ABL_DIR     ?= out/ablations
+ABL_RES     ?= 56
+ABL_RES_HI  ?= 112
+ABL_SAMPLES ?= 7680
+ABL_SEEDS   ?= 0,1,2
+ABL_ARGS    ?=
+ablations: $(DATA)/.stamp
+	$(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
+	  --out $(ABL_DIR)/data_r$(ABL_RES) --views 8 --res $(ABL_RES) --masks 1 --workers $(WORKERS) \
+	  $(if $(MESHES),--meshes $(MESHES),) --quiet
+	$(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
+	  --out $(ABL_DIR)/data_r$(ABL_RES_HI) --views 8 --res $(ABL_RES_HI) --masks 0 --workers $(WORKERS) \
+	  $(if $(MESHES),--meshes $(MESHES),) --quiet
+	$(PY) -m trainer ablate --config $(TRAIN_CONFIG) --data $(ABL_DIR)/data_r$(ABL_RES) \
+	  --data-hires $(ABL_DIR)/data_r$(ABL_RES_HI) --out $(ABL_DIR) \
+	  --samples $(ABL_SAMPLES) --seeds $(ABL_SEEDS) $(ABL_ARGS)
 
 # Re-export the shipped Anny-derived SMPL+H models (optional; needs ~500 MB for anny + warp-lang
 # in a separate venv, never in $(VENV)). See docs/anny.md.

@@ -6,8 +6,9 @@ pairwise pose distance inside the batches a stream yields, over the same figure 
 of the same size drawn uniformly from all the samples those batches hold (an epoch holds the
 whole split). 1.0 is as diverse as uniform draws; a batch of one mesh is 0.
 
-Poses are the meshes' H36M-17 joints in the placed world frame (``joints3d/h36m17``, looked up
-by ``sample_id`` with ``world_poses``), pelvis-centred: the views of one mesh are one pose.
+Poses are the meshes' H36M-17 joints (``joints3d/h36m17``, looked up by ``sample_id`` with
+``world_poses``), pelvis-centred and turned about the world's up axis (z) so that the hips
+line up with +x: articulation, not where the body faces (the views of one mesh are one pose).
 """
 
 from __future__ import annotations
@@ -56,15 +57,27 @@ def batch_diversity(batches: Iterable[np.ndarray], seed: int = 0) -> dict[str, f
     return {"batch": float(inside), "uniform": float(uniform), "ratio": float(inside / uniform)}
 
 
+def canonical_poses(joints: np.ndarray) -> np.ndarray:
+    """(N, 17, 3) z-up H36M-17 joints -> pelvis at the origin, R_Hip -> L_Hip along +x."""
+    j = np.asarray(joints, np.float64)
+    j = j - j[:, :1]
+    hip = j[:, 4] - j[:, 1]  # L_Hip - R_Hip
+    a = -np.arctan2(hip[:, 1], hip[:, 0])
+    c, s = np.cos(a), np.sin(a)
+    rot = np.zeros((len(j), 3, 3))
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1
+    return np.einsum("nij,nkj->nki", rot, j)
+
+
 def world_poses(root: str | Path, split: str) -> dict[int, np.ndarray]:
-    """``sample_id -> (17, 3)`` H36M-17 world-frame joints of every mesh of ``split``."""
+    """``sample_id -> (17, 3)`` canonical poses (``canonical_poses``) of the meshes of ``split``."""
     root = Path(root)
     out: dict[int, np.ndarray] = {}
     for info in load_manifest(root).split_shards(split):
         with h5py.File(root / info.name, "r") as f:
             ids = f["sample_id"][:]
             joints = f["joints3d/h36m17"][:]
-        out.update(zip(ids.tolist(), joints))
+        out.update(zip(ids.tolist(), canonical_poses(joints)))
     return out
 
 

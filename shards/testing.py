@@ -118,20 +118,23 @@ def make_fake_arrays(
 ) -> dict[str, np.ndarray]:
     """Field arrays for meshes ``sample_ids`` (schema names, ready for ``ShardWriter``).
 
-    ``motion > 0`` makes consecutive ids ``motion``-long "sequences" whose body turns slowly
+    ``motion > 0`` makes consecutive ids ``motion``-long "sequences" whose body bends slowly
     (as a build's shards hold consecutive frames of a motion); else every mesh is independent.
     """
     m, nv = len(sample_ids), len(template)
     ang = rng.uniform(-np.pi, np.pi, m)
-    if motion > 0:  # golden-angle start per sequence, 0.02 rad per frame
-        ids = np.asarray(sample_ids)
-        ang = np.angle(np.exp(1j * ((ids // motion) * 2.39996 + (ids % motion) * 0.02)))
+    ids = np.asarray(sample_ids)
+    phase = (ids // max(motion, 1)) * 2.39996 + (ids % max(motion, 1)) * 0.02  # golden angle
     c, s = np.cos(ang), np.sin(ang)
     place = np.zeros((m, 4, 4), np.float32)
     place[:, 0, 0], place[:, 0, 1], place[:, 1, 0], place[:, 1, 1] = c, -s, s, c
     place[:, 2, 2] = place[:, 3, 3] = 1
     place[:, :2, 3] = rng.uniform(-0.5, 0.5, (m, 2))
     body = template[None] + rng.normal(scale=0.02, size=(m, nv, 3))
+    if motion > 0:  # a smooth bend: sideways sway growing with height, phase per frame
+        sway = 0.3 * np.sin(phase[:, None] + 3.0 * template[None, :, 2]) * template[None, :, 2]
+        body[..., 0] += sway
+        body[..., 1] += 0.3 * np.cos(phase[:, None]) * template[None, :, 2] ** 2
     verts = body @ np.swapaxes(place[:, :3, :3], 1, 2) + place[:, None, :3, 3]
     verts = verts.astype(np.float16).astype(np.float32)  # what the file will hold
     j_coco = regs["coco17"] @ verts  # (J, Nv) @ (m, Nv, 3) -> (m, J, 3)

@@ -1,4 +1,4 @@
-"""python -m trainer {train,eval,eval-h36m,params,demo}: MPT mesh pre-training from shards."""
+"""python -m trainer {train,eval,eval-h36m,params,demo,ablate}: MPT pre-training from shards."""
 
 from __future__ import annotations
 
@@ -202,6 +202,41 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    import shlex
+
+    from trainer.ablate import H36M, QUICK_BATCHES, QUICK_EVAL_SAMPLES, ablate
+
+    if (args.h36m_3d is None) != (args.h36m_2d is None):
+        raise ValueError("give both --h36m-3d and --h36m-2d, or neither")
+    h36m = H36M(Path(args.h36m_3d), Path(args.h36m_2d), args.h36m_stride) if args.h36m_3d else None
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0, 1, 2]
+    samples, eval_samples = args.samples, args.eval_samples
+    if args.quick:
+        batch = int(load_config(args.config, args.set)["train"]["batch_size"])
+        samples = samples or QUICK_BATCHES * batch
+        seeds = seeds if args.seeds else [0]
+        eval_samples = eval_samples or QUICK_EVAL_SAMPLES
+    _, _, md = ablate(
+        args.data,
+        args.out,
+        args.data_hires,
+        command="python -m trainer " + shlex.join(args.argv),
+        h36m=h36m,
+        keep_checkpoints=args.keep_checkpoints,
+        config=args.config,
+        overrides=args.set,
+        hires_overrides=args.hires_set,
+        tables=args.tables.split(","),
+        seeds=seeds,
+        samples=samples or 7680,
+        eval_samples=eval_samples,
+    )
+    print(md.read_text())
+    print(f"written: {md} (+ results.json, one PNG per table)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -244,10 +279,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--restart", action="store_true")
     p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("ablate", help="the supplementary's Tables 2-4 beside the paper's numbers")
+    add_config_args(p)
+    p.add_argument("--data", required=True, help="8-view build with masks (Tables 2, 3, 4)")
+    p.add_argument("--data-hires", default=None, help="the same build at a higher R (Table 3)")
+    p.add_argument("--out", required=True, help="folder for runs/, ABLATIONS.md, PNGs")
+    p.add_argument("--tables", default="2,3,4", help="which tables, e.g. 2,4")
+    p.add_argument("--samples", type=int, default=None, help="training samples per run (7680)")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (0,1,2)")
+    p.add_argument("--eval-samples", type=int, default=None, help="val samples (all)")
+    p.add_argument(
+        "--hires-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides for Table 3's high-resolution row only",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke test: 4 batches per run, seed 0, 64 val samples"
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep finished runs' DeepSpeed checkpoints (model.pt is always kept)",
+    )
+    p.add_argument("--h36m-3d", default=None, help="data_3d_h36m.npz (zero-shot eval-h36m)")
+    p.add_argument("--h36m-2d", default=None, help="2D keypoints file for eval-h36m")
+    p.add_argument("--h36m-stride", type=int, default=None, help="eval-h36m --stride")
+    p.set_defaults(fn=cmd_ablate)
     argv = list(sys.argv[1:] if argv is None else argv)
     # the deepspeed launcher passes --local_rank=N (also in LOCAL_RANK); drop it
     argv = [a for a in argv if not a.startswith("--local_rank")]
     args = ap.parse_args(argv)
+    args.argv = argv
     try:
         return args.fn(args)
     except (ValueError, FileNotFoundError, ShardError) as e:

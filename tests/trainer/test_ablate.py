@@ -1,0 +1,332 @@
+"""The ablation runner: plans (rows, shared runs, equal budgets), resumability, the report."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shards.testing import make_fake_dataset
+from trainer import ablate
+from trainer.ablate import (
+    PAPER,
+    RESULT_FILE,
+    RUNS_DIR,
+    check_equal_budgets,
+    execute,
+    h36m_overall,
+    make_plan,
+    markdown,
+    report,
+    summarize,
+    verdict,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs/demo.yaml"
+BATCH = 8
+TINY = [  # a model that trains in a second on CPU
+    "model.enc_channels=[8,16]",
+    "model.feat_dim=32",
+    "model.hidden=[32,16,16]",
+    "model.block_out=[16,16]",
+    "model.intermediate=[64,32,32]",
+    "model.layers=1",
+    f"train.batch_size={BATCH}",
+    "train.log_every=1",
+    "train.ckpt_every=1",
+    "train.num_workers=0",
+    "eval.batch_size=32",
+]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """An 8-view build with masks at R=32 and the same meshes at R=48 (no masks)."""
+    root = tmp_path_factory.mktemp("abl_data")
+    kw = dict(n_meshes=24, views=8, nv=60, shards=3, seed=3, val_shards=1)
+    lo = make_fake_dataset(root / "r32", res=32, masks=True, **kw)
+    hi = make_fake_dataset(root / "r48", res=48, **kw)
+    return lo, hi
+
+
+def plan_kw(**kw) -> dict:
+    base = dict(config=CONFIG, overrides=TINY, samples=2 * BATCH, eval_samples=32)
+    return {**base, **kw}
+
+
+def test_plan_rows_views_and_shared_runs(datasets):
+    lo, hi = datasets
+    plan = make_plan(lo, hi, seeds=[0, 1], **plan_kw())
+    assert list(plan.tables) == ["views", "resolution", "input"]
+    views = plan.tables["views"]
+    assert [r.label for r in views] == ["1", "2", "4", "8"]
+    got = [plan.runs[r.runs[0]].cfg["data"]["views"] for r in views]
+    assert got == [[0], [0, 1], [0, 1, 2, 3], "all"]
+    assert [r.label for r in plan.tables["resolution"]] == ["32 × 32", "48 × 48"]
+    assert plan.runs[plan.tables["resolution"][1].runs[0]].data == hi
+    masks, heat = plan.tables["input"]
+    assert plan.runs[masks.runs[0]].cfg["model"]["input"] == "masks"
+    # 8 views = low resolution = heatmaps: one run per seed serves all three tables
+    for s in range(2):
+        assert views[-1].runs[s] == plan.tables["resolution"][0].runs[s] == heat.runs[s]
+    assert views[-1].runs[0] != views[-1].runs[1]  # seeds are distinct runs
+    assert len(plan.runs) == 2 * (4 + 1 + 1)
+    assert {r.cfg["train"]["seed"] for r in plan.runs.values()} == {0, 1}
+
+
+def test_equal_sample_budgets_enforced(datasets):
+    lo, hi = datasets
+    # a row with another batch size gets proportionally more steps: the same samples
+    plan = make_plan(lo, hi, tables=["3"], hires_overrides=["train.batch_size=4"], **plan_kw())
+    lo_run, hi_run = (plan.runs[r.runs[0]] for r in plan.tables["resolution"])
+    assert (lo_run.cfg["train"]["steps"], hi_run.cfg["train"]["steps"]) == (2, 4)
+    assert lo_run.samples == hi_run.samples == 2 * BATCH
+    hi_run.cfg["train"]["steps"] = 3  # a plan whose rows differ is refused
+    with pytest.raises(ValueError, match="unequal sample budgets"):
+        check_equal_budgets(plan)
+    with pytest.raises(ValueError, match="not a positive multiple"):
+        make_plan(lo, hi, **plan_kw(samples=BATCH + 1))
+    with pytest.raises(ValueError, match="--samples"):
+        make_plan(lo, hi, **plan_kw(overrides=TINY + ["train.steps=5"]))
+
+
+def test_plan_refuses_data_that_cannot_serve_a_table(datasets, tmp_path):
+    lo, hi = datasets
+    two = make_fake_dataset(tmp_path / "v2", n_meshes=8, views=2, res=32, nv=60, val_shards=1)
+    with pytest.raises(ValueError, match="8-view build"):
+        make_plan(two, tables=["2"], **plan_kw())
+    with pytest.raises(ValueError, match="needs masks"):
+        make_plan(hi, tables=["4"], **plan_kw())
+    with pytest.raises(ValueError, match="--data-hires"):
+        make_plan(lo, tables=["3"], **plan_kw())
+    with pytest.raises(ValueError, match="not above"):
+        make_plan(hi, lo, tables=["3"], **plan_kw())
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        make_plan(tmp_path, tables=["2"], **plan_kw())
+
+
+def fake_results(plan, values, h36m_for=()) -> dict:
+    """Results as execute() writes them; ``values[table][row] = [(mpjpe, pa), ...]`` by seed."""
+    out = {}
+    for table, rows in plan.tables.items():
+        for row, seeds in zip(rows, values[table]):
+            for key, (mp, pa) in zip(row.runs, seeds):
+                res = out.setdefault(
+                    key,
+                    {
+                        "name": plan.runs[key].name,
+                        "val": {
+                            "model": {"mpjpe": mp, "pa_mpjpe": pa},
+                            "mean_mesh": {"mpjpe": 230.0, "pa_mpjpe": 205.0},
+                        },
+                    },
+                )
+                if row.paper in h36m_for:
+                    res["h36m"] = {"overall": {"mpjpe": mp + 10, "pa_mpjpe": pa + 5}}
+    return out
+
+
+def test_markdown_tables_laid_out_as_the_papers(datasets):
+    lo, hi = datasets
+    plan = make_plan(lo, hi, seeds=[0, 1, 2], **plan_kw())
+    shared = [(80.0, 60.0), (81.0, 61.0), (82.0, 59.0)]  # the 8-view / R=32 / heatmaps run
+    values = {
+        "views": [[(90.0, 70.0), (92.0, 71.0), (91.0, 69.0)]] * 3 + [shared],
+        "resolution": [shared, [(79.0, 60.5), (80.0, 60.0), (81.0, 61.5)]],
+        "input": [[(95.0, 75.0), (96.0, 76.0), (94.0, 74.0)], shared],
+    }
+    summary = summarize(plan, fake_results(plan, values, h36m_for=("1", "2", "4", "8")))
+    md = markdown(plan, summary, "python -m trainer ablate --data X", {"views": "t2.png"})
+    assert "Made by `python -m trainer ablate --data X`." in md
+    sections = re.split(r"\n## ", md)[1:]
+    assert [s.splitlines()[0] for s in sections] == [
+        "Table 2. Number of pre-training views",
+        "Table 3. Resolution of the pose heatmaps",
+        "Table 4. Input features",
+    ]
+    t2 = [ln for ln in sections[0].splitlines() if ln.startswith("|")]
+    assert t2[0] == (
+        "| Number of views | MPJPE ↓ | PA-MPJPE ↓ | H36M MPJPE ↓ | H36M PA-MPJPE ↓ "
+        "| paper MPJPE ↓ | paper PA-MPJPE ↓ |"
+    )
+    assert t2[1] == "| --- | --- | --- | --- | --- | --- | --- |"
+    assert t2[2] == "| 1 | 91.0 ± 1.0 | 70.0 ± 1.0 | 101.0 ± 1.0 | 75.0 ± 1.0 | 92.5 | 61.7 |"
+    assert t2[5].startswith("| 8 | 81.0 ± 1.0 | 60.0 ± 1.0 |")
+    assert t2[5].endswith(f"| {PAPER['views']['8'][0]} | {PAPER['views']['8'][1]} |")
+    assert len(t2) == 6 and all(ln.count("|") == 8 for ln in t2)
+    assert "![Table 2. Number of pre-training views](t2.png)" in sections[0]
+    assert "Human3.6M zero-shot:" in sections[0]
+    t3 = [ln for ln in sections[1].splitlines() if ln.startswith("|")]
+    assert t3[2].startswith("| 32 × 32 | 81.0 ± 1.0 |") and "46.5 (112 × 112)" in t3[2]
+    assert t3[3].startswith("| 48 × 48 | 80.0 ± 1.0 |") and "45.3 (224 × 224)" in t3[3]
+    t4 = [ln for ln in sections[2].splitlines() if ln.startswith("|")]
+    # eval-h36m cannot feed a masks model: a dash there, and no H36M verdict for Table 4
+    assert t4[2] == "| Binary human mask | 95.0 ± 1.0 | 75.0 ± 1.0 | — | — | 55.6 | 35.4 |"
+    assert (
+        t4[3]
+        == "| 2D pose heatmaps | 81.0 ± 1.0 | 60.0 ± 1.0 | 91.0 ± 1.0 | 65.0 ± 1.0 | 45.3 | 31.7 |"
+    )
+    assert "Human3.6M zero-shot:" not in sections[2]
+    assert "holds, beyond 2 s.e." in sections[2]  # masks 95 vs heatmaps 81 on val
+    assert "Mean training mesh on the same split: MPJPE 230.0" in sections[2]
+
+
+def test_verdicts_judge_the_direction_against_the_spread(datasets):
+    lo, hi = datasets
+    plan = make_plan(lo, hi, tables=["4"], seeds=[0, 1, 2], **plan_kw())
+
+    def text(masks, heat):
+        res = fake_results(plan, {"input": [masks, heat]})
+        return verdict("input", summarize(plan, res)["input"])
+
+    heat = [(80.0, 60.0), (81.0, 61.0), (82.0, 59.0)]
+    far = [(90.0, 70.0), (91.0, 71.0), (92.0, 69.0)]
+    near = [(81.0, 60.5), (82.0, 60.0), (80.5, 61.0)]
+    assert "MPJPE 10.0 mm lower (s.e. 0.8): holds, beyond 2 s.e." in text(far, heat)
+    assert text(near, heat).count("within 2 s.e.: not resolved") == 2
+    assert text(heat, far).count("reversed, beyond 2 s.e.") == 2
+    one = make_plan(lo, hi, tables=["4"], seeds=[0], **plan_kw())
+    res = fake_results(one, {"input": [far[:1], heat[:1]]})
+    assert "one seed, no spread" in verdict("input", summarize(one, res)["input"])
+
+
+def test_h36m_hook_reads_eval_h36m_json_and_needs_the_module(datasets, tmp_path, monkeypatch):
+    assert h36m_overall({"all": {"model": {"mpjpe": 1.5, "pa_mpjpe": 2}}}) == {
+        "mpjpe": 1.5,
+        "pa_mpjpe": 2.0,
+    }
+    with pytest.raises(ValueError, match="no all.model"):
+        h36m_overall({"per_action": {}})
+    lo, hi = datasets
+    plan = make_plan(lo, hi, tables=["4"], **plan_kw())
+    files = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    for f in files:
+        f.write_bytes(b"x")
+    monkeypatch.setattr(ablate, "h36m_available", lambda: False)
+    with pytest.raises(ValueError, match="eval-h36m"):
+        execute(plan, tmp_path / "out", h36m=ablate.H36M(*files))
+
+
+@pytest.fixture(scope="module")
+def executed(datasets, tmp_path_factory):
+    """Tables 3 and 4 (3 distinct runs) executed once, with every train() call recorded."""
+    lo, hi = datasets
+    out = tmp_path_factory.mktemp("abl_out")
+    calls: list[tuple[str, list[int]]] = []
+    real = ablate.train
+
+    def spy(cfg, data, run_dir, **kw):
+        steps: list[int] = []
+        calls.append((Path(run_dir).name, steps))
+        return real(cfg, data, run_dir, on_batch=lambda step, b: steps.append(step), **kw)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(ablate, "train", spy)
+    plan = make_plan(lo, hi, tables=["3", "4"], **plan_kw())
+    results = execute(plan, out, log=lambda s: None)
+    yield {"plan": plan, "out": out, "calls": calls, "results": results, "lo": lo, "hi": hi}
+    mp.undo()
+
+
+def test_each_distinct_run_trained_once_on_its_budget(executed):
+    plan, calls, out = executed["plan"], executed["calls"], executed["out"]
+    assert len(plan.runs) == 3
+    assert sorted(name for name, _ in calls) == sorted(r.name for r in plan.runs.values())
+    assert all(steps == [0, 1] for _, steps in calls)  # 16 samples = 2 steps of 8, from step 0
+    for run in plan.runs.values():
+        res = json.loads((out / RUNS_DIR / run.name / RESULT_FILE).read_text())
+        assert res["key"] == run.key and res["val"]["samples"] == 32
+        assert res["val"]["step"] == 2
+        assert not (out / RUNS_DIR / run.name / "checkpoints").exists()  # model.pt kept
+        assert (out / RUNS_DIR / run.name / "model.pt").exists()
+
+
+def test_second_invocation_redoes_nothing_deleted_result_is_redone(executed):
+    plan, calls, out = executed["plan"], executed["calls"], executed["out"]
+    files = {r.name: out / RUNS_DIR / r.name / RESULT_FILE for r in plan.runs.values()}
+    before = {n: f.stat().st_mtime_ns for n, f in files.items()}
+    n_calls = len(calls)
+    again = make_plan(executed["lo"], executed["hi"], tables=["3", "4"], **plan_kw())
+    execute(again, out, log=lambda s: None)
+    assert len(calls) == n_calls
+    assert {n: f.stat().st_mtime_ns for n, f in files.items()} == before
+    victim = plan.runs[plan.tables["input"][0].runs[0]].name  # the masks run
+    files[victim].unlink()
+    execute(again, out, log=lambda s: None)
+    assert [name for name, _ in calls[n_calls:]] == [victim]
+    assert files[victim].exists()
+    assert all(files[n].stat().st_mtime_ns == t for n, t in before.items() if n != victim)
+    # other evaluation settings: the same runs (no training), evaluated again
+    n_calls = len(calls)
+    fewer = make_plan(executed["lo"], executed["hi"], tables=["3", "4"], **plan_kw(eval_samples=16))
+    assert set(fewer.runs) == set(plan.runs)
+    results = execute(fewer, out, log=lambda s: None)
+    assert len(calls) == n_calls
+    assert {r["val"]["samples"] for r in results.values()} == {16}
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(executed, tmp_path):
+    plan = make_plan(executed["lo"], executed["hi"], tables=["4"], **plan_kw(samples=4 * BATCH))
+    masks_run = plan.runs[plan.tables["input"][0].runs[0]]
+    ablate.train(masks_run.cfg, masks_run.data, tmp_path / RUNS_DIR / masks_run.name, stop_at=2)
+    calls = executed["calls"]
+    n_calls = len(calls)
+    execute(plan, tmp_path, keep_checkpoints=True, log=lambda s: None)
+    resumed = dict(calls[n_calls:])
+    assert resumed[masks_run.name] == [2, 3]  # carried on after its step-2 checkpoint
+    others = [name for name in resumed if name != masks_run.name]
+    assert len(others) == 1 and resumed[others[0]] == [0, 1, 2, 3]
+    assert (tmp_path / RUNS_DIR / masks_run.name / "checkpoints" / "latest").exists()
+
+
+def test_rebuilt_data_keeps_its_identity_a_stale_checkpoint_restarts(executed, tmp_path):
+    data = Path(shutil.copytree(executed["lo"], tmp_path / "data"))
+    plan = make_plan(data, tables=["4"], **plan_kw())
+    run = plan.runs[plan.tables["input"][0].runs[0]]
+    ablate.train(run.cfg, data, tmp_path / "out" / RUNS_DIR / run.name, stop_at=1)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["created"] = "2099-01-01T00:00:00Z"  # what a resumed build rewrites
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    again = make_plan(data, tables=["4"], **plan_kw())
+    assert set(again.runs) == set(plan.runs)  # same runs: finished ones would be kept
+    calls = executed["calls"]
+    n_calls = len(calls)
+    execute(again, tmp_path / "out", log=lambda s: None)
+    # train() refuses the checkpoint (other manifest bytes): the run starts afresh, once
+    assert [steps for name, steps in calls[n_calls:] if name == run.name] == [[], [0, 1]]
+    manifest["splits"]["val"] = manifest["splits"]["val"][:0]  # a real change: other runs
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    assert not set(make_plan(data, tables=["2"], **plan_kw()).runs) & set(plan.runs)
+
+
+def test_report_writes_markdown_json_and_one_png_per_table(executed):
+    plan, out = executed["plan"], executed["out"]
+    md = report(plan, executed["results"], out, "python -m trainer ablate --tables 3,4")
+    text = md.read_text()
+    assert "## Table 3." in text and "## Table 4." in text and "## Table 2." not in text
+    for png in ("table3_resolution.png", "table4_input.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in text
+    saved = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in saved["tables"]["input"]] == [
+        "Binary human mask",
+        "2D pose heatmaps",
+    ]
+
+
+@pytest.mark.slow
+def test_cli_quick_all_three_tables(datasets, tmp_path):
+    from trainer.__main__ import main
+
+    lo, hi = datasets
+    args = ["ablate", "--config", str(CONFIG), "--data", str(lo), "--data-hires", str(hi)]
+    args += ["--out", str(tmp_path), "--quick", "--set", *TINY]
+    assert main(args) == 0
+    text = (tmp_path / "ABLATIONS.md").read_text()
+    assert all(f"## Table {n}." in text for n in (2, 3, 4))
+    assert len(list((tmp_path / RUNS_DIR).iterdir())) == 6  # 4 + 1 + 1 distinct runs
+    assert main(args[: -len(TINY) - 1] + ["--tables", "5"]) == 2  # one-line error
