@@ -123,6 +123,25 @@ def _checksums(paths: list[Path]) -> dict:
     return out
 
 
+def _diversity(root: Path) -> dict:
+    """Batch diversity (``shards.diversity``) of training streams over one epoch of ``root``'s
+    train split, batches of 16, all views (the demo's setting), with the former reader
+    defaults (blocks of 64 meshes) and today's, and the reader's rate for each."""
+    from shards.diversity import stream_diversity, world_poses
+
+    poses = world_poses(root, "train")
+    out = {}
+    for name, kw in (("block64", {"block": 64}), ("block8", {})):
+        dl = loader(root, batch_size=16, views="all", uint8_heatmaps=True, drop_last=True, **kw)
+        t0 = time.perf_counter()
+        ids = [b["sample_id"].numpy() for b in dl]
+        rate = sum(len(i) for i in ids) / (time.perf_counter() - t0)
+        d = stream_diversity(ids, poses)
+        out[f"batch_diversity_{name}"] = round(d["ratio"], 3)
+        out[f"reader_demo_stream_samples_per_s_{name}"] = round(rate)
+    return out
+
+
 def run() -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -156,6 +175,9 @@ def run() -> dict:
                 )
             res.update(_checksums([root / s.name for s in man.shards]))
         res.update(_codecs())
+        demo = Path(__file__).resolve().parent.parent / "out/shards"
+        if (demo / "manifest.json").exists():  # `make shards` output: real motion order
+            res.update(_diversity(demo))
     finally:
         torch.set_num_threads(threads)
     res["targets"] = "reader >= 10000/s/core, >= 10x map-style, heatmaps <= 4096 B/view"
