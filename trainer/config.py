@@ -13,6 +13,9 @@ DEFAULTS: dict[str, Any] = {
         "input": "heatmaps",  # heatmaps | masks | both (Table 4 ablation)
         "enc_channels": [32, 64, 128],  # one stride-2 stage per entry after a stride-2 stem
         "feat_dim": 256,  # global feature / grid-token width
+        "pool": "flatten",  # global feature from the flattened last map (or "mean": pooled)
+        "keypoints": True,  # soft-argmax (x, y, peak) of every input channel into the feature
+        "upsample": "dense",  # learned coarse -> full: dense Linear (METRO) or "sparse" (U's)
         "grid_tokens": True,  # append the encoder's grid as extra tokens (Graphormer-style)
         "hidden": [256, 128, 64],  # hidden size of each transformer block
         "block_out": [128, 64],  # output width of blocks 1..n-1 (the last block outputs 3)
@@ -21,11 +24,14 @@ DEFAULTS: dict[str, Any] = {
         "intermediate": [512, 256, 128],  # feed-forward size per block (paper: 3072 each)
         "dropout": 0.1,
     },
-    "loss": {
-        "vertices": 1.0,  # L1 at each mesh level
-        "joints3d": 1.0,  # transformer joints + joints regressed from the mesh
-        "joints2d": 0.5,  # weak-perspective reprojection vs crop-normalised keypoints
-        "vertex_levels": [1.0, 1.0, 1.0],  # coarse -> full weights (padded with the last)
+    "loss": {  # METRO's weights and forms (trainer/losses.py)
+        "vertices": 100.0,  # at each mesh level
+        "vertices_form": "l1",
+        "joints3d": 1000.0,  # transformer joints + joints regressed from the mesh, summed
+        "joints3d_form": "mse",
+        "joints2d": 100.0,  # weak-perspective reprojection vs crop-normalised keypoints
+        "joints2d_form": "mse",
+        "vertex_levels": [0.33, 0.33, 0.33],  # coarse -> full weights (padded with the last)
     },
     "train": {
         "steps": 1000,
@@ -44,6 +50,8 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "views": None,  # view policy: None = all views in the shards, or a list of indices
         "train_split": "train",
+        "block": None,  # reader: meshes kept together when shuffling (None: reader's default)
+        "shuffle_buffer": None,  # reader: samples per shuffled read window (None: default)
         "val_split": "val",
     },
     "eval": {"batch_size": 64, "max_samples": None},

@@ -81,8 +81,8 @@ class DataSource:
         self.val_split = cfg["data"]["val_split"]
 
     def down_tensors(self) -> list[torch.Tensor]:
-        """Dense D matrices (full -> coarser), for the multi-level GT meshes."""
-        return [torch.from_numpy(as_dense(d)) for d in self.levels.down]
+        """Sparse D matrices (full -> coarser), for the multi-level GT meshes."""
+        return [torch.from_numpy(as_dense(d)).to_sparse() for d in self.levels.down]
 
     def _views(self):
         v = self.cfg["data"]["views"]
@@ -103,6 +103,8 @@ class DataSource:
         """
         t = self.cfg["train"]
         epoch, consumed = position
+        d = self.cfg["data"]
+        reader = {k: int(d[k]) for k in ("block", "shuffle_buffer") if d.get(k) is not None}
         dl = loader(
             self.root,
             self.train_split,
@@ -111,6 +113,7 @@ class DataSource:
             views=self._views(),
             shuffle=True,
             seed=int(t["seed"]),
+            **reader,
             drop_last=True,
             rank=rank,
             world_size=world,

@@ -3,13 +3,19 @@
 Layout (supplementary F of the MPT paper, METRO/Graphormer without graph convolutions):
 
 - ``HeatmapEncoder``: a small CNN over the K x R x R heatmaps (or masks, or both as channels);
-  returns a global feature (B, F) and a grid of tokens (B, G, F).
+  returns a global feature (B, F) and a grid of tokens (B, G, F). The global feature keeps
+  *where* things are: the final feature map is flattened (``pool: flatten``; ``mean`` pools it
+  away) and, with ``keypoints: true``, each input channel's soft-argmax (x, y) and peak feed it
+  too (integral regression, Sun et al. 2018), the very coordinates a 2D->3D lifter reads.
 - ``TransformerBlock``: linear in-projection + learned position embedding, ``layers`` post-LN
-  BERT-style encoder layers (GELU), linear out-projection to the next block's width.
+  BERT-style encoder layers (GELU), linear out-projection to the next block's width, plus a
+  linear residual of the block's input (METRO's ``cls_head(h) + residual(x)``).
 - Queries: the H36M-17 joints and the coarse-template vertices; each query token is its template
   xyz concatenated with the global feature. Grid tokens (zeros for xyz) are appended as context.
-- ``Upsampler``: one learned ``Linear`` per mesh level (coarse -> full), applied along the vertex
-  axis and initialised from the topology's sparse upsampling matrices U.
+- ``Upsampler``: one learned map per mesh level (coarse -> full) along the vertex axis,
+  initialised from the topology's upsampling matrices U: a dense ``Linear`` (METRO's,
+  ``upsample: dense``) or learned weights on U's own sparsity pattern (``upsample: sparse``,
+  3 coarse neighbours per vertex; ~1000x fewer parameters, for CPU-sized models).
 - Camera head: weak perspective (s, tx, ty) from the global feature.
 """
 
@@ -70,27 +76,81 @@ def conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
     )
 
 
-class HeatmapEncoder(nn.Module):
-    """CNN over heatmaps/masks: stride-2 stem, then one stride-2 stage per extra channel entry."""
+def soft_argmax(x: torch.Tensor) -> torch.Tensor:
+    """Per channel of (B, C, R, R) non-negative maps: (x, y, peak) -> (B, C, 3).
 
-    def __init__(self, in_channels: int, channels: list[int], feat_dim: int):
+    (x, y) is the mass-weighted mean position in normalised crop coordinates (pixel-centre
+    rule: column j sits at (2j + 1) / R - 1), 0 for an empty channel; peak is the maximum.
+    """
+    b, c, h, w = x.shape
+    x = x.clamp(min=0)
+    gx = (2 * torch.arange(w, dtype=x.dtype, device=x.device) + 1) / w - 1
+    gy = (2 * torch.arange(h, dtype=x.dtype, device=x.device) + 1) / h - 1
+    mass = x.sum((2, 3))
+    inv = 1.0 / mass.clamp(min=1e-6)
+    mx = (x.sum(2) * gx).sum(-1) * inv
+    my = (x.sum(3) * gy).sum(-1) * inv
+    return torch.stack([mx, my, x.amax((2, 3))], -1)
+
+
+class HeatmapEncoder(nn.Module):
+    """CNN over heatmaps/masks: stride-2 stem, then one stride-2 stage per extra channel entry.
+
+    Global feature: ``global_fc`` over the flattened (``pool="flatten"``) or mean-pooled
+    (``pool="mean"``) last feature map, plus an MLP over the inputs' soft-argmax keypoints
+    when ``keypoints`` is set.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: list[int],
+        feat_dim: int,
+        res: int,
+        pool: str = "flatten",
+        keypoints: bool = True,
+    ):
         super().__init__()
+        if pool not in ("flatten", "mean"):
+            raise ValueError(f"model.pool must be 'flatten' or 'mean', got {pool!r}")
         layers = [conv_bn(in_channels, channels[0], 2), conv_bn(channels[0], channels[0], 1)]
         for cin, cout in zip(channels[:-1], channels[1:]):
             layers += [conv_bn(cin, cout, 2), conv_bn(cout, cout, 1)]
         self.body = nn.Sequential(*layers)
-        self.global_fc = nn.Linear(channels[-1], feat_dim)
+        self.pool = pool
+        g = self.grid_side(res, len(channels))
+        flat = channels[-1] * (g * g if pool == "flatten" else 1)
+        self.global_fc = nn.Linear(flat, feat_dim)
         self.grid_proj = nn.Conv2d(channels[-1], feat_dim, 1)
+        self.keypoint_mlp = (
+            nn.Sequential(
+                nn.Linear(3 * in_channels, feat_dim),
+                nn.ReLU(inplace=True),
+                nn.Linear(feat_dim, feat_dim),
+            )
+            if keypoints
+            else None
+        )
+
+    @staticmethod
+    def grid_side(res: int, stages: int) -> int:
+        """Side of the last feature map: each stage halves (3x3, stride 2, padding 1)."""
+        for _ in range(stages):
+            res = (res - 1) // 2 + 1
+        return res
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.body(x)
-        glob = self.global_fc(f.mean(dim=(2, 3)))
+        pooled = f.flatten(1) if self.pool == "flatten" else f.mean(dim=(2, 3))
+        glob = self.global_fc(pooled)
+        if self.keypoint_mlp is not None:
+            glob = glob + self.keypoint_mlp(soft_argmax(x).flatten(1))
         grid = self.grid_proj(f).flatten(2).transpose(1, 2)
         return glob, grid
 
 
 class TransformerBlock(nn.Module):
-    """In-projection, ``layers`` post-LN BERT layers, out-projection."""
+    """In-projection, ``layers`` post-LN BERT layers, out-projection + linear input residual."""
 
     def __init__(
         self,
@@ -123,22 +183,57 @@ class TransformerBlock(nn.Module):
             for _ in range(layers)
         )
         self.out = nn.Linear(hidden, out_dim)
+        self.residual = nn.Linear(in_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.drop(self.inp(x) + self.pos)
         for layer in self.layers:
             h = layer(h)
-        return self.out(h)
+        return self.out(h) + self.residual(x)
+
+
+class SparseLinear(nn.Module):
+    """``y[:, i] = sum_k w[i, k] x[:, idx[i, k]] + b[i]`` along the vertex axis: learned weights
+    on a fixed support (the nonzeros of a sparse matrix, padded with zero weights)."""
+
+    def __init__(self, m):
+        super().__init__()
+        d = as_dense(m)
+        k = max(1, int((d != 0).sum(1).max()))
+        idx = np.zeros((d.shape[0], k), np.int64)
+        w = np.zeros((d.shape[0], k), np.float32)
+        for i, row in enumerate(d):
+            nz = np.flatnonzero(row)
+            idx[i, : nz.size], w[i, : nz.size] = nz, row[nz]
+        self.register_buffer("index", torch.from_numpy(idx))
+        self.weight = nn.Parameter(torch.from_numpy(w))
+        self.bias = nn.Parameter(torch.zeros(d.shape[0]))
+        self.in_features = d.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N_in, C) -> (B, N_out, C)."""
+        g = x[:, self.index]  # (B, N_out, k, C)
+        return (g * self.weight[None, :, :, None].to(x.dtype)).sum(2) + self.bias[:, None]
 
 
 class Upsampler(nn.Module):
-    """Learned linear upsampling coarse -> full along the vertex axis, initialised from U."""
+    """Learned upsampling coarse -> full along the vertex axis, initialised from U.
 
-    def __init__(self, up: list):
+    ``kind="dense"``: one ``nn.Linear`` per level (METRO); ``"sparse"``: ``SparseLinear`` on
+    U's sparsity pattern.
+    """
+
+    def __init__(self, up: list, kind: str = "dense"):
         super().__init__()
+        if kind not in ("dense", "sparse"):
+            raise ValueError(f"model.upsample must be 'dense' or 'sparse', got {kind!r}")
+        self.kind = kind
         # apply coarsest first: up[-1] (N_{n-1} x N_n), ..., up[0] (Nv x N1)
         self.linears = nn.ModuleList()
         for u in reversed(up):
+            if kind == "sparse":
+                self.linears.append(SparseLinear(u))
+                continue
             u = torch.from_numpy(as_dense(u))
             lin = nn.Linear(u.shape[1], u.shape[0])
             with torch.no_grad():
@@ -151,7 +246,10 @@ class Upsampler(nn.Module):
         out = [coarse]
         v = coarse
         for lin in self.linears:
-            v = lin(v.transpose(1, 2)).transpose(1, 2)
+            if self.kind == "sparse":
+                v = lin(v)
+            else:
+                v = lin(v.transpose(1, 2)).transpose(1, 2)
             out.append(v)
         return out
 
@@ -163,9 +261,15 @@ class MeshRegressor(nn.Module):
         super().__init__()
         m = cfg
         feat = int(m["feat_dim"])
-        self.encoder = HeatmapEncoder(in_channels, list(m["enc_channels"]), feat)
-        with torch.no_grad():
-            n_grid = self.encoder(torch.zeros(1, in_channels, res, res))[1].shape[1]
+        self.encoder = HeatmapEncoder(
+            in_channels,
+            list(m["enc_channels"]),
+            feat,
+            res,
+            pool=str(m["pool"]),
+            keypoints=bool(m["keypoints"]),
+        )
+        n_grid = HeatmapEncoder.grid_side(res, len(m["enc_channels"])) ** 2
         self.use_grid = bool(m["grid_tokens"])
         joints_t = as_dense(levels.h36m_regressor) @ np.asarray(levels.template, np.float32)
         queries = np.concatenate([joints_t, levels.coarse_template()], 0)
@@ -187,7 +291,7 @@ class MeshRegressor(nn.Module):
             )
             for i, h, o, it in zip(ins, hidden, outs, inter)
         )
-        self.upsample = Upsampler(levels.up)
+        self.upsample = Upsampler(levels.up, str(m["upsample"]))
         self.cam_head = nn.Linear(feat, 3)
         with torch.no_grad():
             self.cam_head.weight.mul_(0.01)

@@ -88,6 +88,42 @@ def gather(obj, world: int) -> list:
     return out
 
 
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This rank's RNG streams that training draws from: torch's CPU generator and, on a GPU,
+    the device's generator (dropout draws from it there)."""
+    device = torch.device(device)
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict | torch.Tensor, device: torch.device, where: Path) -> None:
+    """Restore ``rng_state``'s streams (a bare tensor is an older checkpoint's CPU state)."""
+    if isinstance(state, torch.Tensor):
+        state = {"cpu": state}
+    device = torch.device(device)
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda":
+        if "cuda" not in state:
+            raise ValueError(f"{where}: saved without a CUDA RNG state; cannot resume exactly")
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def client_state(
+    identity: dict, step: int, position: tuple, mhm_gen: torch.Generator, device, world: int
+) -> dict:
+    """What a checkpoint carries besides DeepSpeed's own state: every rank's data position,
+    masking RNG and torch RNG streams (CPU and, on GPUs, CUDA), in rank order."""
+    return {
+        "identity": identity,
+        "step": step,
+        "positions": gather(position, world),
+        "mhm_rng": gather(mhm_gen.get_state(), world),
+        "rng": gather(rng_state(device), world),
+    }
+
+
 def latest_tag(ckpt_dir: Path) -> str | None:
     f = ckpt_dir / "latest"
     return f.read_text().strip() if f.exists() else None
@@ -231,7 +267,8 @@ def train(
             )
         step, position = int(client["step"]), tuple(client["positions"][rank])
         mhm_gen.set_state(client["mhm_rng"][rank])
-        torch.set_rng_state(client["torch_rng"])
+        rng = client["rng"][rank] if "rng" in client else client["torch_rng"]
+        set_rng_state(rng, device, ckpt_dir)
     if rank == 0:  # a resumed run re-logs the steps after its checkpoint; a fresh one all
         truncate_log(out / LOG_FILE, step)
     if rank == 0:
@@ -293,13 +330,7 @@ def train(
             window = {"wait": 0.0, "time": 0.0, "n": 0}
         if step % int(t["ckpt_every"]) == 0 or step == end:
             tag = f"step{step:08d}"
-            client = {
-                "identity": identity,
-                "step": step,
-                "positions": gather(pos_box[0], world),
-                "mhm_rng": gather(mhm_gen.get_state(), world),
-                "torch_rng": torch.get_rng_state(),
-            }
+            client = client_state(identity, step, pos_box[0], mhm_gen, device, world)
             engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
             save_model_file(engine, cfg, out, step, tag, rank)
     bar.close()

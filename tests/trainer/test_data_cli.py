@@ -53,7 +53,9 @@ def test_levels_from_topology_and_missing_masks(masked_data, tmp_path):
     src = DataSource(masked_data, cfg)
     topo = load_topology(masked_data)
     assert src.levels.sizes == [40, 10]
-    np.testing.assert_array_equal(src.down_tensors()[0].numpy(), topo.sampling["down_0"].toarray())
+    np.testing.assert_array_equal(
+        src.down_tensors()[0].to_dense().numpy(), topo.sampling["down_0"].toarray()
+    )
     plain = make_fake_dataset(tmp_path / "plain", n_meshes=4, views=1, res=16, nv=20, shards=1)
     with pytest.raises(ValueError, match="needs masks"):
         DataSource(plain, load_config(None, ["model.input=masks"]))
@@ -97,6 +99,7 @@ def test_params_cli_paper(capsys):
     # block 1 by hand: 2051 -> 1024 in-projection, 4 BERT layers (intermediate 3072), 1024 -> 512
     n_tok = 17 + 431 + 16  # joints, coarse vertices, 4x4 grid at R=56 with 4 stride-2 stages
     ref = 2051 * 1024 + 1024 + n_tok * 1024 + 4 * bert_layer_params(1024, 3072) + 1024 * 512 + 512
+    ref += 2051 * 512 + 512  # METRO's linear residual 2051 -> 512
     assert rows["transformer block 1"] == ref
     assert "101.5M" in out and "102M" in out  # METRO (1024, 256, 128) with its unused tables
 

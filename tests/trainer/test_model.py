@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -58,7 +60,55 @@ def test_input_kinds_and_param_breakdown():
     blk = model.blocks[1]
     n_tok = blk.pos.shape[0]
     ref = 16 * 16 + 16 + n_tok * 16 + 2 * bert_layer_params(16, 32) + 16 * 3 + 3
+    ref += 16 * 3 + 3  # METRO's linear residual of the block's input
     assert rows["transformer block 2"] == ref
+
+
+def test_blocks_add_a_linear_residual_of_their_input():
+    lv = toy_levels()
+    model = MeshRegressor(small_cfg(), lv, in_channels=17, res=32).eval()
+    blk = model.blocks[0]
+    x = torch.randn(2, blk.pos.shape[0], blk.inp.in_features)
+    with torch.no_grad():
+        full = blk(x)
+        ref = blk.residual(x)
+        blk.out.weight.zero_()
+        blk.out.bias.zero_()
+        only_residual = blk(x)
+    torch.testing.assert_close(only_residual, ref)  # the transformer path silenced
+    assert not torch.allclose(full, ref)  # ... and it contributes when on
+    manual = x @ blk.residual.weight.T + blk.residual.bias
+    torch.testing.assert_close(only_residual, manual)
+
+
+def test_soft_argmax_recovers_a_full_grid_gaussian():
+    from trainer.model import soft_argmax
+
+    r, sigma = 56, 2.0
+    jj, ii = np.meshgrid(np.arange(r), np.arange(r))  # column, row of each pixel centre
+    pts = np.array([[20.3, 31.7], [40.0, 12.25], [27.5, 27.5]])  # (x, y) in heatmap pixels
+    hm = np.stack([np.exp(-((jj - x) ** 2 + (ii - y) ** 2) / (2 * sigma**2)) for x, y in pts])
+    hm = np.concatenate([hm, np.zeros((1, r, r))])  # an empty (masked) channel
+    out = soft_argmax(torch.from_numpy(hm[None]).float())[0].numpy()
+    expect = (2 * pts + 1) / r - 1  # pixel-centre rule: centre of column j at (2j + 1)/R - 1
+    np.testing.assert_allclose(out[:3, :2], expect, atol=1e-4)
+    np.testing.assert_allclose(out[:3, 2], hm[:3].max((1, 2)), rtol=1e-6)
+    np.testing.assert_array_equal(out[3], 0.0)
+
+
+def test_sparse_upsampling_starts_as_u_and_learns():
+    lv = toy_levels()
+    cfg = small_cfg() | {"upsample": "sparse"}
+    model = MeshRegressor(cfg, lv, in_channels=17, res=32)
+    coarse = torch.randn(2, 6, 3)
+    u = lv.up[0].toarray() @ lv.up[1].toarray()
+    ref = torch.einsum("nm,bmc->bnc", torch.from_numpy(u).float(), coarse)
+    torch.testing.assert_close(model.upsample(coarse)[-1], ref)
+    n_params = sum(p.numel() for p in model.upsample.parameters())
+    assert n_params == sum(lin.weight.numel() + lin.bias.numel() for lin in model.upsample.linears)
+    assert n_params < (96 * 24 + 24 * 6)  # only U's support is learned
+    model.upsample(coarse)[-1].pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.upsample.parameters())
 
 
 def test_bert_layer_params_match_torch():
@@ -96,7 +146,45 @@ def test_losses_zero_at_ground_truth_and_positive_otherwise():
     out = {"joints": j + 1.0, "vertices": [lv_ + 2.0 for lv_ in levels], "cam": cam}
     w = load_config()["loss"]
     total, parts = mesh_losses(out, batch, reg, down, w)
-    assert total.item() < 1e-5, parts
+    assert max(v.item() for v in parts.values()) < 1e-4, parts
     out["vertices"][-1] = out["vertices"][-1] * 1.1
     total2, parts2 = mesh_losses(out, batch, reg, down, w)
-    assert parts2["vertices"] > 1e-3 and parts2["joints3d"] > 1e-3 and parts2["joints2d"] > 1e-3
+    assert min(parts2[k].item() for k in ("vertices", "joints3d", "joints2d")) > 1e-5, parts2
+
+
+def test_paper_losses_follow_metros_published_forms():
+    """configs/paper.yaml: 1000 x 3D MSE + 100 x vertex L1 (1/3 per level) + 100 x 2D MSE,
+    joint terms summed over the transformer's joints and those regressed from its mesh."""
+    lv = toy_levels()
+    reg = torch.from_numpy(lv.h36m_regressor)
+    down = [torch.from_numpy(d.toarray()).float() for d in lv.down]
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(3, 96, 3, generator=g) + torch.tensor([0.0, 0.0, 4.0])
+    j = torch.einsum("jv,bvc->bjc", reg, v)
+    j2d = torch.rand(3, 17, 3, generator=g)
+    j2d[..., 2] = (j2d[..., 2] > 0.3).float()
+    batch = {"vertices": v, "joints3d": j, "joints2d": j2d}
+    pred_v = [torch.randn(3, n, 3, generator=g) for n in (6, 24, 96)]
+    out = {"joints": torch.randn(3, 17, 3, generator=g), "vertices": pred_v,
+           "cam": torch.rand(3, 3, generator=g)}  # fmt: skip
+    w = load_config(Path(__file__).parents[2] / "configs/paper.yaml")["loss"]
+    total, parts = mesh_losses(out, batch, reg, down, w)
+
+    # by hand, as in METRO's run_metro_bodymesh.py
+    gt_p = j[:, :1]
+    gt_levels = [v - gt_p]
+    for d in down:
+        gt_levels.append(torch.einsum("nm,bmc->bnc", d, gt_levels[-1]))
+    gt_levels = gt_levels[::-1]
+    pr = torch.einsum("jv,bvc->bjc", reg, pred_v[-1])
+    pp = pr[:, :1]
+    l_v = sum(0.33 * (p - pp - q).abs().mean() for p, q in zip(pred_v, gt_levels))
+    gt_j = j - gt_p
+    mine = (out["joints"] - out["joints"][:, :1], pr - pp)
+    l_3d = sum(((a - gt_j) ** 2).mean() for a in mine)
+    proj = [out["cam"][:, None, :1] * a[..., :2] + out["cam"][:, None, 1:] for a in mine]
+    l_2d = sum((j2d[..., 2:] * (p - j2d[..., :2]) ** 2).mean() for p in proj)
+    torch.testing.assert_close(parts["vertices"], l_v)
+    torch.testing.assert_close(parts["joints3d"], l_3d)
+    torch.testing.assert_close(parts["joints2d"], l_2d)
+    torch.testing.assert_close(total, 100 * l_v + 1000 * l_3d + 100 * l_2d)

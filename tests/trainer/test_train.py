@@ -269,3 +269,29 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_checkpoint_client_state_carries_every_rngs_stream(runs, monkeypatch):
+    from trainer import train as tr
+
+    # a CPU run's checkpoint: per-rank CPU RNG, restored by resume (exactness tested above)
+    tag = (runs["base"] / "resumed/checkpoints/latest").read_text().strip()
+    blob = torch.load(
+        runs["base"] / f"resumed/checkpoints/{tag}/mp_rank_00_model_states.pt",
+        weights_only=False,
+    )
+    assert len(blob["rng"]) == 1 and set(blob["rng"][0]) == {"cpu"}
+    # the GPU code path (no GPU here): the device's generator is saved and restored per rank
+    fake = torch.arange(16, dtype=torch.uint8)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device=None: fake.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device=None: restored.append(s))
+    gen = torch.Generator().manual_seed(5)
+    client = tr.client_state({}, 7, (0, 32), gen, torch.device("cuda", 0), world=1)
+    assert torch.equal(client["rng"][0]["cuda"], fake)
+    assert torch.equal(client["rng"][0]["cpu"], torch.get_rng_state())
+    assert torch.equal(client["mhm_rng"][0], gen.get_state())
+    tr.set_rng_state(client["rng"][0], torch.device("cuda", 0), Path("ckpt"))
+    assert len(restored) == 1 and torch.equal(restored[0], fake)
+    with pytest.raises(ValueError, match="ckpt: saved without a CUDA RNG state"):
+        tr.set_rng_state({"cpu": torch.get_rng_state()}, torch.device("cuda", 0), Path("ckpt"))
