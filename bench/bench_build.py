@@ -134,7 +134,7 @@ def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
         "placement": ("pipeline/process.py", "_place"),
         "projection": ("cameras/projection.py", "project"),
         "crop": ("cameras/crop.py", "crop_box"),
-        "heatmaps": ("pipeline/heatmaps.py", "encode"),
+        "heatmaps": ("shards/heatmaps.py", "encode"),  # the codec pipeline.heatmaps re-exports
         "load_sequences": ("pipeline/process.py", "sequence"),
         "write": ("shards/writer.py", "write_shard"),
     }
