@@ -19,6 +19,7 @@ Writes ``OUT/ABLATIONS.md``, ``OUT/results.json`` and one PNG per table.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.util
 import json
@@ -391,6 +392,7 @@ def execute(
         if not keep_checkpoints and (run_dir / MODEL_FILE).exists():
             shutil.rmtree(run_dir / CKPT_DIR, ignore_errors=True)
         results[run.key] = res
+        gc.collect()  # drop the finished engine and its loader workers before the next run
     return results
 
 
