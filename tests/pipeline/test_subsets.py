@@ -87,6 +87,20 @@ def test_unmatched_and_duplicate_subsets():
     )
 
 
+def test_amass_names_absent_from_a_non_amass_archive_are_expected():
+    # the embedded default's configs list AMASS's names beside its own: no noise for them
+    splits = {"val": ["HumanEva", "SynthBML", "MyValSet"], "test": ["SSM_synced"]}
+    entries = [E("SynthCMU/s1/a_poses.npz", "SynthCMU"), E("SynthBML/s2/b_poses.npz", "SynthBML")]
+    unmatched = {
+        n["input"] for n in check_listing(entries, splits) if n["kind"] == "unmatched_subset"
+    }
+    assert unmatched == {"MyValSet"}  # a name AMASS does not know is still reported
+    # ... but once the archive is AMASS (any known subset present), missing ones are reported
+    real = [*entries, E("CMU/01/c_poses.npz", "CMU")]
+    unmatched = {n["input"] for n in check_listing(real, splits) if n["kind"] == "unmatched_subset"}
+    assert unmatched == {"HumanEva", "MyValSet", "SSM_synced"}
+
+
 def test_root_one_level_too_high_too_low_and_one_subset():
     splits = dict(AMASS_SPLITS)
     # --amass at the parent of the archive root: every file is <archive>/<Subset>/<Subject>/f
