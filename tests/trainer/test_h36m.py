@@ -319,3 +319,23 @@ def test_trainer_h36m_does_not_import_pipeline():
     code = "import sys, trainer.h36m; print(sorted(m for m in sys.modules if 'pipeline' in m))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_standin_tool_writes_files_eval_h36m_reads(setup, tmp_path):
+    from tools.h36m_standin import write_standin
+    from trainer.h36m import load_h36m_2d, load_h36m_3d
+
+    p3, p2 = write_standin(Path(setup["data"]), tmp_path, split="val", extra=2)
+    pos3, pos2 = load_h36m_3d(p3), load_h36m_2d(p2)
+    n = sum(len(a) for acts in pos3.values() for a in acts.values())
+    man = json.loads((Path(setup["data"]) / "manifest.json").read_text())
+    assert n == sum(sh["meshes"] for sh in man["shards"] if sh["split"] == "val")
+    assert sorted(pos3) == ["S11", "S9"]
+    for s, acts in pos3.items():
+        for a, pos in acts.items():
+            assert np.isfinite(pos).all()
+            assert all(len(v) == len(pos) + 2 for v in pos2[s][a])
+    res = run_eval(setup, p2=p2, p3=p3)
+    assert res["samples"] == 4 * sum(
+        len(range(0, len(a), STRIDE)) for acts in pos3.values() for a in acts.values()
+    )
