@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 import torch
 
+from cameras.camera import Camera
 from cameras.crop import SCALE, apply_affine, crop_affine, crop_box
 from cameras.h36m import CAMERA_IDS, load_h36m_cameras
 from cameras.projection import world_to_camera
@@ -69,8 +70,9 @@ PAPER_TABLE2 = {1: (92.5, 61.7), 2: (89.5, 61.4), 4: (89.0, 58.4), 8: (88.3, 58.
 METRICS = ("mpjpe", "pa_mpjpe")
 
 
-def _load_npz_dict(path: Path, key: str) -> tuple[dict, np.lib.npyio.NpzFile]:
-    """``np.load(path, allow_pickle=True)[key].item()`` with one-line errors."""
+def _load_npz_dict(path: Path, key: str) -> tuple[dict, object]:
+    """``np.load(path, allow_pickle=True)[key].item()`` with one-line errors, and the
+    ``metadata`` entry's ``.item()`` (None when absent or not a pickled object)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     try:  # VideoPose3D's files hold pickled dicts: only open files you trust
@@ -81,13 +83,18 @@ def _load_npz_dict(path: Path, key: str) -> tuple[dict, np.lib.npyio.NpzFile]:
         raise ValueError(f"{path}: not an .npz archive (VideoPose3D layout expected)")
     if key not in npz.files:
         raise ValueError(f"{path}: no '{key}' array (has {', '.join(npz.files) or 'nothing'})")
-    try:
-        data = npz[key].item()
-    except ValueError:
-        data = None
+    with npz:
+        try:
+            data = npz[key].item()
+        except ValueError:
+            data = None
+        try:
+            meta = npz["metadata"].item() if "metadata" in npz.files else None
+        except ValueError:
+            meta = None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{path}: '{key}' must hold a {{subject: {{action: ...}}}} dict")
-    return data, npz
+    return data, meta
 
 
 def load_h36m_3d(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
@@ -108,12 +115,10 @@ def load_h36m_3d(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
 def load_h36m_2d(path: str | Path) -> dict[str, dict[str, list[np.ndarray]]]:
     """``positions_2d`` of a VideoPose3D 2D file: {subject: {action: [4 x (N, 17, 2)]}}."""
     path = Path(path)
-    data, npz = _load_npz_dict(path, "positions_2d")
-    if "metadata" in npz.files:
-        meta = npz["metadata"].item()
-        n = meta.get("num_joints") if isinstance(meta, dict) else None
-        if n is not None and int(n) != 17:
-            raise ValueError(f"{path}: metadata says {n} joints, H36M-17 expected")
+    data, meta = _load_npz_dict(path, "positions_2d")
+    n = meta.get("num_joints") if isinstance(meta, dict) else None
+    if n is not None and n != 17:
+        raise ValueError(f"{path}: metadata says {n} joints, H36M-17 expected")
     for subject, actions in data.items():
         for action, views in actions.items():
             where = f"positions_2d[{subject!r}][{action!r}]"
@@ -128,7 +133,7 @@ def load_h36m_2d(path: str | Path) -> dict[str, dict[str, list[np.ndarray]]]:
     return data
 
 
-def camera_frame_joints(positions: np.ndarray, cam) -> np.ndarray:
+def camera_frame_joints(positions: np.ndarray, cam: Camera) -> np.ndarray:
     """(F, 32, 3) world mocap (metres) -> (F, 17, 3) H36M-17 joints in ``cam``'s frame."""
     return world_to_camera(np.asarray(positions, np.float64)[:, H36M32_TO_17], cam.R, cam.t)
 
@@ -248,7 +253,20 @@ def evaluate_h36m(
         raise ValueError(f"--stride must be >= 1, got {stride}")
     stride = int(stride)
     subjects = list(subjects)
+    if not subjects:
+        raise ValueError("--subjects: no subject given")
     t0 = time.perf_counter()
+    p3, p2 = Path(h36m_3d), Path(h36m_2d)
+    pos3d, pos2d = load_h36m_3d(p3), load_h36m_2d(p2)
+    for s in subjects:
+        for path, d in ((p3, pos3d), (p2, pos2d)):
+            if s not in d:
+                raise ValueError(f"{path}: subject {s!r} missing (has {', '.join(d)})")
+        for action in pos3d[s]:
+            if action not in pos2d[s]:
+                raise ValueError(f"{p2}: action {action!r} of subject {s!r} missing")
+    cams = {s: load_h36m_cameras(s) for s in subjects}
+
     model, cfg, source, step = load_model(ckpt, data)
     kind = cfg["model"]["input"]
     if kind != "heatmaps":
@@ -264,17 +282,6 @@ def evaluate_h36m(
     batch_size = batch_size or int(cfg["eval"]["batch_size"])
     reg = source.levels.h36m_regressor.astype(np.float64)
     mean_mesh = mean_train_mesh(source, baseline_samples).astype(np.float64)
-
-    p3, p2 = Path(h36m_3d), Path(h36m_2d)
-    pos3d, pos2d = load_h36m_3d(p3), load_h36m_2d(p2)
-    for s in subjects:
-        for path, d in ((p3, pos3d), (p2, pos2d)):
-            if s not in d:
-                raise ValueError(f"{path}: subject {s!r} missing (has {', '.join(d)})")
-        for action in pos3d[s]:
-            if action not in pos2d[s]:
-                raise ValueError(f"{p2}: action {action!r} of subject {s!r} missing")
-    cams = {s: load_h36m_cameras(s) for s in subjects}
 
     errs: dict[str, dict[str, dict[str, list[np.ndarray]]]] = {}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
