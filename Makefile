@@ -28,7 +28,7 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview figures test test-fast lint bench shards train eval demo ablations anny-export clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench convergence shards train eval demo ablations anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
@@ -36,6 +36,7 @@ help:
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
 	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
+	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~20 min)"
 	@echo "make train / eval / bench / preview / figures / lint / anny-export"
 
 setup: $(STAMP)
@@ -88,6 +89,11 @@ lint: $(STAMP)
 
 bench: $(DATA)/.stamp
 	$(PY) bench/run.py --out bench/results.json
+
+# What the trainer learns per sample: the demo model at fixed sample budgets beside a 2D->3D
+# lifting baseline on the same samples (~20 min on 2 cores) -> bench/convergence.{json,png}
+convergence: shards
+	$(PY) bench/convergence.py --data $(OUT) --config $(TRAIN_CONFIG)
 
 shards: $(DATA)/.stamp
 	$(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \

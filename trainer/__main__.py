@@ -90,8 +90,8 @@ def cmd_params(args) -> int:
     print(
         f"Table 1's '102M' matches METRO's own hidden sizes {METRO_HIDDEN} counted with the "
         f"unused tables. This model carries no unused parameters: its transformer blocks come "
-        f"to {blocks / 1e6:.1f}M (position tables sized to its {n_tok} tokens, no METRO "
-        f"residual branch)."
+        f"to {blocks / 1e6:.1f}M (position tables sized to its {n_tok} tokens, METRO's "
+        f"linear input residual in every block)."
     )
     return 0
 
