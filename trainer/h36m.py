@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
@@ -35,8 +34,7 @@ from cameras.h36m import CAMERA_IDS, load_h36m_cameras
 from cameras.projection import world_to_camera
 from shards.heatmaps import dataset_codec, encode
 from shards.manifest import load_manifest
-from shards.schema import TOPOLOGY_NAME
-from shards.topology import load_topology
+from shards.topology import joint_provenance
 from trainer.data import model_input
 from trainer.evaluate import load_model, mean_train_mesh
 from trainer.metrics import H36M_TO_14, mpjpe, pa_mpjpe
@@ -184,46 +182,26 @@ def _describe(prov: object) -> str | None:
     """``"source=..., file=..., sha256=..."`` of a provenance record; None when unrecorded."""
     if not isinstance(prov, dict) or all(str(v) == "unknown" for v in prov.values()):
         return None
-    return ", ".join(f"{k}={v}" for k, v in prov.items())
+    keys = sorted(prov, key=lambda k: (k != "source", k))
+    return ", ".join(f"{k}={prov[k]}" for k in keys)
 
 
 def regressor_provenance(root: str | Path) -> str:
-    """Which H36M-17 regressor the dataset used, as its files record it, else ``"unknown"``.
+    """Which H36M-17 regressor the dataset used, as it records it, else ``"unknown"``.
 
-    Reads, in order: the topology's provenance of ``h36m17`` (``joints/h36m17`` attributes),
-    the manifest's ``provenance.regressors.h36m17``, then any attribute of ``joints/h36m17`` or
-    file attribute of topology.h5 that names a source, provenance, file or checksum.
+    Reads the ``provenance_*`` attributes of topology.h5's ``joints/h36m17``
+    (:func:`shards.topology.joint_provenance`), then the manifest's
+    ``provenance.regressors.h36m17``; datasets built before either was written say nothing.
     """
-    root = Path(root)
     try:
-        prov = getattr(load_topology(root), "provenance", {}) or {}
-        found = _describe(prov.get("h36m17"))
+        found = _describe(joint_provenance(root).get("h36m17"))
         if found:
             return found
-    except (OSError, ValueError):
-        pass
-    try:
-        regs = (getattr(load_manifest(root), "provenance", {}) or {}).get("regressors", {})
+        regs = (load_manifest(root).provenance or {}).get("regressors", {})
         found = _describe(regs.get("h36m17") if isinstance(regs, dict) else None)
-        if found:
-            return found
-    except (OSError, ValueError):
-        pass
-    keys = ("source", "provenance", "file", "sha256", "regressor")
-    pairs = []
-    try:
-        with h5py.File(root / TOPOLOGY_NAME, "r") as f:
-            group = f.get("joints/h36m17")
-            if group is not None:
-                pairs += [(k, group.attrs[k]) for k in group.attrs]
-            pairs += [(k, f.attrs[k]) for k in f.attrs if "h36m" in k.lower()]
-    except OSError:
-        return "unknown"
-    rec = {}
-    for k, v in pairs:
-        if any(w in k.lower() for w in keys):
-            rec[k] = v.decode() if isinstance(v, bytes) else str(v)
-    return _describe(rec) or "unknown"
+    except (OSError, ValueError, AttributeError):
+        found = None
+    return found or "unknown"
 
 
 def _action_group(action: str) -> str:
