@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import importlib.util
 import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -276,18 +274,13 @@ class H36M:
         return json.dumps(parts)
 
 
-def h36m_available() -> bool:
-    """Whether the Human3.6M zero-shot evaluation (trainer/h36m.py) is installed."""
-    return importlib.util.find_spec("trainer.h36m") is not None
-
-
 def h36m_overall(res: dict) -> dict[str, float]:
-    """The model's MPJPE / PA-MPJPE over all frames from ``eval-h36m --json``'s output."""
+    """The model's MPJPE / PA-MPJPE over all frames from ``evaluate_h36m``'s result."""
     for key in ("all", "overall"):
         c = (res.get(key) or {}).get("model")
         if isinstance(c, dict) and all(isinstance(c.get(m), int | float) for m in METRICS):
             return {m: float(c[m]) for m in METRICS}
-    raise ValueError("eval-h36m --json output has no all.model.mpjpe / pa_mpjpe")
+    raise ValueError("eval-h36m result has no all.model.mpjpe / pa_mpjpe")
 
 
 def h36m_applies(run: Run) -> bool:
@@ -296,24 +289,11 @@ def h36m_applies(run: Run) -> bool:
 
 
 def eval_h36m(run_dir: Path, data: Path, h36m: H36M) -> dict:
-    """Run ``python -m trainer eval-h36m --json`` on a finished run; its JSON + overall figures."""
-    base = [sys.executable, "-m", "trainer", "eval-h36m"]
-    helptext = subprocess.run(base + ["--help"], capture_output=True, text=True).stdout
-    cmd = base + ["--ckpt", str(run_dir), "--h36m-3d", str(h36m.file_3d)]
-    cmd += ["--h36m-2d", str(h36m.file_2d), "--json"]
-    if "--data" in helptext:
-        cmd += ["--data", str(data)]
-    if h36m.stride is not None:
-        cmd += ["--stride", str(h36m.stride)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise ValueError(f"eval-h36m failed on {run_dir}: {tail}")
-    out = proc.stdout
-    try:
-        res = json.loads(out[out.index("{") :])
-    except ValueError:
-        raise ValueError(f"eval-h36m on {run_dir}: output is not JSON") from None
+    """``trainer.h36m.evaluate_h36m`` on a finished run: its result + the overall figures."""
+    from trainer.h36m import evaluate_h36m
+
+    kw = {} if h36m.stride is None else {"stride": h36m.stride}
+    res = evaluate_h36m(run_dir, data, h36m.file_3d, h36m.file_2d, **kw)
     return {"key": h36m.key(), "overall": h36m_overall(res), "raw": res}
 
 
@@ -333,8 +313,6 @@ def execute(
     (atomically), so a run killed before it resumes from its checkpoint on the next invocation.
     Checkpoints of a finished run are removed unless ``keep_checkpoints`` (``model.pt`` stays).
     """
-    if h36m is not None and not h36m_available():
-        raise ValueError("--h36m-3d/--h36m-2d given but trainer/h36m.py (eval-h36m) is missing")
     root = Path(out) / RUNS_DIR
     results: dict[str, dict] = {}
     todo = len(plan.runs)

@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shards.testing import make_fake_dataset
@@ -194,21 +195,27 @@ def test_verdicts_judge_the_direction_against_the_spread(datasets):
     assert "one seed, no spread" in verdict("input", summarize(one, res)["input"])
 
 
-def test_h36m_hook_reads_eval_h36m_json_and_needs_the_module(datasets, tmp_path, monkeypatch):
+def test_h36m_hook_matches_a_direct_eval_h36m(datasets, tmp_path):
+    from tests.trainer.test_h36m import ACTIONS, poses32, write_files
+    from trainer.h36m import evaluate_h36m
+
     assert h36m_overall({"all": {"model": {"mpjpe": 1.5, "pa_mpjpe": 2}}}) == {
         "mpjpe": 1.5,
         "pa_mpjpe": 2.0,
     }
     with pytest.raises(ValueError, match="no all.model"):
         h36m_overall({"per_action": {}})
+    rng = np.random.default_rng(0)
+    poses = {s: {a: poses32(rng, n) for a, n in acts.items()} for s, acts in ACTIONS.items()}
+    p3, p2 = write_files(tmp_path / "vp3d", poses)
     lo, hi = datasets
-    plan = make_plan(lo, hi, tables=["4"], **plan_kw())
-    files = [tmp_path / "a.npz", tmp_path / "b.npz"]
-    for f in files:
-        f.write_bytes(b"x")
-    monkeypatch.setattr(ablate, "h36m_available", lambda: False)
-    with pytest.raises(ValueError, match="eval-h36m"):
-        execute(plan, tmp_path / "out", h36m=ablate.H36M(*files))
+    plan = make_plan(lo, hi, tables=["4"], seeds=[0], **plan_kw())
+    results = execute(plan, tmp_path / "out", h36m=ablate.H36M(p3, p2, stride=7))
+    heat = next(r for r in plan.runs.values() if r.cfg["model"]["input"] == "heatmaps")
+    masks = next(r for r in plan.runs.values() if r.cfg["model"]["input"] == "masks")
+    direct = evaluate_h36m(tmp_path / "out" / RUNS_DIR / heat.name, heat.data, p3, p2, stride=7)
+    assert results[heat.key]["h36m"]["overall"] == h36m_overall(direct)
+    assert "h36m" not in results[masks.key]  # a masks model cannot read keypoint heatmaps
 
 
 @pytest.fixture(scope="module")
