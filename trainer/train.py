@@ -48,14 +48,43 @@ def resolve(path: str | Path) -> Path:
     return p if p.exists() or p.is_absolute() else REPO / p
 
 
+#: DeepSpeed keys the trainer fills from its own config (``train.*`` and the device); the
+#: DeepSpeed JSON must not set them (dotted: nested keys).
+TRAINER_OWNED_DS_KEYS = (
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "gradient_accumulation_steps",
+    "optimizer.params.lr",
+    "scheduler",
+    "bf16",
+    "fp16",
+    "amp",
+    "zero_optimization.stage",
+)
+
+
 def deepspeed_config(cfg: dict, world_size: int, cuda: bool) -> dict:
-    """The DeepSpeed JSON with batch sizes, lr schedule, precision and ZeRO stage from ``cfg``."""
+    """The DeepSpeed config: what DeepSpeed owns from the JSON at ``train.deepspeed_config``
+    (gradient clipping, optimizer type and its betas/eps/weight decay, ...), plus the batch
+    sizes, lr schedule, precision and ZeRO stage from ``cfg`` and the device. A JSON that sets
+    one of the trainer's keys (:data:`TRAINER_OWNED_DS_KEYS`) is refused, naming the key."""
     t = cfg["train"]
     path = resolve(t["deepspeed_config"])
     try:
         ds = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: cannot read DeepSpeed config ({e})") from None
+    if not isinstance(ds, dict) or not isinstance(ds.get("optimizer", {}).get("params"), dict):
+        raise ValueError(f"{path}: DeepSpeed config needs an optimizer with params")
+    for key in TRAINER_OWNED_DS_KEYS:
+        *parents, last = key.split(".")
+        node = ds
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            raise ValueError(
+                f"{path}: {key} is set by the trainer (train.* in the trainer config); remove it"
+            )
     batch = int(t["batch_size"])
     if batch % world_size:
         raise ValueError(f"train.batch_size {batch} is not divisible by world size {world_size}")
