@@ -60,7 +60,7 @@ def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     errors: list[str] = []
     warnings: list[str] = []
     try:
-        cfg = load_config(args.config, vars(args))
+        cfg = load_config(args.config, vars(args), args.set)
     except PreflightError as e:
         return lines, [str(e)]
     pcfg = PlanConfig(**cfg["plan"])

@@ -19,14 +19,18 @@ seed and a stable hash of the sequence path, never from the order of work.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+
+from shards.config import Field, Number, Section
 
 SPLITS = ("train", "val", "test")
 
@@ -38,32 +42,31 @@ AMASS_SPLITS = {
     "test": ["Transitions_mocap", "SSM_synced"],
 }
 
+#: The default split: AMASS's (so real AMASS needs no config) plus the embedded default's own:
+#: train SynthCMU + SynthKIT (6 subjects), val SynthBML, test SynthHDM.
+DEFAULT_SPLITS = {
+    "val": [*AMASS_SPLITS["val"], "SynthBML"],
+    "test": [*AMASS_SPLITS["test"], "SynthHDM"],
+}
 
-@dataclass
-class PlanConfig:
-    """Sampling settings (the ``plan`` section of a build config)."""
 
-    meshes: int = 2000
-    fps: float = 30.0
-    central: float = 0.8
-    keep_rate: float = 1.0
-    min_pose_dist: float = 0.0
-    unit_size: int = 256
+class PlanConfig(Section):
+    """Sampling settings (the ``plan`` section of a build config). The numbers stay as written
+    (``Number``: 30 is not 30.0) because the plan digest hashes this section's JSON."""
+
+    meshes: int = Field(2000, gt=0)  # target count, spread over subsets by duration
+    fps: Number = Field(30, gt=0)  # resample every sequence to this rate first
+    central: Number = Field(0.8, gt=0, le=1)  # keep the central 80% of each sequence (AMASS prep)
+    keep_rate: Number = Field(1.0, gt=0, le=1)  # random keep-rate after that (1.0: keep all)
+    #: pose-diversity thinning: mean per-joint axis-angle distance, radians (0: off)
+    min_pose_dist: Number = Field(0.005, ge=0)
+    unit_size: int = Field(256, gt=0)  # meshes per work unit = per shard (never cross a split)
     seed: int = 0
-    splits: dict[str, list[str]] = field(default_factory=lambda: dict(AMASS_SPLITS))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PlanConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"plan config: unknown keys {unknown}")
-        cfg = cls(**known)
-        if cfg.meshes <= 0 or cfg.unit_size <= 0 or cfg.fps <= 0:
-            raise ValueError("plan config: meshes, unit_size and fps must be positive")
-        if not 0 < cfg.central <= 1 or not 0 < cfg.keep_rate <= 1:
-            raise ValueError("plan config: central and keep_rate must be in (0, 1]")
-        return cfg
+    #: subsets per split; every other subset is train. Subset names of both AMASS releases
+    #: match each other (``pipeline/subsets.py``); ``--dry-run`` prints every subset's split.
+    splits: dict[Literal["val", "test"], list[str]] = Field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_SPLITS)
+    )
 
     def split_of(self, subset: str) -> str:
         """Split name for an AMASS subset folder (default train); names of both AMASS releases
@@ -335,7 +338,7 @@ def make_plan(
         "sequence_fps": [float(e.fps) for e in listing],
     }
     return Plan(
-        config=asdict(cfg),
+        config=cfg.model_dump(),
         sequences=[e.path for e in listing],
         seq=seq,
         frame=frame,

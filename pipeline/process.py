@@ -21,39 +21,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import model_validator
 
 from cameras.crop import apply_affine, crop_affine, crop_box
 from cameras.placement import placement_transform
 from cameras.projection import project
 from pipeline.heatmaps import encode
+from shards.config import Field, Section
 from shards.schema import GENDERS
 
 CROP_RES = 224
 
 
-@dataclass
-class RenderConfig:
+class RenderConfig(Section):
     """Per-view output settings (the ``render`` section of a build config)."""
 
-    views: int = 8
-    res: int = 56
+    views: int = Field(8, ge=1)  # 4 Human3.6M S1 cameras + 4 interpolated
+    res: int = Field(56, ge=4)  # heatmap / mask side R
     masks: bool = False
-    sigma: float | None = None
-    crop_scale: float = 1.2
-    body_chunk: int = 64
-    occlusion: bool | None = None  # per-keypoint self-occlusion flags; None: when masks are on
+    sigma: float | None = None  # Gaussian sigma in heatmap px (None: 2 px at R=56, scaled with R)
+    crop_scale: float = 1.2  # crop side = 1.2 x extent of the projected COCO-17 + H36M-17 joints
+    body_chunk: int = Field(64, ge=1)  # body-model forward batch (64 is fastest on one core)
+    #: per-keypoint self-occlusion flags (``views/occluded``); None: when masks are on
+    occlusion: bool | None = None
 
+    @model_validator(mode="before")
     @classmethod
-    def from_dict(cls, d: dict) -> RenderConfig:
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"render config: unknown keys {unknown}")
-        cfg = cls(**d)
-        cfg.masks = bool(cfg.masks)
-        cfg.occlusion = cfg.masks if cfg.occlusion is None else bool(cfg.occlusion)
-        if cfg.views < 1 or cfg.res < 4:
-            raise ValueError("render config: views must be >= 1 and res >= 4")
-        return cfg
+    def _occlusion_follows_masks(cls, d):
+        if isinstance(d, dict) and d.get("occlusion") is None:
+            d = {**d, "occlusion": d.get("masks", False)}
+        return d
 
 
 @dataclass

@@ -31,6 +31,7 @@ from shards.schema import (
 
 CHECKSUM_ALGO = "sha256"  # faster than blake2b here (SHA extensions), see bench
 DEFAULT_COMPRESSION = "blosc-lz4hc"
+COMPRESSIONS = ("blosc-lz4", "blosc-lz4hc", "blosc-zstd", "zstd", "gzip", "none")
 HEAVY_FIELDS = ("views/heatmaps", "views/masks")  # one chunk per (mesh, view)
 VERTEX_CHUNK_MESHES = 1  # one mesh is read without decompressing others
 SMALL_CHUNK_MESHES = 1024
