@@ -23,14 +23,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import model_validator
 
-from cameras.crop import apply_affine, crop_affine, crop_box
+from cameras.crop import CROP_RES, apply_affine, crop_affine, crop_box
 from cameras.placement import placement_transform
 from cameras.projection import project
 from pipeline.heatmaps import encode
 from shards.config import Field, Section
 from shards.schema import GENDERS
-
-CROP_RES = 224
 
 
 class RenderConfig(Section):
