@@ -41,7 +41,9 @@ from pipeline.body_models import MODEL_TYPES
 from pipeline.plan import SPLITS, Plan, PlanConfig, SeqEntry, make_plan, plot_plan
 from pipeline.process import Context, RenderConfig, process_unit
 from pipeline.subsets import check_listing, summary_lines
+from shards.atomic import write_atomic
 from shards.config import ConfigError, Field, Section, load
+from shards.schema import GENDERS
 from shards.writer import COMPRESSIONS
 
 UNITS_DIR = "units"
@@ -199,7 +201,7 @@ def warm_up(job: dict) -> int:
     from pipeline.heatmaps import encode
 
     ctx = _context(job)
-    for g in ("neutral", "male", "female"):
+    for g in GENDERS:
         try:
             ctx.model(ctx.model_type, g)
         except ValueError:  # a gender the archive does not use may be absent
@@ -248,9 +250,7 @@ def run_unit(job: dict) -> dict:
     }
     rp = unit_record_path(out, u)
     rp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = rp.with_name(f"{rp.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record) + "\n")
-    os.replace(tmp, rp)
+    write_atomic(rp, json.dumps(record) + "\n")
     return record
 
 

@@ -30,6 +30,8 @@ from typing import Literal
 
 import numpy as np
 
+from cameras.plotting import save_figure
+from shards.atomic import atomic_path, write_atomic
 from shards.config import Field, Number, Section
 
 SPLITS = ("train", "val", "test")
@@ -130,9 +132,8 @@ class Plan:
     def save(self, out: Path) -> None:
         """Write ``plan.npz`` (arrays) and ``plan.json`` (listing, config, stats) atomically."""
         out = Path(out)
-        tmp = out / "plan.npz.tmp.npz"
-        np.savez(tmp, seq=self.seq, frame=self.frame, split=self.split, units=self.units)
-        tmp.replace(out / "plan.npz")
+        with atomic_path(out / "plan.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, seq=self.seq, frame=self.frame, split=self.split, units=self.units)
         meta = {
             "digest": self.digest(),
             "config": self.config,
@@ -140,9 +141,7 @@ class Plan:
             "skips": self.skips,
             "stats": self.stats,
         }
-        tmpj = out / "plan.json.tmp"
-        tmpj.write_text(json.dumps(meta, indent=1) + "\n")
-        tmpj.replace(out / "plan.json")
+        write_atomic(out / "plan.json", json.dumps(meta, indent=1) + "\n")
 
     @classmethod
     def load(cls, out: Path) -> Plan:
@@ -406,8 +405,4 @@ def plot_plan(plan: Plan, png: Path, max_sequences: int = 8) -> Path:
     )
     ax1.set_title(f"planned frames of {len(np.unique(pick.astype(int)))} sequences")
     ax1.set_ylim(-0.7, len(np.unique(pick.astype(int))) - 0.2)
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png, layout=False)

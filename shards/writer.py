@@ -18,6 +18,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from shards.atomic import commit, temp_path
 from shards.schema import (
     FIELD_BY_NAME,
     FIELDS,
@@ -116,7 +117,7 @@ class ShardWriter:
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = temp_path(self.path)
         self.split = split
         self._comp = compression(compression_kind)
         self._comp_kind = compression_kind
@@ -254,11 +255,9 @@ class ShardWriter:
         f.flush()
         f.close()
         self._f = None
-        with open(self.tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
         checksum = file_checksum(self.tmp)
         size = self.tmp.stat().st_size
-        os.replace(self.tmp, self.path)
+        commit(self.tmp, self.path)
         ids = np.concatenate(self._ids)
         self.info = ShardInfo(
             name=self.path.name,

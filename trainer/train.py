@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from shards.atomic import atomic_path
 from trainer.data import DataSource, model_input
 from trainer.losses import mesh_losses
 from trainer.model import MeshRegressor, masked_heatmap_modeling
@@ -218,9 +219,8 @@ def save_model_file(engine, cfg: dict, out: Path, step: int, tag: str, rank: int
             return
         state = engine.module.state_dict()
     state = {k: v.detach().float().cpu() for k, v in state.items()}
-    tmp = out / (MODEL_FILE + ".tmp")
-    torch.save({"config": cfg, "state_dict": state, "step": step}, tmp)
-    os.replace(tmp, out / MODEL_FILE)
+    with atomic_path(out / MODEL_FILE) as tmp:
+        torch.save({"config": cfg, "state_dict": state, "step": step}, tmp)
 
 
 class StaleCheckpointError(ValueError):
