@@ -237,6 +237,67 @@ def run_identity(cfg: dict, data: str | Path) -> dict:
     }
 
 
+def resume_from(
+    engine, ckpt_dir: Path, identity: dict, rank: int, world: int, mhm_gen: torch.Generator
+) -> tuple[int, tuple[int, int]]:
+    """Load the latest checkpoint of ``ckpt_dir`` into ``engine`` (model, optimizer,
+    scheduler), check it was trained on this dataset and model with this many ranks, restore
+    this rank's RNG streams; return (step, this rank's data position)."""
+    _, client = engine.load_checkpoint(str(ckpt_dir))
+    for key, value in client.get("identity", {}).items():
+        if value != identity[key]:
+            raise StaleCheckpointError(
+                f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
+                " use --restart or another --out"
+            )
+    if len(client["positions"]) != world:
+        raise ValueError(
+            f"{ckpt_dir}: saved with {len(client['positions'])} ranks, resuming with {world}"
+        )
+    mhm_gen.set_state(client["mhm_rng"][rank])
+    rng = client["rng"][rank] if "rng" in client else client["torch_rng"]
+    set_rng_state(rng, engine.device, ckpt_dir)
+    return int(client["step"]), tuple(client["positions"][rank])
+
+
+def optimisation_step(
+    engine,
+    batch: dict[str, torch.Tensor],
+    cfg: dict,
+    dtype: torch.dtype,
+    mhm_gen: torch.Generator,
+    regressor: torch.Tensor,
+    down: list[torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """One step on a batch already on the device: masked heatmap modeling on the heatmap
+    channels, forward in ``dtype``, METRO's losses in fp32, backward, optimizer and scheduler
+    step. Returns the loss parts (``total`` included)."""
+    x = model_input(batch, cfg["model"]["input"])
+    if cfg["model"]["input"] != "masks":
+        k = batch["heatmaps"].shape[1]
+        x[:, :k] = masked_heatmap_modeling(x[:, :k], float(cfg["train"]["mhm_ratio"]), mhm_gen)
+    out = engine(x.to(dtype))
+    out = {
+        "joints": out["joints"].float(),
+        "vertices": [v.float() for v in out["vertices"]],
+        "cam": out["cam"].float(),
+    }
+    loss, parts = mesh_losses(out, batch, regressor, down, cfg["loss"])
+    engine.backward(loss)
+    engine.step()
+    return parts
+
+
+def mean_over_ranks(parts: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """The loss parts as floats, averaged over ranks (a collective: every rank calls it)."""
+    names = sorted(parts)
+    vals = torch.stack([parts[k].float() for k in names])  # on the engine's device
+    if world > 1:
+        torch.distributed.all_reduce(vals)
+        vals /= world
+    return {k: float(v) for k, v in zip(names, vals.cpu())}
+
+
 def train(
     cfg: dict,
     data: str | Path,
@@ -283,21 +344,7 @@ def train(
     step, position = 0, (0, 0)
     identity = run_identity(cfg, data)
     if resume and latest_tag(ckpt_dir):
-        _, client = engine.load_checkpoint(str(ckpt_dir))
-        for key, value in client.get("identity", {}).items():
-            if value != identity[key]:
-                raise StaleCheckpointError(
-                    f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
-                    " use --restart or another --out"
-                )
-        if len(client["positions"]) != world:
-            raise ValueError(
-                f"{ckpt_dir}: saved with {len(client['positions'])} ranks, resuming with {world}"
-            )
-        step, position = int(client["step"]), tuple(client["positions"][rank])
-        mhm_gen.set_state(client["mhm_rng"][rank])
-        rng = client["rng"][rank] if "rng" in client else client["torch_rng"]
-        set_rng_state(rng, device, ckpt_dir)
+        step, position = resume_from(engine, ckpt_dir, identity, rank, world, mhm_gen)
     if rank == 0:  # a resumed run re-logs the steps after its checkpoint; a fresh one all
         truncate_log(out / LOG_FILE, step)
     if rank == 0:
@@ -320,19 +367,7 @@ def train(
         if on_batch is not None:
             on_batch(step, batch)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        x = model_input(batch, cfg["model"]["input"])
-        if cfg["model"]["input"] != "masks":
-            k = batch["heatmaps"].shape[1]
-            x[:, :k] = masked_heatmap_modeling(x[:, :k], float(t["mhm_ratio"]), mhm_gen)
-        out_ = engine(x.to(dtype))
-        out_ = {
-            "joints": out_["joints"].float(),
-            "vertices": [v.float() for v in out_["vertices"]],
-            "cam": out_["cam"].float(),
-        }
-        loss, parts = mesh_losses(out_, batch, regressor, down, cfg["loss"])
-        engine.backward(loss)
-        engine.step()
+        parts = optimisation_step(engine, batch, cfg, dtype, mhm_gen, regressor, down)
         if cuda:
             torch.cuda.synchronize()
         step += 1
@@ -342,13 +377,7 @@ def train(
         bar.update(1)
         if step % int(t["log_every"]) == 0 or step == steps:
             lr = scheduler.get_last_lr()[0] if scheduler is not None else float(t["lr"])
-            names = sorted(parts)
-            vals = torch.stack([parts[k].float() for k in names])  # on the engine's device
-            if world > 1:  # log the mean over ranks
-                torch.distributed.all_reduce(vals)
-                vals /= world
-            vals = vals.cpu()
-            last = {k: float(v) for k, v in zip(names, vals)}
+            last = mean_over_ranks(parts, world)
             last.update(
                 lr=lr,
                 samples_per_s=window["n"] * micro * world / max(window["time"], 1e-9),
