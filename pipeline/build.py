@@ -458,24 +458,19 @@ def h36m_warning(provenance: dict, body_models: Path) -> str | None:
     )
 
 
-def build(args) -> dict:
-    """Run the whole build; return figures (counts and timings)."""
-    from tqdm import tqdm
-
-    from shards.manifest import write_manifest
-    from shards.topology import write_topology
-    from shards.writer import ShardInfo
-
-    t0 = time.perf_counter()
-    cfg = load_config(args.config, vars(args), args.set)
+def prepare(args, cfg: dict) -> tuple[Plan, object, list[dict]]:
+    """Preflight and plan: the listing, the sampling plan, the body models it needs and the
+    topology (joint regressors validated against the model), all before any work. Returns
+    (plan, topology, notes); a bad input is a :class:`PreflightError`."""
     preflight_paths(args.amass, args.body_models, args.out)
-    entries, scan_skips, kinds = scan_archive(args.amass, cfg["build"]["model_type"])
+    model_type = cfg["build"]["model_type"]
+    entries, scan_skips, kinds = scan_archive(args.amass, model_type)
     if not entries:
         first = (
             f"; first: {scan_skips[0]['input']}: {scan_skips[0]['reason']}" if scan_skips else ""
         )
         raise PreflightError(
-            f"{args.amass}: no usable {cfg['build']['model_type']} AMASS sequences "
+            f"{args.amass}: no usable {model_type} AMASS sequences "
             f"(*_poses.npz, *_stageii.npz; {len(scan_skips)} files skipped{first})"
         )
     pcfg = PlanConfig(**cfg["plan"])
@@ -489,9 +484,7 @@ def build(args) -> dict:
     needed = {kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
     preflight_models(args.body_models, needed)
     try:  # also validates the joint regressors against the model before any work
-        topology = build_topology(
-            args.body_models, RenderConfig(**cfg["render"]), cfg["build"]["model_type"]
-        )
+        topology = build_topology(args.body_models, RenderConfig(**cfg["render"]), model_type)
     except (OSError, ValueError) as e:
         msg = str(e).splitlines()[0]
         raise PreflightError(f"{args.body_models}: unusable topology/regressors ({msg})") from e
@@ -501,22 +494,35 @@ def build(args) -> dict:
         notes.append(
             {"kind": "h36m_approximated", "input": str(args.body_models), "reason": approx}
         )
+    return plan, topology, notes
+
+
+def save_plan(out: Path, plan: Plan, cfg: dict) -> str:
+    """Write the plan (refusing a folder that holds another one), its picture and the config;
+    return the plan digest."""
     digest = plan.digest()
-    if (args.out / "plan.json").exists():
-        old = json.loads((args.out / "plan.json").read_text()).get("digest")
+    if (out / "plan.json").exists():
+        old = json.loads((out / "plan.json").read_text()).get("digest")
         if old != digest:
             raise PreflightError(
-                f"{args.out}: holds a different plan ({old} != {digest}); use a new --out"
+                f"{out}: holds a different plan ({old} != {digest}); use a new --out"
             )
-    plan.save(args.out)
-    plot_plan(plan, args.out / "plan.png")
-    (args.out / "build_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    plan.save(out)
+    plot_plan(plan, out / "plan.png")
+    (out / "build_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    return digest
+
+
+def run_units(args, plan: Plan, cfg: dict, digest: str) -> tuple[dict, list[dict], float]:
+    """Resume: drop partial files, keep units whose shard matches its record, run the rest
+    (in this process or as Ray tasks). Returns ({unit: record} of every unit, the records
+    computed now, seconds spent computing them)."""
+    from tqdm import tqdm
 
     removed = clean_partial(args.out)
     done = load_done(args.out, plan, digest)
     todo = [u for u in range(len(plan.units)) if u not in done]
     jobs = make_jobs(plan, todo, args, cfg, digest)
-    done_meshes = sum(r["planned"] for r in done.values())
     print(
         f"plan {digest}: {plan.size} meshes in {len(plan.units)} units "
         f"({', '.join(f'{k} {v}' for k, v in plan.stats['splits'].items())}); "
@@ -526,7 +532,7 @@ def build(args) -> dict:
     )
     bar = tqdm(
         total=plan.size,
-        initial=done_meshes,
+        initial=sum(r["planned"] for r in done.values()),
         unit="mesh",
         desc="build",
         smoothing=0.1,
@@ -542,26 +548,33 @@ def build(args) -> dict:
             recs, t_units = run_ray(jobs, bar, args.workers, addr, cfg["build"]["max_retries"])
     finally:
         bar.close()
-    records = {**done, **{r["unit"]: r for r in recs}}
+    return {**done, **{r["unit"]: r for r in recs}}, recs, t_units
+
+
+def finish(args, plan: Plan, topology, records: dict, cfg: dict, digest: str, notes: list):
+    """Check planned = written + skipped, write the topology and the manifest (last), verify
+    the folder. Returns (shard records, sample skips)."""
+    from shards.manifest import write_manifest
+    from shards.topology import write_topology
+    from shards.verify import verify
+    from shards.writer import ShardInfo
 
     shards = [ShardInfo(**records[u]["shard"]) for u in sorted(records) if records[u]["shard"]]
     sample_skips = [s for u in sorted(records) for s in records[u]["skips"]]
     written = sum(s.meshes for s in shards)
-    planned = plan.size
-    if written + len(sample_skips) != planned:
+    if written + len(sample_skips) != plan.size:
         raise RuntimeError(
-            f"{args.out}: planned {planned} != written {written} + skipped {len(sample_skips)}"
+            f"{args.out}: planned {plan.size} != written {written} + skipped {len(sample_skips)}"
         )
     if not shards:
         raise RuntimeError(f"{args.out}: every planned sample was skipped; see the unit records")
     write_topology(args.out, topology)
-    dims = _dims(args.out / shards[0].name)
     config = {
         **cfg,
         "plan_digest": digest,
         "amass": str(args.amass),
         "body_models": str(args.body_models),
-        "planned": planned,
+        "planned": plan.size,
         "written": written,
         "skipped_samples": len(sample_skips),
         "plan_stats": plan.stats,
@@ -569,31 +582,40 @@ def build(args) -> dict:
     write_manifest(
         args.out,
         shards,
-        dims=dims,
+        dims=_dims(args.out / shards[0].name),
         config=config,
         skipped=list(plan.skips) + sample_skips,
         notes=notes,
         provenance={"regressors": topology.provenance},
     )
-    from shards.verify import verify
-
     rep = verify(args.out, checksums=False)  # checksums were taken from the written files
     if not rep.ok:
         raise RuntimeError("; ".join(rep.lines()[:5]))
+    return shards, sample_skips
+
+
+def build(args) -> dict:
+    """Run the whole build; return figures (counts and timings)."""
+    t0 = time.perf_counter()
+    cfg = load_config(args.config, vars(args), args.set)
+    plan, topology, notes = prepare(args, cfg)
+    digest = save_plan(args.out, plan, cfg)
+    records, recs, t_units = run_units(args, plan, cfg, digest)
+    shards, sample_skips = finish(args, plan, topology, records, cfg, digest, notes)
+    written = sum(s.meshes for s in shards)
     dt = time.perf_counter() - t0
     print(
         f"wrote {len(shards)} shards, {written} meshes ({len(sample_skips)} samples and "
         f"{len(plan.skips)} files skipped) to {args.out} in {dt:.1f} s",
         flush=True,
     )
-    computed = sum(r["planned"] for r in recs)
     return {
-        "planned": planned,
+        "planned": plan.size,
         "written": written,
         "skipped": len(sample_skips),
         "units_run": len(recs),
-        "units_resumed": len(done),
-        "meshes_computed": computed,
+        "units_resumed": len(records) - len(recs),
+        "meshes_computed": sum(r["planned"] for r in recs),
         "seconds_total": dt,
         "seconds_units": t_units,
         "unit_core_seconds": sum(r["seconds"] for r in recs),
