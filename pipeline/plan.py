@@ -247,6 +247,55 @@ def sequence_candidates(
     return idx
 
 
+def _all_candidates(listing, cfg, load_body_pose, skips: list, progress: bool, map_fn):
+    """Every sequence's candidate frames (:func:`sequence_candidates`, spread with
+    ``map_fn``); a sequence whose poses fail to load is appended to ``skips``. Returns (the
+    usable sequences, their candidate frames)."""
+    from functools import partial
+
+    from tqdm import tqdm
+
+    cand: list[np.ndarray] = []
+    usable: list[SeqEntry] = []
+    results = map_fn(partial(sequence_candidates, cfg=cfg, load_body_pose=load_body_pose), listing)
+    bar = tqdm(zip(listing, results), total=len(listing), desc="plan", unit="seq",
+               disable=not progress, leave=False)  # fmt: skip
+    for e, idx in bar:
+        if isinstance(idx, str):
+            skips.append({"input": e.path, "reason": idx, "samples": 0})
+            continue
+        cand.append(idx)
+        usable.append(e)
+    return usable, cand
+
+
+def _draw(cand: list[np.ndarray], subsets: list[str], sub_of, quota, seed: int):
+    """Each subset's quota drawn uniformly without replacement from its candidates (seeded
+    by subset name). Returns (sequence index, frame) per sample, subset by subset."""
+    seq_l, frame_l = [], []
+    for k, name in enumerate(subsets):
+        members = np.flatnonzero(sub_of == k)
+        seq_k = np.concatenate([np.full(cand[i].size, i, np.int64) for i in members])
+        fr_k = np.concatenate([cand[i] for i in members])
+        rng = np.random.default_rng(stable_seed(seed, "subset", name))
+        pick = np.sort(rng.choice(seq_k.size, size=int(quota[k]), replace=False))
+        seq_l.append(seq_k[pick])
+        frame_l.append(fr_k[pick])
+    return np.concatenate(seq_l), np.concatenate(frame_l)
+
+
+def _units(split: np.ndarray, unit_size: int) -> np.ndarray:
+    """(U, 2) [start, stop) ranges of ``unit_size`` consecutive samples that never cross a
+    split (samples sorted by split)."""
+    units = []
+    for s in range(len(SPLITS)):
+        where = np.flatnonzero(split == s)
+        if where.size:
+            lo, hi = int(where[0]), int(where[-1]) + 1
+            units += [(a, min(a + unit_size, hi)) for a in range(lo, hi, unit_size)]
+    return np.asarray(units, np.int64).reshape(-1, 2)
+
+
 def make_plan(
     listing: Sequence[SeqEntry],
     cfg: PlanConfig,
@@ -263,28 +312,13 @@ def make_plan(
     ``map_fn(func, iterable)`` (ordered, e.g. a process pool's ``map``) spreads the
     per-sequence work; the result does not depend on it.
     """
-    from functools import partial
-
-    from tqdm import tqdm
-
     listing = sorted(listing, key=lambda e: e.path)
     if not listing:
         raise ValueError("no readable sequences in the archive listing")
     if cfg.min_pose_dist > 0 and load_body_pose is None:
         raise ValueError("min_pose_dist > 0 needs load_body_pose")
     skips = list(skips)
-    cand: list[np.ndarray] = []
-    usable: list[SeqEntry] = []
-    results = map_fn(partial(sequence_candidates, cfg=cfg, load_body_pose=load_body_pose), listing)
-    bar = tqdm(zip(listing, results), total=len(listing), desc="plan", unit="seq",
-               disable=not progress, leave=False)  # fmt: skip
-    for e, idx in bar:
-        if isinstance(idx, str):
-            skips.append({"input": e.path, "reason": idx, "samples": 0})
-            continue
-        cand.append(idx)
-        usable.append(e)
-    listing = usable
+    listing, cand = _all_candidates(listing, cfg, load_body_pose, skips, progress, map_fn)
     if not listing:
         raise ValueError("no usable sequences in the archive listing")
 
@@ -298,28 +332,13 @@ def make_plan(
     )
     quota = allocate(cfg.meshes, dur, cap)
 
-    seq_l, frame_l = [], []
-    for k, name in enumerate(subsets):
-        members = np.flatnonzero(sub_of == k)
-        seq_k = np.concatenate([np.full(cand[i].size, i, np.int64) for i in members])
-        fr_k = np.concatenate([cand[i] for i in members])
-        rng = np.random.default_rng(stable_seed(cfg.seed, "subset", name))
-        pick = np.sort(rng.choice(seq_k.size, size=int(quota[k]), replace=False))
-        seq_l.append(seq_k[pick])
-        frame_l.append(fr_k[pick])
-    seq = np.concatenate(seq_l)
-    frame = np.concatenate(frame_l)
+    seq, frame = _draw(cand, subsets, sub_of, quota, cfg.seed)
     split_idx = {n: SPLITS.index(cfg.split_of(n)) for n in subsets}
     split = np.array([split_idx[listing[i].subset] for i in seq], np.int8)
     order = np.lexsort((frame, seq, split))  # by split, then sequence path, then frame
     seq, frame, split = seq[order].astype(np.int32), frame[order].astype(np.int32), split[order]
 
-    units = []
-    for s in range(len(SPLITS)):
-        where = np.flatnonzero(split == s)
-        if where.size:
-            lo, hi = int(where[0]), int(where[-1]) + 1
-            units += [(a, min(a + cfg.unit_size, hi)) for a in range(lo, hi, cfg.unit_size)]
+    units = _units(split, cfg.unit_size)
     stats = {
         "subsets": {
             n: {
@@ -342,7 +361,7 @@ def make_plan(
         seq=seq,
         frame=frame,
         split=split,
-        units=np.asarray(units, np.int64).reshape(-1, 2),
+        units=units,
         skips=skips,
         stats=stats,
     )
