@@ -66,7 +66,7 @@ def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     pcfg = PlanConfig(**cfg["plan"])
     mt = cfg["build"]["model_type"]
     lines.append(
-        f"config      {args.config}: model_type {mt}, target {pcfg.meshes} meshes, "
+        f"config      {args.config or 'defaults'}: model_type {mt}, target {pcfg.meshes} meshes, "
         f"{pcfg.fps:g} fps, central {pcfg.central:g}, min_pose_dist {pcfg.min_pose_dist:g}, "
         f"views {cfg['render']['views']}, res {cfg['render']['res']}"
     )

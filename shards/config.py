@@ -46,7 +46,7 @@ class ConfigError(ValueError):
 class Section(BaseModel):
     """One config section: unknown keys are errors, values are checked against their types."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 def read_yaml(path: str | Path) -> dict:
