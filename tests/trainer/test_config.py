@@ -133,3 +133,16 @@ def test_deepspeed_json_keeps_its_own_zero_keys(tmp_path):
     cfg = load_config(REPO / "configs/paper.yaml", [f"train.deepspeed_config={path}"])
     zero = deepspeed_config(cfg, 1, cuda=False)["zero_optimization"]
     assert zero == {"offload_optimizer": {"device": "cpu"}, "stage": 1}
+
+
+def test_cli_typo_is_one_error_line(tmp_path, capsys):
+    from trainer.__main__ import main
+
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("train: {stpes: 5}\n")
+    assert main(["params", "--config", str(bad)]) != 0
+    err = capsys.readouterr().err
+    assert err == f"error: {bad}: unknown key 'train.stpes' (did you mean 'steps'?)\n"
+    assert main(["params", "--config", str(REPO / "configs/paper.yaml"), "--set", "modl.x=1"])
+    want = "error: override 'modl.x=1': unknown key 'modl' (did you mean 'model'?)\n"
+    assert capsys.readouterr().err == want
