@@ -29,6 +29,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cameras.plotting import save_figure  # noqa: E402
 from trainer.config import load_config  # noqa: E402
 from trainer.data import DataSource  # noqa: E402
 from trainer.metrics import H36M_TO_14, mpjpe, pa_mpjpe  # noqa: E402
@@ -148,9 +149,7 @@ def figure(rows: list[dict], png: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("What the trainer learns per sample (demo shards, val split)")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, layout=False)  # constrained layout
 
 
 def main() -> int:

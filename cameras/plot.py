@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .plotting import save_figure
 from .rig import Rig
 
 REAL_COLOUR = "black"
@@ -126,8 +127,5 @@ def plot_rig(rig: Rig, out: Path | str | None = None, title: str | None = None):
     ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
-        plt.close(fig)
+        save_figure(fig, out, dpi="figure", layout=False)
     return fig

@@ -34,13 +34,14 @@ from typing import Literal
 
 import numpy as np
 
+from shards.schema import GENDERS
+
 #: Number of shape coefficients every Sequence carries (AMASS's extended SMPL+H: 16).
 NUM_BETAS = 16
 #: Width of the SMPL+H pose vector (52 joints x 3).
 SMPLH_POSE_DIM = 156
 #: Width of AMASS's full SMPL-X pose vector (55 joints x 3).
 SMPLX_POSE_DIM = 165
-GENDERS = ("male", "female", "neutral")
 SEQUENCE_PATTERNS = ("*_poses.npz", "*_stageii.npz")
 
 OnError = Literal["raise", "skip"]

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shards.schema import GENDERS
+
 MODEL_TYPES = ("smpl", "smplh", "smplx")
-GENDERS = ("neutral", "male", "female")
 #: number of model joints (without smplx's extra vertex-based joints)
 NUM_MODEL_JOINTS = {"smpl": 24, "smplh": 52, "smplx": 55}
 #: vertex count of the real SMPL-family topologies (smplx vertex ids apply only to these)

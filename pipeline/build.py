@@ -3,6 +3,10 @@
     python -m pipeline.build --config configs/build_default.yaml --amass data/amass \\
         --body-models data/body_models --out out/shards --views 8 --res 56 --masks 0 --workers 2
 
+Settings: typed defaults (:class:`BuildConfig`; ``configs/build_default.yaml`` sets nothing),
+then ``--config``, then the flags ``--meshes`` ... ``--masks``, then ``--set a.b=value`` in order;
+``--print-config`` prints the result. An unknown or mistyped key is a one-line error.
+
 Local Ray with ``--workers N`` (``0`` runs units in this process, no Ray); a cluster through
 ``--address`` or ``RAY_ADDRESS`` (the output folder must be on a filesystem every node sees).
 
@@ -27,15 +31,20 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import yaml
 
+from pipeline.body_models import MODEL_TYPES
 from pipeline.plan import SPLITS, Plan, PlanConfig, SeqEntry, make_plan, plot_plan
 from pipeline.process import Context, RenderConfig, process_unit
 from pipeline.subsets import check_listing, summary_lines
+from shards.atomic import write_atomic
+from shards.config import ConfigError, Field, Section, load
+from shards.schema import GENDERS
+from shards.writer import COMPRESSIONS
 
 UNITS_DIR = "units"
 PARALLEL_PLAN_MIN_SEQUENCES = 256  # below this a process pool costs more than it saves
@@ -54,42 +63,47 @@ class UnitFailed(Exception):
 # configuration
 
 
-def load_config(path: Path | None, overrides: dict) -> dict:
-    """Read a build config (``plan``/``render``/``build`` sections) and apply CLI overrides."""
-    raw: dict = {}
-    if path is not None:
-        if not Path(path).is_file():
-            raise PreflightError(f"{path}: build config not found")
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise PreflightError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from e
-    unknown = sorted(set(raw) - {"plan", "render", "build"})
-    if unknown:
-        raise PreflightError(f"{path}: unknown sections {unknown}")
-    plan = dict(raw.get("plan") or {})
-    render = dict(raw.get("render") or {})
-    build = {
-        "model_type": "smplh",
-        "max_retries": 3,
-        "compression": "blosc-lz4",
-        **(raw.get("build") or {}),
-    }
-    bad = sorted(set(build) - {"model_type", "max_retries", "compression"})
-    if bad:
-        raise PreflightError(f"{path}: build config: unknown keys {bad}")
-    for k in ("meshes", "seed", "unit_size"):
-        if overrides.get(k) is not None:
-            plan[k] = overrides[k]
-    for k in ("views", "res", "masks"):
-        if overrides.get(k) is not None:
-            render[k] = overrides[k]
+class BuildOptions(Section):
+    """How the build runs (the ``build`` section of a build config)."""
+
+    model_type: Literal[MODEL_TYPES] = "smplh"  # body-model family; others' sequences skipped
+    max_retries: int = Field(3, ge=0)  # Ray task retries (worker crash or exception)
+    #: shard compression (``shards.writer.COMPRESSIONS``); blosc-lz4 writes 4x faster than
+    #: blosc-zstd and is ~35% larger
+    compression: Literal[COMPRESSIONS] = "blosc-lz4"
+
+
+class BuildConfig(Section):
+    """A build config: sampling plan, per-view rendering, how the build runs. The defaults
+    are what ``make shards`` builds on the embedded default."""
+
+    plan: PlanConfig = PlanConfig()
+    render: RenderConfig = RenderConfig()
+    build: BuildOptions = BuildOptions()
+
+
+#: CLI flags that set one config value each (``--meshes 300`` = ``--set plan.meshes=300``).
+FLAG_KEYS = {
+    "meshes": "plan.meshes",
+    "seed": "plan.seed",
+    "unit_size": "plan.unit_size",
+    "views": "render.views",
+    "res": "render.res",
+    "masks": "render.masks",
+}
+
+
+def load_config(
+    path: Path | None, flags: dict | None = None, overrides: list[str] | None = None
+) -> dict:
+    """The build config as a plain dict: defaults, the YAML file at ``path``, the CLI
+    ``flags`` (:data:`FLAG_KEYS`, ``None`` = not given), then ``--set`` ``overrides``."""
+    sets = [f"{key}={flags[f]}" for f, key in FLAG_KEYS.items() if (flags or {}).get(f) is not None]
+    sets += list(overrides or ())
     try:
-        pc = PlanConfig.from_dict(plan)
-        rc = RenderConfig.from_dict(render)
-    except (TypeError, ValueError) as e:
-        raise PreflightError(f"{path}: {e}") from e
-    return {"plan": asdict(pc), "render": asdict(rc), "build": build}
+        return load(BuildConfig, path, sets).model_dump()
+    except ConfigError as e:
+        raise PreflightError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +201,7 @@ def warm_up(job: dict) -> int:
     from pipeline.heatmaps import encode
 
     ctx = _context(job)
-    for g in ("neutral", "male", "female"):
+    for g in GENDERS:
         try:
             ctx.model(ctx.model_type, g)
         except ValueError:  # a gender the archive does not use may be absent
@@ -236,9 +250,7 @@ def run_unit(job: dict) -> dict:
     }
     rp = unit_record_path(out, u)
     rp.parent.mkdir(parents=True, exist_ok=True)
-    tmp = rp.with_name(f"{rp.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record) + "\n")
-    os.replace(tmp, rp)
+    write_atomic(rp, json.dumps(record) + "\n")
     return record
 
 
@@ -446,24 +458,19 @@ def h36m_warning(provenance: dict, body_models: Path) -> str | None:
     )
 
 
-def build(args) -> dict:
-    """Run the whole build; return figures (counts and timings)."""
-    from tqdm import tqdm
-
-    from shards.manifest import write_manifest
-    from shards.topology import write_topology
-    from shards.writer import ShardInfo
-
-    t0 = time.perf_counter()
-    cfg = load_config(args.config, vars(args))
+def prepare(args, cfg: dict) -> tuple[Plan, object, list[dict]]:
+    """Preflight and plan: the listing, the sampling plan, the body models it needs and the
+    topology (joint regressors validated against the model), all before any work. Returns
+    (plan, topology, notes); a bad input is a :class:`PreflightError`."""
     preflight_paths(args.amass, args.body_models, args.out)
-    entries, scan_skips, kinds = scan_archive(args.amass, cfg["build"]["model_type"])
+    model_type = cfg["build"]["model_type"]
+    entries, scan_skips, kinds = scan_archive(args.amass, model_type)
     if not entries:
         first = (
             f"; first: {scan_skips[0]['input']}: {scan_skips[0]['reason']}" if scan_skips else ""
         )
         raise PreflightError(
-            f"{args.amass}: no usable {cfg['build']['model_type']} AMASS sequences "
+            f"{args.amass}: no usable {model_type} AMASS sequences "
             f"(*_poses.npz, *_stageii.npz; {len(scan_skips)} files skipped{first})"
         )
     pcfg = PlanConfig(**cfg["plan"])
@@ -477,9 +484,7 @@ def build(args) -> dict:
     needed = {kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
     preflight_models(args.body_models, needed)
     try:  # also validates the joint regressors against the model before any work
-        topology = build_topology(
-            args.body_models, RenderConfig(**cfg["render"]), cfg["build"]["model_type"]
-        )
+        topology = build_topology(args.body_models, RenderConfig(**cfg["render"]), model_type)
     except (OSError, ValueError) as e:
         msg = str(e).splitlines()[0]
         raise PreflightError(f"{args.body_models}: unusable topology/regressors ({msg})") from e
@@ -489,22 +494,35 @@ def build(args) -> dict:
         notes.append(
             {"kind": "h36m_approximated", "input": str(args.body_models), "reason": approx}
         )
+    return plan, topology, notes
+
+
+def save_plan(out: Path, plan: Plan, cfg: dict) -> str:
+    """Write the plan (refusing a folder that holds another one), its picture and the config;
+    return the plan digest."""
     digest = plan.digest()
-    if (args.out / "plan.json").exists():
-        old = json.loads((args.out / "plan.json").read_text()).get("digest")
+    if (out / "plan.json").exists():
+        old = json.loads((out / "plan.json").read_text()).get("digest")
         if old != digest:
             raise PreflightError(
-                f"{args.out}: holds a different plan ({old} != {digest}); use a new --out"
+                f"{out}: holds a different plan ({old} != {digest}); use a new --out"
             )
-    plan.save(args.out)
-    plot_plan(plan, args.out / "plan.png")
-    (args.out / "build_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    plan.save(out)
+    plot_plan(plan, out / "plan.png")
+    (out / "build_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    return digest
+
+
+def run_units(args, plan: Plan, cfg: dict, digest: str) -> tuple[dict, list[dict], float]:
+    """Resume: drop partial files, keep units whose shard matches its record, run the rest
+    (in this process or as Ray tasks). Returns ({unit: record} of every unit, the records
+    computed now, seconds spent computing them)."""
+    from tqdm import tqdm
 
     removed = clean_partial(args.out)
     done = load_done(args.out, plan, digest)
     todo = [u for u in range(len(plan.units)) if u not in done]
     jobs = make_jobs(plan, todo, args, cfg, digest)
-    done_meshes = sum(r["planned"] for r in done.values())
     print(
         f"plan {digest}: {plan.size} meshes in {len(plan.units)} units "
         f"({', '.join(f'{k} {v}' for k, v in plan.stats['splits'].items())}); "
@@ -514,7 +532,7 @@ def build(args) -> dict:
     )
     bar = tqdm(
         total=plan.size,
-        initial=done_meshes,
+        initial=sum(r["planned"] for r in done.values()),
         unit="mesh",
         desc="build",
         smoothing=0.1,
@@ -530,26 +548,33 @@ def build(args) -> dict:
             recs, t_units = run_ray(jobs, bar, args.workers, addr, cfg["build"]["max_retries"])
     finally:
         bar.close()
-    records = {**done, **{r["unit"]: r for r in recs}}
+    return {**done, **{r["unit"]: r for r in recs}}, recs, t_units
+
+
+def finish(args, plan: Plan, topology, records: dict, cfg: dict, digest: str, notes: list):
+    """Check planned = written + skipped, write the topology and the manifest (last), verify
+    the folder. Returns (shard records, sample skips)."""
+    from shards.manifest import write_manifest
+    from shards.topology import write_topology
+    from shards.verify import verify
+    from shards.writer import ShardInfo
 
     shards = [ShardInfo(**records[u]["shard"]) for u in sorted(records) if records[u]["shard"]]
     sample_skips = [s for u in sorted(records) for s in records[u]["skips"]]
     written = sum(s.meshes for s in shards)
-    planned = plan.size
-    if written + len(sample_skips) != planned:
+    if written + len(sample_skips) != plan.size:
         raise RuntimeError(
-            f"{args.out}: planned {planned} != written {written} + skipped {len(sample_skips)}"
+            f"{args.out}: planned {plan.size} != written {written} + skipped {len(sample_skips)}"
         )
     if not shards:
         raise RuntimeError(f"{args.out}: every planned sample was skipped; see the unit records")
     write_topology(args.out, topology)
-    dims = _dims(args.out / shards[0].name)
     config = {
         **cfg,
         "plan_digest": digest,
         "amass": str(args.amass),
         "body_models": str(args.body_models),
-        "planned": planned,
+        "planned": plan.size,
         "written": written,
         "skipped_samples": len(sample_skips),
         "plan_stats": plan.stats,
@@ -557,31 +582,40 @@ def build(args) -> dict:
     write_manifest(
         args.out,
         shards,
-        dims=dims,
+        dims=_dims(args.out / shards[0].name),
         config=config,
         skipped=list(plan.skips) + sample_skips,
         notes=notes,
         provenance={"regressors": topology.provenance},
     )
-    from shards.verify import verify
-
     rep = verify(args.out, checksums=False)  # checksums were taken from the written files
     if not rep.ok:
         raise RuntimeError("; ".join(rep.lines()[:5]))
+    return shards, sample_skips
+
+
+def build(args) -> dict:
+    """Run the whole build; return figures (counts and timings)."""
+    t0 = time.perf_counter()
+    cfg = load_config(args.config, vars(args), args.set)
+    plan, topology, notes = prepare(args, cfg)
+    digest = save_plan(args.out, plan, cfg)
+    records, recs, t_units = run_units(args, plan, cfg, digest)
+    shards, sample_skips = finish(args, plan, topology, records, cfg, digest, notes)
+    written = sum(s.meshes for s in shards)
     dt = time.perf_counter() - t0
     print(
         f"wrote {len(shards)} shards, {written} meshes ({len(sample_skips)} samples and "
         f"{len(plan.skips)} files skipped) to {args.out} in {dt:.1f} s",
         flush=True,
     )
-    computed = sum(r["planned"] for r in recs)
     return {
-        "planned": planned,
+        "planned": plan.size,
         "written": written,
         "skipped": len(sample_skips),
         "units_run": len(recs),
-        "units_resumed": len(done),
-        "meshes_computed": computed,
+        "units_resumed": len(records) - len(recs),
+        "meshes_computed": sum(r["planned"] for r in recs),
         "seconds_total": dt,
         "seconds_units": t_units,
         "unit_core_seconds": sum(r["seconds"] for r in recs),
@@ -629,15 +663,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m pipeline.build", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--config", type=Path, default=None, help="build config YAML")
-    ap.add_argument("--amass", type=Path, required=True, help="AMASS root (<Subset>/...)")
-    ap.add_argument("--body-models", type=Path, required=True, help="body-model folder")
-    ap.add_argument("--out", type=Path, required=True, help="output shard folder")
+    ap.add_argument("--amass", type=Path, help="AMASS root (<Subset>/...)")
+    ap.add_argument("--body-models", type=Path, help="body-model folder")
+    ap.add_argument("--out", type=Path, help="output shard folder")
     ap.add_argument("--views", type=int, default=None)
     ap.add_argument("--res", type=int, default=None)
     ap.add_argument("--masks", type=int, choices=(0, 1), default=None)
     ap.add_argument("--meshes", type=int, default=None, help="target number of meshes")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--unit-size", type=int, default=None, help="meshes per work unit / shard")
+    ap.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides after --config and the flags above, e.g. plan.fps=20",
+    )
     ap.add_argument("--workers", type=int, default=2, help="local Ray workers (0: no Ray)")
     ap.add_argument("--address", default=None, help="Ray cluster address (or RAY_ADDRESS)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -646,11 +688,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="print what the build would use, split and skip (headers only; no Ray, no output)",
     )
-    return ap.parse_args(argv)
+    ap.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the config this command would build with (YAML) and exit",
+    )
+    args = ap.parse_args(argv)
+    missing = [f"--{k.replace('_', '-')}" for k in ("amass", "body_models", "out")]
+    missing = [m for m in missing if getattr(args, m[2:].replace("-", "_")) is None]
+    if missing and not args.print_config:
+        ap.error(f"the following arguments are required: {', '.join(missing)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.print_config:
+        try:
+            cfg = load_config(args.config, vars(args), args.set)
+        except PreflightError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None), end="")
+        return 0
     if args.dry_run:
         from pipeline.doctor import dry_run
 
@@ -673,4 +733,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["SPLITS", "build", "load_config", "main", "run_unit", "PreflightError"]
+__all__ = ["SPLITS", "BuildConfig", "build", "load_config", "main", "run_unit", "PreflightError"]

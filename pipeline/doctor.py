@@ -60,13 +60,13 @@ def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     errors: list[str] = []
     warnings: list[str] = []
     try:
-        cfg = load_config(args.config, vars(args))
+        cfg = load_config(args.config, vars(args), args.set)
     except PreflightError as e:
         return lines, [str(e)]
     pcfg = PlanConfig(**cfg["plan"])
     mt = cfg["build"]["model_type"]
     lines.append(
-        f"config      {args.config}: model_type {mt}, target {pcfg.meshes} meshes, "
+        f"config      {args.config or 'defaults'}: model_type {mt}, target {pcfg.meshes} meshes, "
         f"{pcfg.fps:g} fps, central {pcfg.central:g}, min_pose_dist {pcfg.min_pose_dist:g}, "
         f"views {cfg['render']['views']}, res {cfg['render']['res']}"
     )

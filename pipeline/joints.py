@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shards.schema import H36M14_FROM_17
+
 COCO17 = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
@@ -44,8 +46,6 @@ H36M17 = (
     "Nose", "Head", "L_Shoulder", "L_Elbow", "L_Wrist", "R_Shoulder", "R_Elbow", "R_Wrist",
 )  # fmt: skip
 H36M17_FLIP = (0, 4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 11, 12, 13)
-#: H36M-14 evaluation joints as indices into H36M-17
-H36M14_FROM_17 = (3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10)
 H36M14 = tuple(H36M17[i] for i in H36M14_FROM_17)
 H36M_PELVIS = 0
 

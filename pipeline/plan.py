@@ -19,14 +19,20 @@ seed and a stable hash of the sequence path, never from the order of work.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+
+from cameras.plotting import save_figure
+from shards.atomic import atomic_path, write_atomic
+from shards.config import Field, Number, Section
 
 SPLITS = ("train", "val", "test")
 
@@ -38,32 +44,31 @@ AMASS_SPLITS = {
     "test": ["Transitions_mocap", "SSM_synced"],
 }
 
+#: The default split: AMASS's (so real AMASS needs no config) plus the embedded default's own:
+#: train SynthCMU + SynthKIT (6 subjects), val SynthBML, test SynthHDM.
+DEFAULT_SPLITS = {
+    "val": [*AMASS_SPLITS["val"], "SynthBML"],
+    "test": [*AMASS_SPLITS["test"], "SynthHDM"],
+}
 
-@dataclass
-class PlanConfig:
-    """Sampling settings (the ``plan`` section of a build config)."""
 
-    meshes: int = 2000
-    fps: float = 30.0
-    central: float = 0.8
-    keep_rate: float = 1.0
-    min_pose_dist: float = 0.0
-    unit_size: int = 256
+class PlanConfig(Section):
+    """Sampling settings (the ``plan`` section of a build config). The numbers stay as written
+    (``Number``: 30 is not 30.0) because the plan digest hashes this section's JSON."""
+
+    meshes: int = Field(2000, gt=0)  # target count, spread over subsets by duration
+    fps: Number = Field(30, gt=0)  # resample every sequence to this rate first
+    central: Number = Field(0.8, gt=0, le=1)  # keep the central 80% of each sequence (AMASS prep)
+    keep_rate: Number = Field(1.0, gt=0, le=1)  # random keep-rate after that (1.0: keep all)
+    #: pose-diversity thinning: mean per-joint axis-angle distance, radians (0: off)
+    min_pose_dist: Number = Field(0.005, ge=0)
+    unit_size: int = Field(256, gt=0)  # meshes per work unit = per shard (never cross a split)
     seed: int = 0
-    splits: dict[str, list[str]] = field(default_factory=lambda: dict(AMASS_SPLITS))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PlanConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"plan config: unknown keys {unknown}")
-        cfg = cls(**known)
-        if cfg.meshes <= 0 or cfg.unit_size <= 0 or cfg.fps <= 0:
-            raise ValueError("plan config: meshes, unit_size and fps must be positive")
-        if not 0 < cfg.central <= 1 or not 0 < cfg.keep_rate <= 1:
-            raise ValueError("plan config: central and keep_rate must be in (0, 1]")
-        return cfg
+    #: subsets per split; every other subset is train. Subset names of both AMASS releases
+    #: match each other (``pipeline/subsets.py``); ``--dry-run`` prints every subset's split.
+    splits: dict[Literal["val", "test"], list[str]] = Field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_SPLITS)
+    )
 
     def split_of(self, subset: str) -> str:
         """Split name for an AMASS subset folder (default train); names of both AMASS releases
@@ -127,9 +132,8 @@ class Plan:
     def save(self, out: Path) -> None:
         """Write ``plan.npz`` (arrays) and ``plan.json`` (listing, config, stats) atomically."""
         out = Path(out)
-        tmp = out / "plan.npz.tmp.npz"
-        np.savez(tmp, seq=self.seq, frame=self.frame, split=self.split, units=self.units)
-        tmp.replace(out / "plan.npz")
+        with atomic_path(out / "plan.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, seq=self.seq, frame=self.frame, split=self.split, units=self.units)
         meta = {
             "digest": self.digest(),
             "config": self.config,
@@ -137,9 +141,7 @@ class Plan:
             "skips": self.skips,
             "stats": self.stats,
         }
-        tmpj = out / "plan.json.tmp"
-        tmpj.write_text(json.dumps(meta, indent=1) + "\n")
-        tmpj.replace(out / "plan.json")
+        write_atomic(out / "plan.json", json.dumps(meta, indent=1) + "\n")
 
     @classmethod
     def load(cls, out: Path) -> Plan:
@@ -245,6 +247,55 @@ def sequence_candidates(
     return idx
 
 
+def _all_candidates(listing, cfg, load_body_pose, skips: list, progress: bool, map_fn):
+    """Every sequence's candidate frames (:func:`sequence_candidates`, spread with
+    ``map_fn``); a sequence whose poses fail to load is appended to ``skips``. Returns (the
+    usable sequences, their candidate frames)."""
+    from functools import partial
+
+    from tqdm import tqdm
+
+    cand: list[np.ndarray] = []
+    usable: list[SeqEntry] = []
+    results = map_fn(partial(sequence_candidates, cfg=cfg, load_body_pose=load_body_pose), listing)
+    bar = tqdm(zip(listing, results), total=len(listing), desc="plan", unit="seq",
+               disable=not progress, leave=False)  # fmt: skip
+    for e, idx in bar:
+        if isinstance(idx, str):
+            skips.append({"input": e.path, "reason": idx, "samples": 0})
+            continue
+        cand.append(idx)
+        usable.append(e)
+    return usable, cand
+
+
+def _draw(cand: list[np.ndarray], subsets: list[str], sub_of, quota, seed: int):
+    """Each subset's quota drawn uniformly without replacement from its candidates (seeded
+    by subset name). Returns (sequence index, frame) per sample, subset by subset."""
+    seq_l, frame_l = [], []
+    for k, name in enumerate(subsets):
+        members = np.flatnonzero(sub_of == k)
+        seq_k = np.concatenate([np.full(cand[i].size, i, np.int64) for i in members])
+        fr_k = np.concatenate([cand[i] for i in members])
+        rng = np.random.default_rng(stable_seed(seed, "subset", name))
+        pick = np.sort(rng.choice(seq_k.size, size=int(quota[k]), replace=False))
+        seq_l.append(seq_k[pick])
+        frame_l.append(fr_k[pick])
+    return np.concatenate(seq_l), np.concatenate(frame_l)
+
+
+def _units(split: np.ndarray, unit_size: int) -> np.ndarray:
+    """(U, 2) [start, stop) ranges of ``unit_size`` consecutive samples that never cross a
+    split (samples sorted by split)."""
+    units = []
+    for s in range(len(SPLITS)):
+        where = np.flatnonzero(split == s)
+        if where.size:
+            lo, hi = int(where[0]), int(where[-1]) + 1
+            units += [(a, min(a + unit_size, hi)) for a in range(lo, hi, unit_size)]
+    return np.asarray(units, np.int64).reshape(-1, 2)
+
+
 def make_plan(
     listing: Sequence[SeqEntry],
     cfg: PlanConfig,
@@ -261,28 +312,13 @@ def make_plan(
     ``map_fn(func, iterable)`` (ordered, e.g. a process pool's ``map``) spreads the
     per-sequence work; the result does not depend on it.
     """
-    from functools import partial
-
-    from tqdm import tqdm
-
     listing = sorted(listing, key=lambda e: e.path)
     if not listing:
         raise ValueError("no readable sequences in the archive listing")
     if cfg.min_pose_dist > 0 and load_body_pose is None:
         raise ValueError("min_pose_dist > 0 needs load_body_pose")
     skips = list(skips)
-    cand: list[np.ndarray] = []
-    usable: list[SeqEntry] = []
-    results = map_fn(partial(sequence_candidates, cfg=cfg, load_body_pose=load_body_pose), listing)
-    bar = tqdm(zip(listing, results), total=len(listing), desc="plan", unit="seq",
-               disable=not progress, leave=False)  # fmt: skip
-    for e, idx in bar:
-        if isinstance(idx, str):
-            skips.append({"input": e.path, "reason": idx, "samples": 0})
-            continue
-        cand.append(idx)
-        usable.append(e)
-    listing = usable
+    listing, cand = _all_candidates(listing, cfg, load_body_pose, skips, progress, map_fn)
     if not listing:
         raise ValueError("no usable sequences in the archive listing")
 
@@ -296,28 +332,13 @@ def make_plan(
     )
     quota = allocate(cfg.meshes, dur, cap)
 
-    seq_l, frame_l = [], []
-    for k, name in enumerate(subsets):
-        members = np.flatnonzero(sub_of == k)
-        seq_k = np.concatenate([np.full(cand[i].size, i, np.int64) for i in members])
-        fr_k = np.concatenate([cand[i] for i in members])
-        rng = np.random.default_rng(stable_seed(cfg.seed, "subset", name))
-        pick = np.sort(rng.choice(seq_k.size, size=int(quota[k]), replace=False))
-        seq_l.append(seq_k[pick])
-        frame_l.append(fr_k[pick])
-    seq = np.concatenate(seq_l)
-    frame = np.concatenate(frame_l)
+    seq, frame = _draw(cand, subsets, sub_of, quota, cfg.seed)
     split_idx = {n: SPLITS.index(cfg.split_of(n)) for n in subsets}
     split = np.array([split_idx[listing[i].subset] for i in seq], np.int8)
     order = np.lexsort((frame, seq, split))  # by split, then sequence path, then frame
     seq, frame, split = seq[order].astype(np.int32), frame[order].astype(np.int32), split[order]
 
-    units = []
-    for s in range(len(SPLITS)):
-        where = np.flatnonzero(split == s)
-        if where.size:
-            lo, hi = int(where[0]), int(where[-1]) + 1
-            units += [(a, min(a + cfg.unit_size, hi)) for a in range(lo, hi, cfg.unit_size)]
+    units = _units(split, cfg.unit_size)
     stats = {
         "subsets": {
             n: {
@@ -335,12 +356,12 @@ def make_plan(
         "sequence_fps": [float(e.fps) for e in listing],
     }
     return Plan(
-        config=asdict(cfg),
+        config=cfg.model_dump(),
         sequences=[e.path for e in listing],
         seq=seq,
         frame=frame,
         split=split,
-        units=np.asarray(units, np.int64).reshape(-1, 2),
+        units=units,
         skips=skips,
         stats=stats,
     )
@@ -403,8 +424,4 @@ def plot_plan(plan: Plan, png: Path, max_sequences: int = 8) -> Path:
     )
     ax1.set_title(f"planned frames of {len(np.unique(pick.astype(int)))} sequences")
     ax1.set_ylim(-0.7, len(np.unique(pick.astype(int))) - 0.2)
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png, layout=False)

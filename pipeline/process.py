@@ -21,39 +21,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import model_validator
 
-from cameras.crop import apply_affine, crop_affine, crop_box
+from cameras.crop import CROP_RES, apply_affine, crop_affine, crop_box
 from cameras.placement import placement_transform
 from cameras.projection import project
 from pipeline.heatmaps import encode
+from shards.config import Field, Section
 from shards.schema import GENDERS
 
-CROP_RES = 224
 
-
-@dataclass
-class RenderConfig:
+class RenderConfig(Section):
     """Per-view output settings (the ``render`` section of a build config)."""
 
-    views: int = 8
-    res: int = 56
+    views: int = Field(8, ge=1)  # 4 Human3.6M S1 cameras + 4 interpolated
+    res: int = Field(56, ge=4)  # heatmap / mask side R
     masks: bool = False
-    sigma: float | None = None
-    crop_scale: float = 1.2
-    body_chunk: int = 64
-    occlusion: bool | None = None  # per-keypoint self-occlusion flags; None: when masks are on
+    sigma: float | None = None  # Gaussian sigma in heatmap px (None: 2 px at R=56, scaled with R)
+    crop_scale: float = 1.2  # crop side = 1.2 x extent of the projected COCO-17 + H36M-17 joints
+    body_chunk: int = Field(64, ge=1)  # body-model forward batch (64 is fastest on one core)
+    #: per-keypoint self-occlusion flags (``views/occluded``); None: when masks are on
+    occlusion: bool | None = None
 
+    @model_validator(mode="before")
     @classmethod
-    def from_dict(cls, d: dict) -> RenderConfig:
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"render config: unknown keys {unknown}")
-        cfg = cls(**d)
-        cfg.masks = bool(cfg.masks)
-        cfg.occlusion = cfg.masks if cfg.occlusion is None else bool(cfg.occlusion)
-        if cfg.views < 1 or cfg.res < 4:
-            raise ValueError("render config: views must be >= 1 and res >= 4")
-        return cfg
+    def _occlusion_follows_masks(cls, d):
+        if isinstance(d, dict) and d.get("occlusion") is None:
+            d = {**d, "occlusion": d.get("masks", False)}
+        return d
 
 
 @dataclass
@@ -149,9 +144,46 @@ def process_unit(
     image and inside the crop's R x R grid; self-occlusion is not tested. Heatmaps are drawn
     for every joint in front of the camera (also just outside the crop, see heatmaps.encode).
     """
+    idx, pose, trans, betas, genders, skips = _body_params(ctx, paths, frames, sample_ids)
+    if idx.size == 0:
+        return UnitResult(None, skips)
+    ids = np.asarray(sample_ids, np.int64)[idx]
+
+    verts, coco, h36m = _bodies(ctx, pose, betas, trans, genders, ctx.model_type)
+    placement = _place(verts, h36m, ids, seed)
+    verts, coco, h36m = (_apply(placement, x) for x in (verts, coco, h36m))
+    views, extra = _views(ctx, verts, coco, h36m)
+    out = {
+        "sample_id": ids,
+        "source/path": np.array([paths[i] for i in idx], dtype=object),
+        "source/frame": np.asarray(frames, np.int32)[idx],
+        "body/pose": pose,
+        "body/betas": betas,
+        "body/trans": trans,
+        "body/gender": genders,
+        "body/placement": placement.astype(np.float32),
+        "mesh/vertices": verts.astype(np.float16),
+        "joints3d/coco17": coco.astype(np.float32),
+        "joints3d/h36m17": h36m.astype(np.float32),
+        **views,
+    }
+    r = ctx.render
+    if r.masks or r.occlusion:
+        masks, occluded = _silhouettes(ctx, verts, *extra)
+        if r.masks:
+            out["views/masks"] = masks
+        if r.occlusion:
+            out["views/occluded"] = occluded
+    return UnitResult(out, skips)
+
+
+def _body_params(ctx: Context, paths: list[str], frames: np.ndarray, sample_ids: np.ndarray):
+    """Load each planned frame's pose, translation, shape and gender. Returns (kept sample
+    positions, pose, trans, betas, gender codes of the kept samples, skips): a sample whose
+    file fails to load, whose frame is past the end or whose values are not finite is skipped
+    with its reason."""
     from pipeline.amass import AmassFileError
 
-    r = ctx.render
     m_all = len(sample_ids)
     skips: list[dict] = []
     keep = np.ones(m_all, bool)
@@ -189,17 +221,18 @@ def process_unit(
                 skips.append(_skip(sample_ids[i], rel, fr[j], "non-finite pose/trans/betas"))
     idx = np.flatnonzero(keep)
     if idx.size == 0:
-        return UnitResult(None, skips)
+        return idx, None, None, None, None, skips
     assert pose is not None and trans is not None and betas is not None
-    pose, trans, betas, genders = pose[idx], trans[idx], betas[idx], genders[idx]
-    ids = np.asarray(sample_ids, np.int64)[idx]
-    m = idx.size
+    return idx, pose[idx], trans[idx], betas[idx], genders[idx], skips
 
-    verts, coco, h36m = _bodies(ctx, pose, betas, trans, genders, ctx.model_type)
-    placement = _place(verts, h36m, ids, seed)
-    verts, coco, h36m = (_apply(placement, x) for x in (verts, coco, h36m))
 
+def _views(ctx: Context, verts: np.ndarray, coco: np.ndarray, h36m: np.ndarray):
+    """Every view of placed bodies: cameras, projected keypoints, crops, visibility and
+    heatmaps (the ``views/*`` fields but masks). Returns (fields, the arguments
+    :func:`_silhouettes` needs after the vertices)."""
+    r = ctx.render
     cams = ctx.rig
+    m = verts.shape[0]
     Rs, ts, Ks, ds, size = cams.R, cams.t, cams.K, cams.dist, cams.image_size
     pts = np.concatenate([coco, h36m], axis=1)[:, None]  # (M, 1, 34, 3)
     proj = project(pts, Rs, ts, Ks, ds, distort=True, image_size=size)
@@ -213,18 +246,7 @@ def process_unit(
     vis_c = vis & _inside(kp_hm, r.res)
     vis_h = proj.visible[:, :, 17:] & _inside(apply_affine(crop_r, uv[:, :, 17:]), r.res)
     V = len(cams)
-    out = {
-        "sample_id": ids,
-        "source/path": np.array([paths[i] for i in idx], dtype=object),
-        "source/frame": np.asarray(frames, np.int32)[idx],
-        "body/pose": pose,
-        "body/betas": betas,
-        "body/trans": trans,
-        "body/gender": genders,
-        "body/placement": placement.astype(np.float32),
-        "mesh/vertices": verts.astype(np.float16),
-        "joints3d/coco17": coco.astype(np.float32),
-        "joints3d/h36m17": h36m.astype(np.float32),
+    fields = {
         "views/camera": np.broadcast_to(np.arange(V, dtype=np.int16), (m, V)),
         "views/R": np.broadcast_to(Rs.astype(np.float32), (m, V, 3, 3)),
         "views/t": np.broadcast_to(ts.astype(np.float32), (m, V, 3)),
@@ -237,13 +259,7 @@ def process_unit(
         "views/crop": crop224.astype(np.float32),
         "views/heatmaps": hm,
     }
-    if r.masks or r.occlusion:
-        masks, occluded = _silhouettes(ctx, verts, Rs, ts, Ks, ds, crop_r, kp_hm, proj.depth)
-        if r.masks:
-            out["views/masks"] = masks
-        if r.occlusion:
-            out["views/occluded"] = occluded
-    return UnitResult(out, skips)
+    return fields, (Rs, ts, Ks, ds, crop_r, kp_hm, proj.depth)
 
 
 def _skip(sample_id, path: str, frame, reason: str) -> dict:

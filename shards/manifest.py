@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shards.atomic import write_atomic
 from shards.schema import FORMAT_NAME, MANIFEST_NAME, SCHEMA_VERSION, TOPOLOGY_NAME
 from shards.writer import ShardInfo, file_checksum
 
@@ -112,13 +113,7 @@ def write_manifest(
     for s in infos:
         doc["splits"].setdefault(s.split, []).append(s.name)
     path = root / MANIFEST_NAME
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=1, default=str) + "\n")
     return path
 
 

@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from cameras.crop import CROP_RES
 from shards.manifest import load_manifest
 from shards.schema import FORMAT_NAME, SCHEMA_VERSION
 
-CROP_RES = 224
 MESH_FIELDS = ("sample_id", "mesh/vertices", "joints3d/h36m17")
 VIEW_FIELDS = (
     "views/camera",

@@ -20,7 +20,11 @@ SHARD_PATTERN = "shard-{:06d}.h5"
 MANIFEST_NAME = "manifest.json"
 TOPOLOGY_NAME = "topology.h5"
 N_JOINTS = 17
+#: The body-model genders, everywhere (build, body models, AMASS reader, generator). Their order
+#: is the code written into shards (``body/gender``): never reorder.
 GENDERS = ("neutral", "male", "female")
+#: H36M-14 evaluation joints as indices into the shards' H36M-17 (docs/ARCHITECTURE.md)
+H36M14_FROM_17 = (3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,10 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the Blosc/Zstd filters)
 import numpy as np
 
-from cameras.crop import apply_affine
+from cameras.crop import CROP_RES, apply_affine
+from cameras.plotting import save_figure
 from cameras.projection import project
 from shards.manifest import load_manifest
-
-CROP_RES = 224
 
 
 def _sample_rows(root: Path, split: str, meshes: int, seed: int) -> tuple[Path, np.ndarray]:
@@ -103,8 +102,4 @@ def show(
         "grey silhouette, blue mesh vertices, green + COCO keypoints",
         fontsize=8,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, facecolor="white")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, rect=(0, 0, 1, 0.97), facecolor="white")

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cameras.crop import CROP_RES
 from shards.manifest import write_manifest
 from shards.schema import N_JOINTS, SHARD_PATTERN
 from shards.topology import Topology, write_topology
 from shards.writer import DEFAULT_COMPRESSION, ShardWriter
-
-CROP_RES = 224
 
 
 def project(x_cam: np.ndarray, k: np.ndarray, dist: np.ndarray) -> np.ndarray:

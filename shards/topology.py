@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
+from shards.atomic import atomic_path
 from shards.schema import FORMAT_NAME, SCHEMA_VERSION, TOPOLOGY_NAME
 
 
@@ -69,37 +70,30 @@ def write_topology(root: str | os.PathLike, topo: Topology) -> Path:
     """Write ``root/topology.h5`` atomically (temporary name, fsync, rename)."""
     path = Path(root) / TOPOLOGY_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            for k, v in topo.attrs.items():
-                f.attrs[k] = v
-            f["template/vertices"] = np.asarray(topo.template, np.float32)
-            f["template/faces"] = np.asarray(topo.faces, np.int32)
-            for name, reg in topo.regressors.items():
-                g = f.create_group(f"joints/{name}")
-                g["regressor"] = np.asarray(reg, np.float32)
-                g["names"] = np.array(topo.joint_names.get(name, []), dtype=h5py.string_dtype())
-                for k, v in topo.provenance.get(name, {}).items():
-                    g.attrs[_PROV + k] = str(v)
-            for name, mat in topo.sampling.items():
-                coo = sp.coo_matrix(mat)
-                g = f.create_group(f"sampling/{name}")
-                g["row"] = coo.row.astype(np.int32)
-                g["col"] = coo.col.astype(np.int32)
-                g["data"] = coo.data.astype(np.float32)
-                g.attrs["shape"] = np.array(coo.shape, np.int64)
-            rig = f.create_group("rig")
-            for k, v in topo.rig.items():
-                rig[k] = np.asarray(v)
-            rig["names"] = np.array(list(topo.rig_names), dtype=h5py.string_dtype())
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        for k, v in topo.attrs.items():
+            f.attrs[k] = v
+        f["template/vertices"] = np.asarray(topo.template, np.float32)
+        f["template/faces"] = np.asarray(topo.faces, np.int32)
+        for name, reg in topo.regressors.items():
+            g = f.create_group(f"joints/{name}")
+            g["regressor"] = np.asarray(reg, np.float32)
+            g["names"] = np.array(topo.joint_names.get(name, []), dtype=h5py.string_dtype())
+            for k, v in topo.provenance.get(name, {}).items():
+                g.attrs[_PROV + k] = str(v)
+        for name, mat in topo.sampling.items():
+            coo = sp.coo_matrix(mat)
+            g = f.create_group(f"sampling/{name}")
+            g["row"] = coo.row.astype(np.int32)
+            g["col"] = coo.col.astype(np.int32)
+            g["data"] = coo.data.astype(np.float32)
+            g.attrs["shape"] = np.array(coo.shape, np.int64)
+        rig = f.create_group("rig")
+        for k, v in topo.rig.items():
+            rig[k] = np.asarray(v)
+        rig["names"] = np.array(list(topo.rig_names), dtype=h5py.string_dtype())
     return path
 
 

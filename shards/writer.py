@@ -18,6 +18,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from shards.atomic import commit, temp_path
 from shards.schema import (
     FIELD_BY_NAME,
     FIELDS,
@@ -31,6 +32,7 @@ from shards.schema import (
 
 CHECKSUM_ALGO = "sha256"  # faster than blake2b here (SHA extensions), see bench
 DEFAULT_COMPRESSION = "blosc-lz4hc"
+COMPRESSIONS = ("blosc-lz4", "blosc-lz4hc", "blosc-zstd", "zstd", "gzip", "none")
 HEAVY_FIELDS = ("views/heatmaps", "views/masks")  # one chunk per (mesh, view)
 VERTEX_CHUNK_MESHES = 1  # one mesh is read without decompressing others
 SMALL_CHUNK_MESHES = 1024
@@ -115,7 +117,7 @@ class ShardWriter:
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = temp_path(self.path)
         self.split = split
         self._comp = compression(compression_kind)
         self._comp_kind = compression_kind
@@ -253,11 +255,9 @@ class ShardWriter:
         f.flush()
         f.close()
         self._f = None
-        with open(self.tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
         checksum = file_checksum(self.tmp)
         size = self.tmp.stat().st_size
-        os.replace(self.tmp, self.path)
+        commit(self.tmp, self.path)
         ids = np.concatenate(self._ids)
         self.info = ShardInfo(
             name=self.path.name,

@@ -23,7 +23,6 @@ import gc
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -31,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cameras.plotting import save_figure
+from shards.atomic import write_atomic
 from trainer.config import load_config
 from trainer.evaluate import evaluate
 from trainer.train import CKPT_DIR, MODEL_FILE, StaleCheckpointError, train
@@ -234,9 +235,7 @@ def make_plan(
 
 def write_json(path: Path, obj) -> None:
     """Write ``obj`` as JSON atomically (a killed write leaves no half file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
 def read_result(run_dir: Path, key: str) -> dict | None:
@@ -561,10 +560,7 @@ def plot_table(table: str, rows: list[dict], png: Path) -> Path:
     fig.suptitle(TABLES[num][1])
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png, layout=False)
 
 
 PNG_NAMES = {

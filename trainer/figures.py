@@ -12,15 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
-
-def _save(fig, png: str | Path) -> Path:
-    """Lay out, write (parents created) and close ``fig``."""
-    fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+from cameras.plotting import save_figure  # noqa: E402
 
 
 def loss_curve(log_csv: str | Path, png: str | Path) -> Path:
@@ -56,7 +48,7 @@ def loss_curve(log_csv: str | Path, png: str | Path) -> Path:
     ax_lr.set_ylabel("lr")
     ax_lr.set_xlabel("step")
     ax_lr.grid(alpha=0.3)
-    return _save(fig, png)
+    return save_figure(fig, png)
 
 
 def fit_weak_perspective(j3d: np.ndarray, j2d: np.ndarray, vis: np.ndarray) -> np.ndarray:
@@ -116,4 +108,4 @@ def predictions_figure(samples: list[dict], faces: np.ndarray, png: str | Path) 
             if row == 0 and "title" in s:
                 ax.set_title(s["title"], fontsize=8)
     fig.suptitle("meshes over their input heatmaps (val split)", fontsize=11)
-    return _save(fig, png)
+    return save_figure(fig, png)

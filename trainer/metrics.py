@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-# H36M-17 -> H36M-14 evaluation subset (docs/ARCHITECTURE.md)
-H36M_TO_14 = [3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10]
+from shards.schema import H36M14_FROM_17
+
+# H36M-17 -> H36M-14 evaluation subset (docs/ARCHITECTURE.md), as a list for fancy indexing
+H36M_TO_14 = list(H36M14_FROM_17)
 
 
 def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

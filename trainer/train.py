@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from shards.atomic import atomic_path
 from trainer.data import DataSource, model_input
 from trainer.losses import mesh_losses
 from trainer.model import MeshRegressor, masked_heatmap_modeling
@@ -48,14 +49,43 @@ def resolve(path: str | Path) -> Path:
     return p if p.exists() or p.is_absolute() else REPO / p
 
 
+#: DeepSpeed keys the trainer fills from its own config (``train.*`` and the device); the
+#: DeepSpeed JSON must not set them (dotted: nested keys).
+TRAINER_OWNED_DS_KEYS = (
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "gradient_accumulation_steps",
+    "optimizer.params.lr",
+    "scheduler",
+    "bf16",
+    "fp16",
+    "amp",
+    "zero_optimization.stage",
+)
+
+
 def deepspeed_config(cfg: dict, world_size: int, cuda: bool) -> dict:
-    """The DeepSpeed JSON with batch sizes, lr schedule, precision and ZeRO stage from ``cfg``."""
+    """The DeepSpeed config: what DeepSpeed owns from the JSON at ``train.deepspeed_config``
+    (gradient clipping, optimizer type and its betas/eps/weight decay, ...), plus the batch
+    sizes, lr schedule, precision and ZeRO stage from ``cfg`` and the device. A JSON that sets
+    one of the trainer's keys (:data:`TRAINER_OWNED_DS_KEYS`) is refused, naming the key."""
     t = cfg["train"]
     path = resolve(t["deepspeed_config"])
     try:
         ds = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: cannot read DeepSpeed config ({e})") from None
+    if not isinstance(ds, dict) or not isinstance(ds.get("optimizer", {}).get("params"), dict):
+        raise ValueError(f"{path}: DeepSpeed config needs an optimizer with params")
+    for key in TRAINER_OWNED_DS_KEYS:
+        *parents, last = key.split(".")
+        node = ds
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            raise ValueError(
+                f"{path}: {key} is set by the trainer (train.* in the trainer config); remove it"
+            )
     batch = int(t["batch_size"])
     if batch % world_size:
         raise ValueError(f"train.batch_size {batch} is not divisible by world size {world_size}")
@@ -189,9 +219,8 @@ def save_model_file(engine, cfg: dict, out: Path, step: int, tag: str, rank: int
             return
         state = engine.module.state_dict()
     state = {k: v.detach().float().cpu() for k, v in state.items()}
-    tmp = out / (MODEL_FILE + ".tmp")
-    torch.save({"config": cfg, "state_dict": state, "step": step}, tmp)
-    os.replace(tmp, out / MODEL_FILE)
+    with atomic_path(out / MODEL_FILE) as tmp:
+        torch.save({"config": cfg, "state_dict": state, "step": step}, tmp)
 
 
 class StaleCheckpointError(ValueError):
@@ -206,6 +235,67 @@ def run_identity(cfg: dict, data: str | Path) -> dict:
         "data": "sha256:" + hashlib.sha256(manifest).hexdigest(),
         "model": "sha256:" + hashlib.sha256(blob).hexdigest(),
     }
+
+
+def resume_from(
+    engine, ckpt_dir: Path, identity: dict, rank: int, world: int, mhm_gen: torch.Generator
+) -> tuple[int, tuple[int, int]]:
+    """Load the latest checkpoint of ``ckpt_dir`` into ``engine`` (model, optimizer,
+    scheduler), check it was trained on this dataset and model with this many ranks, restore
+    this rank's RNG streams; return (step, this rank's data position)."""
+    _, client = engine.load_checkpoint(str(ckpt_dir))
+    for key, value in client.get("identity", {}).items():
+        if value != identity[key]:
+            raise StaleCheckpointError(
+                f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
+                " use --restart or another --out"
+            )
+    if len(client["positions"]) != world:
+        raise ValueError(
+            f"{ckpt_dir}: saved with {len(client['positions'])} ranks, resuming with {world}"
+        )
+    mhm_gen.set_state(client["mhm_rng"][rank])
+    rng = client["rng"][rank] if "rng" in client else client["torch_rng"]
+    set_rng_state(rng, engine.device, ckpt_dir)
+    return int(client["step"]), tuple(client["positions"][rank])
+
+
+def optimisation_step(
+    engine,
+    batch: dict[str, torch.Tensor],
+    cfg: dict,
+    dtype: torch.dtype,
+    mhm_gen: torch.Generator,
+    regressor: torch.Tensor,
+    down: list[torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """One step on a batch already on the device: masked heatmap modeling on the heatmap
+    channels, forward in ``dtype``, METRO's losses in fp32, backward, optimizer and scheduler
+    step. Returns the loss parts (``total`` included)."""
+    x = model_input(batch, cfg["model"]["input"])
+    if cfg["model"]["input"] != "masks":
+        k = batch["heatmaps"].shape[1]
+        x[:, :k] = masked_heatmap_modeling(x[:, :k], float(cfg["train"]["mhm_ratio"]), mhm_gen)
+    out = engine(x.to(dtype))
+    out = {
+        "joints": out["joints"].float(),
+        "vertices": [v.float() for v in out["vertices"]],
+        "cam": out["cam"].float(),
+    }
+    loss, parts = mesh_losses(out, batch, regressor, down, cfg["loss"])
+    engine.backward(loss)
+    engine.step()
+    return parts
+
+
+def mean_over_ranks(parts: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """The loss parts as floats, averaged over ranks (a collective: every rank calls it)."""
+    names = sorted(parts)
+    vals = torch.stack([parts[k].float() for k in names])  # on the engine's device
+    if world > 1:
+        torch.distributed.all_reduce(vals)
+        vals /= world
+    return {k: float(v) for k, v in zip(names, vals.cpu())}
 
 
 def train(
@@ -254,21 +344,7 @@ def train(
     step, position = 0, (0, 0)
     identity = run_identity(cfg, data)
     if resume and latest_tag(ckpt_dir):
-        _, client = engine.load_checkpoint(str(ckpt_dir))
-        for key, value in client.get("identity", {}).items():
-            if value != identity[key]:
-                raise StaleCheckpointError(
-                    f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
-                    " use --restart or another --out"
-                )
-        if len(client["positions"]) != world:
-            raise ValueError(
-                f"{ckpt_dir}: saved with {len(client['positions'])} ranks, resuming with {world}"
-            )
-        step, position = int(client["step"]), tuple(client["positions"][rank])
-        mhm_gen.set_state(client["mhm_rng"][rank])
-        rng = client["rng"][rank] if "rng" in client else client["torch_rng"]
-        set_rng_state(rng, device, ckpt_dir)
+        step, position = resume_from(engine, ckpt_dir, identity, rank, world, mhm_gen)
     if rank == 0:  # a resumed run re-logs the steps after its checkpoint; a fresh one all
         truncate_log(out / LOG_FILE, step)
     if rank == 0:
@@ -291,19 +367,7 @@ def train(
         if on_batch is not None:
             on_batch(step, batch)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        x = model_input(batch, cfg["model"]["input"])
-        if cfg["model"]["input"] != "masks":
-            k = batch["heatmaps"].shape[1]
-            x[:, :k] = masked_heatmap_modeling(x[:, :k], float(t["mhm_ratio"]), mhm_gen)
-        out_ = engine(x.to(dtype))
-        out_ = {
-            "joints": out_["joints"].float(),
-            "vertices": [v.float() for v in out_["vertices"]],
-            "cam": out_["cam"].float(),
-        }
-        loss, parts = mesh_losses(out_, batch, regressor, down, cfg["loss"])
-        engine.backward(loss)
-        engine.step()
+        parts = optimisation_step(engine, batch, cfg, dtype, mhm_gen, regressor, down)
         if cuda:
             torch.cuda.synchronize()
         step += 1
@@ -313,13 +377,7 @@ def train(
         bar.update(1)
         if step % int(t["log_every"]) == 0 or step == steps:
             lr = scheduler.get_last_lr()[0] if scheduler is not None else float(t["lr"])
-            names = sorted(parts)
-            vals = torch.stack([parts[k].float() for k in names])  # on the engine's device
-            if world > 1:  # log the mean over ranks
-                torch.distributed.all_reduce(vals)
-                vals /= world
-            vals = vals.cpu()
-            last = {k: float(v) for k, v in zip(names, vals)}
+            last = mean_over_ranks(parts, world)
             last.update(
                 lr=lr,
                 samples_per_s=window["n"] * micro * world / max(window["time"], 1e-9),

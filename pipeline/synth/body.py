@@ -31,7 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-GENDERS = ("neutral", "male", "female")
+from shards.schema import GENDERS
+
 NUM_JOINTS = 52
 NUM_BETAS = 16
 ROOT_PARENT = 4294967295  # how SMPL-family files store the root's parent (uint32 -1)

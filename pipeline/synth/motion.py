@@ -31,7 +31,9 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from pipeline.plotting import save_figure
+from cameras.plotting import save_figure
+from shards.atomic import atomic_path
+from shards.schema import GENDERS
 
 # --------------------------------------------------------------------------------------------
 # Skeleton (SMPL-H joint order, 52 joints)
@@ -683,14 +685,15 @@ _SUBJECTS = (
 )
 _SMPLX_SUBJECT = SubjectSpec("SynthMoSh", "x01", "neutral")
 _FPS_CHOICES = (60.0, 100.0, 120.0)
-GENDERS = ("male", "female", "neutral")
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez_compressed-equivalent writer with fixed zip timestamps (byte-reproducible)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with (
+        atomic_path(path) as tmp,
+        zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+    ):
         for key, arr in arrays.items():
             buf = BytesIO()
             np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
@@ -698,7 +701,6 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zf.writestr(info, buf.getvalue())
-    tmp.replace(path)
 
 
 def _subject_betas(rng: np.random.Generator) -> np.ndarray:

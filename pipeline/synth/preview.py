@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.plotting import save_figure
+from cameras.plotting import save_figure
 
 # rotation taking the body model's y-up rest frame to the z-up world (as AMASS roots do)
 _Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])

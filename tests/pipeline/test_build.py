@@ -12,7 +12,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import yaml
 
 from pipeline import build as B
 from shards.verify import verify
@@ -113,11 +112,8 @@ def test_ray_1_and_2_workers_identical_with_retry_and_resume(inputs, reference, 
     2 workers: a plain build. Every dataset of every shard is byte-identical in both and equal
     to the in-process reference."""
     one, two = tmp_path / "w1", tmp_path / "w2"
-    cfg = yaml.safe_load((ROOT / "configs" / "build_default.yaml").read_text())
-    cfg["build"]["max_retries"] = 1
-    config = tmp_path / "retry1.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "pipeline.build", *_args(*inputs, one, 1), "--config", str(config)]
+    cmd = [sys.executable, "-m", "pipeline.build", *_args(*inputs, one, 1)]
+    cmd += ["--set", "build.max_retries=1"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     r = subprocess.run(
         cmd, env={**env, B.FAULT_ENV: "1"}, cwd=ROOT, capture_output=True, text=True, timeout=300
@@ -179,10 +175,6 @@ def test_bad_inputs_are_skipped_and_counted(inputs, tmp_path):
     the plan reads headers only, so the NaN file's samples are planned and then skipped by the
     unit with the loader's reason: planned = written + skipped, id by id."""
     amass, models = inputs
-    cfg = yaml.safe_load((ROOT / "configs" / "build_default.yaml").read_text())
-    cfg["plan"]["min_pose_dist"] = 0.0
-    config = tmp_path / "no_thinning.yaml"
-    config.write_text(yaml.safe_dump(cfg))
     bad = tmp_path / "amass"
     shutil.copytree(amass, bad)
     files = sorted(p for p in bad.rglob("*_poses.npz"))
@@ -195,7 +187,7 @@ def test_bad_inputs_are_skipped_and_counted(inputs, tmp_path):
     d["poses"][:, 5] = np.nan
     np.savez(victim, **d)
     out = tmp_path / "out"
-    assert B.main([*_args(bad, models, out, 0), "--config", str(config)]) == 0
+    assert B.main([*_args(bad, models, out, 0), "--set", "plan.min_pose_dist=0.0"]) == 0
     man = json.loads((out / "manifest.json").read_text())
     planned = json.loads((out / "plan.json").read_text())["stats"]["planned"]
     sample_skips = [s for s in man["skipped"] if "sample_id" in s]
@@ -416,10 +408,8 @@ def test_smplx_build_poses_like_a_direct_smplx_call(inputs, tmp_path):
     (bm / "smplx").mkdir(parents=True)
     model_file = bm / "smplx" / f"SMPLX_{gender.upper()}.npz"
     np.savez(model_file, **smplx_model)
-    cfg = yaml.safe_load((ROOT / "configs" / "build_default.yaml").read_text())
-    cfg["build"]["model_type"] = "smplx"
     cfg_file = tmp_path / "build_smplx.yaml"
-    cfg_file.write_text(yaml.safe_dump(cfg))
+    cfg_file.write_text("build:\n  model_type: smplx\n")
     out = tmp_path / "out"
     args = _args(amass, bm, out, 0, ["--meshes", "8", "--unit-size", "8"])
     args[args.index("--config") + 1] = str(cfg_file)

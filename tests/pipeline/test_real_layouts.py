@@ -86,9 +86,8 @@ def test_either_naming_scheme_gets_the_recommended_split(scheme, src, tmp_path):
     mapping, root = scheme
     counts = []
     for cfg_file in (DEFAULT_CFG, AMASS_CFG, _new_names_config(tmp_path)):
-        plan_cfg = yaml.safe_load(Path(cfg_file).read_text())["plan"]
-        plan_cfg.update(meshes=40, min_pose_dist=0.0)
-        pcfg = PlanConfig.from_dict(plan_cfg)
+        small = ["plan.meshes=40", "plan.min_pose_dist=0.0"]
+        pcfg = PlanConfig(**B.load_config(cfg_file, overrides=small)["plan"])
         entries, skips, _ = B.scan_archive(root, "smplh")
         got = {e.subset: pcfg.split_of(e.subset) for e in entries}
         assert got == {k: v for k, v in EXPECT.items() if k in mapping}, cfg_file

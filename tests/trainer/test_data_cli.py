@@ -70,7 +70,7 @@ def test_config_overrides(tmp_path):
         load_config(None, ["train.stepz=1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("modle: {}\n")
-    with pytest.raises(ValueError, match="bad.yaml: unknown sections"):
+    with pytest.raises(ValueError, match="bad.yaml: unknown key .modle."):
         load_config(bad)
 
 

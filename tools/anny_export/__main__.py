@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from shards.schema import GENDERS
 from tools.anny_export import convert as C
-
-GENDERS = ("neutral", "male", "female")
 
 
 def _raw(n_samples: int, seed: int, cache: Path | None) -> dict:

