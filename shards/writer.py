@@ -143,7 +143,8 @@ class ShardWriter:
 
     def _create(self, batch: Mapping[str, np.ndarray]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._dims = dims_from_arrays(batch)
+        nv = self._extra_attrs.get("Nv")
+        self._dims = dims_from_arrays(batch, None if nv is None else int(nv))
         self._masks = "views/masks" in batch
         self._f = h5py.File(self.tmp, "w", libver="latest")
         f = self._f

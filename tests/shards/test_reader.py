@@ -10,7 +10,9 @@ import torch
 
 from shards.manifest import load_manifest
 from shards.reader import ShardDataset, ShardError, loader, rr_consumption
+from shards.schema import GENDERS
 from shards.testing import apply_affine, project
+from shards.topology import load_topology
 
 
 def _pairs(batches):
@@ -30,6 +32,20 @@ def _expected(root, split, views):
             sel = range(cams.shape[1]) if views == "all" else views
             pairs += [(int(sid), int(cams[i, v])) for v in sel]
     return pairs
+
+
+def _lbs_reference(body, r):
+    """Posed vertices (with translation) from smplx.lbs in float64, for one stored mesh."""
+    from smplx.lbs import lbs
+
+    a = body[GENDERS[int(r["body/gender"])]]
+    t = {k: torch.from_numpy(np.asarray(a[k], np.float64)) for k in a if k != "parents"}
+    par = torch.from_numpy(np.asarray(a["parents"], np.int64))
+    pose = torch.from_numpy(r["body/pose"].astype(np.float64))[None]
+    betas = torch.from_numpy(r["body/betas"].astype(np.float64))[None]
+    v, _ = lbs(betas, pose, t["v_template"][None], t["shapedirs"], t["posedirs"],
+               t["J_regressor"], par, t["weights"])  # fmt: skip
+    return v[0].numpy() + r["body/trans"].astype(np.float64)
 
 
 def _stream(ds, worker, nworkers):
@@ -64,13 +80,18 @@ def test_geometry_matches_independent_projection(fake_ds):
                         "views/crop",
                         "views/camera",
                         "joints3d/coco17",
-                        "mesh/vertices",
+                        "body/pose",
+                        "body/betas",
+                        "body/trans",
+                        "body/gender",
+                        "body/placement",
                         "views/R",
                         "views/t",
                         "views/masks",
                         "views/occluded",
                     )
                 }
+    body = load_topology(root).body
     ds = ShardDataset(root, batch_size=16, views="all", seed=5)
     n = 0
     for b in ds:
@@ -91,7 +112,10 @@ def test_geometry_matches_independent_projection(fake_ds):
             )[0]
             norm = 2 * (apply_affine(crop.astype(np.float64), px) + 0.5) / 224 - 1
             np.testing.assert_allclose(b["kp2d"][i, :, :2].numpy(), norm, atol=2e-4)
-            vc = r["mesh/vertices"].astype(np.float32) @ r["views/R"][v].T + r["views/t"][v]
+            # vertices: smplx's own LBS (float64) on the carried arrays, placed, to the camera
+            vw = _lbs_reference(body, r) @ r["body/placement"][:3, :3].T.astype(np.float64)
+            vw += r["body/placement"][:3, 3]
+            vc = vw @ r["views/R"][v].T.astype(np.float64) + r["views/t"][v]
             np.testing.assert_allclose(b["vertices"][i].numpy(), vc, atol=1e-5)
             mask = np.unpackbits(r["views/masks"][v], count=32 * 32).reshape(1, 32, 32)
             np.testing.assert_array_equal(b["masks"][i].numpy(), mask)
