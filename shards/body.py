@@ -42,39 +42,59 @@ def _levels(parents: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 class _Gender(torch.nn.Module):
+    """One gendered model. Per-vertex arrays are kept coordinate-major (x of every vertex,
+    then y, then z) so that every step runs on contiguous (N, 3, Nv) tensors."""
+
     def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
         super().__init__()
         f32 = {k: torch.as_tensor(np.asarray(arrays[k], np.float32)) for k in BODY_ARRAYS[:-1]}
         nv = f32["v_template"].shape[0]
-        self.register_buffer("v_template", f32["v_template"])
-        self.register_buffer("shapedirs", f32["shapedirs"].reshape(nv * 3, -1))  # (3Nv, B)
-        self.register_buffer("posedirs", f32["posedirs"])  # (9(J-1), 3Nv)
+        self.register_buffer("v_template", f32["v_template"])  # (Nv, 3)
+        self.register_buffer("vt_cm", f32["v_template"].T.reshape(1, -1))  # (1, 3Nv)
+        sd = f32["shapedirs"]  # (Nv, 3, B)
+        self.register_buffer("shapedirs_cm", sd.permute(1, 0, 2).reshape(3 * nv, -1).T.clone())
+        pd = f32["posedirs"]  # (9(J-1), 3Nv), columns vertex-major
+        pd = pd.view(-1, nv, 3).permute(0, 2, 1).reshape(-1, 3 * nv)
+        # pose blend shapes over their non-zero block only (exact: the rest adds 0); models
+        # without pose correctives (all zero) skip the product
+        rows, cols = pd.any(1).nonzero()[:, 0], pd.any(0).nonzero()[:, 0]
+        self.pose_dense = len(rows) * len(cols) > 0.5 * pd.numel()
+        if self.pose_dense:
+            rows, cols = torch.arange(pd.shape[0]), torch.arange(pd.shape[1])
+        self.register_buffer("pose_rows", rows)
+        self.register_buffer("pose_cols", cols)
+        self.register_buffer("posedirs_cm", pd if self.pose_dense else pd[rows][:, cols].clone())
         # J = J_regressor @ (v_template + shapedirs b): precompute both products
         jr = f32["J_regressor"]
         self.register_buffer("j_template", jr @ f32["v_template"])  # (J, 3)
-        jsd = torch.einsum("jv,vcb->jcb", jr, f32["shapedirs"])
-        self.register_buffer("j_shapedirs", jsd.reshape(-1, jsd.shape[-1]))  # (3J, B)
-        self.register_buffer("weights", f32["weights"])  # (Nv, J)
+        jsd = torch.einsum("jv,vcb->jcb", jr, sd)
+        self.register_buffer("j_shapedirs", jsd.reshape(-1, jsd.shape[-1]).T.clone())  # (B, 3J)
+        self.register_buffer("weights_t", f32["weights"].T.clone())  # (J, Nv)
         self.parents = np.asarray(arrays["parents"], np.int64).copy()
         self.parents[0] = -1
         self.levels = _levels(self.parents)
-        self.num_betas = int(self.shapedirs.shape[1])
+        self.num_betas = int(sd.shape[-1])
 
-    def forward(self, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-        """(N, 3J) axis-angle, (N, B) betas -> (N, Nv, 3) posed vertices, no translation."""
+    def forward_cm(self, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+        """(N, 3J) axis-angle, (N, B) betas -> (N, 3, Nv) posed vertices, no translation."""
         n = pose.shape[0]
-        nv, nj = self.v_template.shape[0], self.weights.shape[1]
+        nj, nv = self.weights_t.shape
         b = torch.zeros(n, self.num_betas, dtype=pose.dtype, device=pose.device)
         k = min(self.num_betas, betas.shape[1])
         b[:, :k] = betas[:, :k]
         p = torch.zeros(n, nj * 3, dtype=pose.dtype, device=pose.device)
         k = min(nj * 3, pose.shape[1])
         p[:, :k] = pose[:, :k]
-        v = torch.addmm(self.v_template.reshape(1, -1), b, self.shapedirs.T)  # (N, 3Nv)
-        joints = torch.addmm(self.j_template.reshape(1, -1), b, self.j_shapedirs.T).view(n, nj, 3)
+        v = torch.addmm(self.vt_cm, b, self.shapedirs_cm)  # (N, 3Nv)
+        joints = torch.addmm(self.j_template.reshape(1, -1), b, self.j_shapedirs).view(n, nj, 3)
         rot = rodrigues(p.view(-1, 3)).view(n, nj, 3, 3)
         eye = torch.eye(3, dtype=p.dtype, device=p.device)
-        v = torch.addmm(v, (rot[:, 1:] - eye).reshape(n, -1), self.posedirs).view(n, nv, 3)
+        feat = (rot[:, 1:] - eye).reshape(n, -1)
+        if self.pose_dense:
+            v = torch.addmm(v, feat, self.posedirs_cm)
+        elif len(self.pose_cols):
+            v[:, self.pose_cols] += feat[:, self.pose_rows] @ self.posedirs_cm
+        v = v.view(n, 3, nv)
         rel = joints.clone()
         rel[:, 1:] -= joints[:, self.parents[1:]]
         # world transforms of every joint, level by level down the tree
@@ -88,12 +108,16 @@ class _Gender(torch.nn.Module):
         # relative to the rest pose: x -> G_R (x - J) + G_t
         a_t = g_t - (g_rot @ joints[..., None])[..., 0]
         a = torch.cat([g_rot, a_t[..., None]], -1)  # (N, J, 3, 4)
-        # blend per vertex as one GEMM: (Nv, J) @ (J, N * 12)
-        a = a.permute(1, 0, 2, 3).reshape(nj, n * 12)
-        t = (self.weights @ a).view(nv, n, 3, 4)
-        vt = v.transpose(0, 1)[:, :, None, :]  # (Nv, N, 1, 3)
-        out = (t[..., :3] * vt).sum(-1) + t[..., 3]  # (Nv, N, 3)
-        return out.transpose(0, 1).contiguous()
+        # blend per vertex as one GEMM: (N * 12, J) @ (J, Nv)
+        t = (a.permute(0, 2, 3, 1).reshape(n * 12, nj) @ self.weights_t).view(n, 3, 4, nv)
+        out = t[:, :, 3].clone()
+        for c in range(3):
+            out.addcmul_(t[:, :, c], v[:, None, c])
+        return out
+
+    def forward(self, pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+        """(N, Nv, 3) posed vertices (a transposed view of :meth:`forward_cm`)."""
+        return self.forward_cm(pose, betas).transpose(1, 2)
 
 
 class BodySkinner(torch.nn.Module):
@@ -136,11 +160,18 @@ class BodySkinner(torch.nn.Module):
     def forward(
         self, pose: torch.Tensor, betas: torch.Tensor, gender: torch.Tensor
     ) -> torch.Tensor:
+        """(N, Nv, 3) posed vertices, a dense transposed view of (N, 3, Nv)."""
+        return self.forward_cm(pose, betas, gender).transpose(1, 2)
+
+    def forward_cm(
+        self, pose: torch.Tensor, betas: torch.Tensor, gender: torch.Tensor
+    ) -> torch.Tensor:
+        """(N, 3, Nv) posed vertices (coordinate-major)."""
         dev = self.device
         pose = pose.to(dev, torch.float32)
         betas = betas.to(dev, torch.float32)
         gender = torch.as_tensor(gender).to(dev)
-        out = torch.empty(len(pose), self.num_vertices, 3, device=dev)
+        out = torch.empty(len(pose), 3, self.num_vertices, device=dev)
         # full float32 matmuls (no TF32) on CUDA: skinning needs < 1 mm
         tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -151,16 +182,17 @@ class BodySkinner(torch.nn.Module):
                 if name not in self.genders:
                     raise ValueError(f"body model: dataset carries no {name} arrays")
                 if len(codes) == 1:
-                    return self.genders[name](pose, betas)
+                    return self.genders[name].forward_cm(pose, betas)
                 sel = (gender == code).nonzero()[:, 0]
-                out[sel] = self.genders[name](pose[sel], betas[sel])
+                out[sel] = self.genders[name].forward_cm(pose[sel], betas[sel])
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
         return out
 
     def camera_vertices(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """(N, Nv, 3) vertices in each sample's camera frame, metres."""
-        v = self.forward(batch["pose"], batch["betas"], batch["gender"])
+        """(N, Nv, 3) vertices in each sample's camera frame, metres: a dense transposed view
+        of (N, 3, Nv) (``R @ V^T`` that way is the fast product, as the reader always did)."""
+        v = self.forward_cm(batch["pose"], batch["betas"], batch["gender"])
         rot = batch["body_R"].to(v.device, torch.float32)
         t = batch["body_t"].to(v.device, torch.float32)
-        return torch.baddbmm(t[:, None, :], v, rot.transpose(1, 2))
+        return torch.baddbmm(t[:, :, None], rot, v).transpose(1, 2)

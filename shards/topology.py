@@ -103,7 +103,9 @@ def write_topology(root: str | os.PathLike, topo: Topology) -> Path:
             for gender, arrays in topo.body.items():
                 g = body.create_group(gender)
                 for k in BODY_ARRAYS:
-                    g[k] = np.asarray(arrays[k], np.int32 if k == "parents" else np.float32)
+                    a = np.asarray(arrays[k], np.int32 if k == "parents" else np.float32)
+                    g.create_dataset(k, data=a, compression="gzip", compression_opts=1,
+                                     shuffle=True)  # fmt: skip
         rig = f.create_group("rig")
         for k, v in topo.rig.items():
             rig[k] = np.asarray(v)
