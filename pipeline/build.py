@@ -68,9 +68,9 @@ class BuildOptions(Section):
 
     model_type: Literal[MODEL_TYPES] = "smplh"  # body-model family; others' sequences skipped
     max_retries: int = Field(3, ge=0)  # Ray task retries (worker crash or exception)
-    #: shard compression (``shards.writer.COMPRESSIONS``); blosc-lz4 writes 4x faster than
-    #: blosc-zstd and is ~35% larger
-    compression: Literal[COMPRESSIONS] = "blosc-lz4"
+    #: shard compression (``shards.writer.COMPRESSIONS``); blosc-lz4hc:1 writes as fast as
+    #: blosc-lz4 and is 17% smaller (shards/SCHEMA.md)
+    compression: Literal[COMPRESSIONS] = "blosc-lz4hc:1"
     #: also store float16 ``mesh/vertices`` (schema 1's 41 KB per mesh); schema 2 recomputes
     #: them from the body parameters with the skinning arrays topology.h5 carries
     store_vertices: bool = False
