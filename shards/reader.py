@@ -194,6 +194,8 @@ class ShardDataset(IterableDataset):
         self._small: dict[int, dict[str, np.ndarray]] = {}
         self._bad: set[int] = set()
         self._skinner = None  # shards.body.BodySkinner, loaded when vertices are computed here
+        #: set by ``loader()``: batches leave a worker as 3-4 tensors (see ``pack_batch``)
+        self.pack_in_workers = False
 
     # ---- plan -------------------------------------------------------------------------
     def set_epoch(self, epoch: int, consumed: int = 0) -> None:
@@ -542,11 +544,58 @@ class ShardDataset(IterableDataset):
         )
         batch = self._decode(raw)
         if self.batch_size:
-            yield batch
+            yield pack_batch(batch) if self.pack_in_workers and get_worker_info() else batch
         else:
             n = len(batch["sample_id"])
             for i in range(n):
                 yield {k: v[i] for k, v in batch.items()}
+
+
+PACK_KEY = "_packed"
+_BIG = ("heatmaps", "masks", "vertices")
+
+
+def pack_batch(batch: dict[str, torch.Tensor]) -> dict:
+    """The small per-sample tensors of a batch packed into one float32 and one int64 tensor
+    (in shared memory): a DataLoader worker sends every tensor through its own shared-memory
+    segment, and a dozen small ones cost more than the heatmaps. ``unpack_batch`` undoes it."""
+    floats, ints, spec = [], [], []
+    for k, v in batch.items():
+        if k in _BIG:
+            continue
+        kind = "f" if v.dtype == torch.float32 else "i"
+        flat = v.reshape(len(v), -1)
+        (floats if kind == "f" else ints).append(flat if kind == "f" else flat.to(torch.int64))
+        spec.append((k, kind, tuple(v.shape[1:]), str(v.dtype).removeprefix("torch.")))
+    out = {k: v for k, v in batch.items() if k in _BIG}
+    out["_f"] = torch.cat(floats, 1).share_memory_() if floats else torch.empty(0)
+    out["_i"] = torch.cat(ints, 1).share_memory_() if ints else torch.empty(0, dtype=torch.int64)
+    out[PACK_KEY] = spec
+    return out
+
+
+def unpack_batch(batch: dict) -> dict[str, torch.Tensor]:
+    """Inverse of ``pack_batch`` (views into the two packed tensors; bools are copied)."""
+    if PACK_KEY not in batch:
+        return batch
+    f, i = batch["_f"], batch["_i"]
+    out = {k: v for k, v in batch.items() if k in _BIG}
+    pos = {"f": 0, "i": 0}
+    for k, kind, shape, dtype in batch[PACK_KEY]:
+        src = f if kind == "f" else i
+        n = math.prod(shape)
+        v = src[:, pos[kind] : pos[kind] + n].reshape((len(src),) + tuple(shape))
+        pos[kind] += n
+        out[k] = v if dtype in ("float32", "int64") else v.to(getattr(torch, dtype))
+    return {k: out[k] for k in [s[0] for s in batch[PACK_KEY]] + [k for k in batch if k in _BIG]}
+
+
+class ShardLoader(DataLoader):
+    """DataLoader whose workers send packed batches (``pack_batch``), unpacked here."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            yield unpack_batch(batch)
 
 
 def loader(
@@ -566,7 +615,8 @@ def loader(
     persistent, so they see it).
     """
     ds = ShardDataset(root, split, batch_size=batch_size, **dataset_kwargs)
+    ds.pack_in_workers = True
     kw = {}
     if num_workers > 0 and prefetch_factor is not None:
         kw["prefetch_factor"] = prefetch_factor
-    return DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)
+    return ShardLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)
