@@ -145,7 +145,7 @@ def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
     pr.disable()
     st = pstats.Stats(pr)
     want = {  # (file suffix, function) -> cumulative seconds; write = shard write incl. checksum
-        "body_forward": ("pipeline/body_models.py", "forward"),
+        "body_forward": ("shards/body.py", "forward_cm"),
         "joints": ("pipeline/process.py", "_bodies"),
         "placement": ("pipeline/process.py", "_place"),
         "projection": ("cameras/projection.py", "project"),
