@@ -266,8 +266,8 @@ def run() -> dict:
         v1_cfg = work / "build_v1.yaml"  # schema 1's payload and codec
         import yaml
 
-        cfg = yaml.safe_load((ROOT / "configs" / "build_default.yaml").read_text())
-        cfg["build"].update(store_vertices=True, compression="blosc-lz4")
+        cfg = yaml.safe_load((ROOT / "configs" / "build_default.yaml").read_text()) or {}
+        cfg.setdefault("build", {}).update(store_vertices=True, compression="blosc-lz4")
         v1_cfg.write_text(yaml.safe_dump(cfg))
         st = B.build(B.parse_args(_args(amass, models, work / "v1", 1, v1_cfg)))
         res["v1_build_w1_meshes_per_s_per_core"] = round(st["written"] / st["seconds_units"], 1)
