@@ -594,8 +594,9 @@ class ShardLoader(DataLoader):
     """DataLoader whose workers send packed batches (``pack_batch``), unpacked here."""
 
     def __iter__(self):
-        for batch in super().__iter__():
-            yield unpack_batch(batch)
+        # the DataLoader's iterator is made here, not lazily at the first batch: making it
+        # draws a seed from torch's global RNG, which callers fence (exact resume)
+        return map(unpack_batch, super().__iter__())
 
 
 def loader(

@@ -287,3 +287,18 @@ def test_worker_batches_equal_in_process_batches(fake_ds):
             # vertices are skinned in each process (thread counts differ: float32 rounding)
             tol = 1e-5 if k == "vertices" else 0
             torch.testing.assert_close(x[k], y[k], rtol=0, atol=tol)
+
+
+def test_loader_draws_its_seed_when_iterated_not_at_the_first_batch(fake_ds):
+    """iter(loader) draws the DataLoader's seed from torch's RNG right away (as a plain
+    DataLoader does), so the trainer can fence that draw and resume exactly; taking batches
+    in process draws nothing."""
+    dl = loader(fake_ds, batch_size=4, num_workers=0, views="all")
+    torch.manual_seed(0)
+    it = iter(dl)
+    after_iter = torch.get_rng_state()
+    next(it)
+    assert torch.equal(after_iter, torch.get_rng_state())
+    torch.manual_seed(0)
+    iter(torch.utils.data.DataLoader(dl.dataset, batch_size=None))
+    assert torch.equal(after_iter, torch.get_rng_state())
