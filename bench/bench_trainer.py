@@ -32,7 +32,7 @@ def measure(cfg: dict, data: Path, steps: int, device: str, bf16: bool = False) 
     reg = torch.from_numpy(src.levels.h36m_regressor).to(device)
     down = [d.to(device) for d in src.down_tensors()]
     bs = int(cfg["train"]["batch_size"])
-    it = src.train_iter(0, 1, bs)
+    it = src.train_iter(0, 1, bs, device=device)
     wait = total = 0.0
     for i in range(steps + 2):  # two warm-up steps
         t0 = time.perf_counter()

@@ -204,6 +204,20 @@ class BodyModel:
         self.j_regressor = np.asarray(data["J_regressor"], dtype=np.float64)
         self.num_joints = NUM_MODEL_JOINTS[model_type]
 
+    def skinning_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays linear blend skinning needs, as the smplx layer holds them (float32;
+        ``shapedirs`` cut to ``num_betas``; SMPL-X's expression directions left out, a build
+        poses zero expression): what ``shards.body`` recomputes vertices from."""
+        lay = self.layer
+        return {
+            "v_template": lay.v_template.detach().cpu().numpy().astype(np.float32),
+            "shapedirs": lay.shapedirs.detach().cpu().numpy().astype(np.float32),
+            "posedirs": lay.posedirs.detach().cpu().numpy().astype(np.float32),
+            "J_regressor": lay.J_regressor.detach().cpu().numpy().astype(np.float32),
+            "weights": lay.lbs_weights.detach().cpu().numpy().astype(np.float32),
+            "parents": lay.parents.detach().cpu().numpy().astype(np.int32),
+        }
+
     @property
     def v_template(self) -> np.ndarray:
         return self.layer.v_template.detach().cpu().numpy()

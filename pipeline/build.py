@@ -43,7 +43,7 @@ from pipeline.process import Context, RenderConfig, process_unit
 from pipeline.subsets import check_listing, summary_lines
 from shards.atomic import write_atomic
 from shards.config import ConfigError, Field, Section, load
-from shards.schema import GENDERS
+from shards.schema import GENDERS, SCHEMA_VERSION
 from shards.writer import COMPRESSIONS
 
 UNITS_DIR = "units"
@@ -68,9 +68,12 @@ class BuildOptions(Section):
 
     model_type: Literal[MODEL_TYPES] = "smplh"  # body-model family; others' sequences skipped
     max_retries: int = Field(3, ge=0)  # Ray task retries (worker crash or exception)
-    #: shard compression (``shards.writer.COMPRESSIONS``); blosc-lz4 writes 4x faster than
-    #: blosc-zstd and is ~35% larger
-    compression: Literal[COMPRESSIONS] = "blosc-lz4"
+    #: shard compression (``shards.writer.COMPRESSIONS``); blosc-lz4hc:1 writes as fast as
+    #: blosc-lz4 and is 17% smaller (shards/SCHEMA.md)
+    compression: Literal[COMPRESSIONS] = "blosc-lz4hc:1"
+    #: also store float16 ``mesh/vertices`` (schema 1's 41 KB per mesh); schema 2 recomputes
+    #: them from the body parameters with the skinning arrays topology.h5 carries
+    store_vertices: bool = False
 
 
 class BuildConfig(Section):
@@ -203,7 +206,7 @@ def warm_up(job: dict) -> int:
     ctx = _context(job)
     for g in GENDERS:
         try:
-            ctx.model(ctx.model_type, g)
+            ctx.skinner(ctx.model_type, g)
         except ValueError:  # a gender the archive does not use may be absent
             pass
     ctx.regressors(ctx.model_type)
@@ -223,12 +226,19 @@ def run_unit(job: dict) -> dict:
     ctx = _context(job)
     u = job["unit"]
     t0, c0 = time.perf_counter(), time.process_time()
+    store = bool(job.get("store_vertices", False))
     res = process_unit(
-        ctx, job["paths"], np.asarray(job["frames"]), np.asarray(job["ids"]), job["seed"]
+        ctx,
+        job["paths"],
+        np.asarray(job["frames"]),
+        np.asarray(job["ids"]),
+        job["seed"],
+        store_vertices=store,
     )
     shard = None
     path = out / shard_name(u)
-    attrs = {"unit": u, "plan": job["plan_digest"]}
+    nv = ctx.model(ctx.model_type, "neutral").num_vertices
+    attrs = {"unit": u, "plan": job["plan_digest"], "Nv": nv}
     if res.arrays is not None:
         if _fault_now(u):
             w = ShardWriter(path, split=job["split"], attrs=attrs)
@@ -241,6 +251,8 @@ def run_unit(job: dict) -> dict:
     record = {
         "unit": u,
         "plan": job["plan_digest"],
+        "schema_version": SCHEMA_VERSION,
+        "store_vertices": store,
         "split": job["split"],
         "planned": len(job["ids"]),
         "shard": shard,
@@ -268,8 +280,9 @@ def _fault_now(unit: int) -> bool:
     return True
 
 
-def load_done(out: Path, plan: Plan, digest: str) -> dict[int, dict]:
-    """Unit records whose shard is present and matches its recorded checksum."""
+def load_done(out: Path, plan: Plan, digest: str, store_vertices: bool = False) -> dict[int, dict]:
+    """Unit records whose shard is present and matches its recorded checksum, written by this
+    schema version with the same ``store_vertices`` (others are computed again)."""
     from shards.writer import file_checksum
 
     done = {}
@@ -281,7 +294,9 @@ def load_done(out: Path, plan: Plan, digest: str) -> dict[int, dict]:
             rec = json.loads(rp.read_text())
         except json.JSONDecodeError:
             continue
-        if rec.get("plan") != digest:
+        if rec.get("plan") != digest or rec.get("schema_version") != SCHEMA_VERSION:
+            continue
+        if bool(rec.get("store_vertices", False)) != bool(store_vertices):
             continue
         sh = rec.get("shard")
         if sh is not None:
@@ -319,6 +334,7 @@ def make_jobs(plan: Plan, units: list[int], args, cfg: dict, digest: str) -> lis
                 "body_models": str(args.body_models.resolve()),
                 "render": cfg["render"],
                 "compression": cfg["build"]["compression"],
+                "store_vertices": bool(cfg["build"]["store_vertices"]),
                 "model_type": cfg["build"]["model_type"],
                 "seed": int(cfg["plan"]["seed"]),
                 "split": plan.unit_split(u),
@@ -397,8 +413,10 @@ def run_ray(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_topology(body_models: Path, render: RenderConfig, model_type: str):
-    """Template (neutral model), faces, joint regressors and names, D/U matrices and rig."""
+def build_topology(body_models: Path, render: RenderConfig, model_type: str, genders=("neutral",)):
+    """Template (neutral model), faces, joint regressors and names, D/U matrices, rig, and the
+    skinning arrays of the body model for each of ``genders`` (what the reader's
+    ``shards.body`` recomputes vertices from)."""
     from cameras.rig import make_rig
     from pipeline import joints, mesh_sampling
     from pipeline.body_models import load_body_model
@@ -436,6 +454,11 @@ def build_topology(body_models: Path, render: RenderConfig, model_type: str):
         rig_names=[c.name for c in rig],
         attrs={"model_type": model_type, "source": str(body_models)},
         provenance=kr.provenance,
+        body={
+            g: load_body_model(body_models, model_type=model_type, gender=g).skinning_arrays()
+            for g in sorted(set(genders), key=GENDERS.index)
+        },
+        body_attrs={"model_type": model_type, "num_betas": int(model.num_betas)},
     )
 
 
@@ -484,7 +507,12 @@ def prepare(args, cfg: dict) -> tuple[Plan, object, list[dict]]:
     needed = {kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
     preflight_models(args.body_models, needed)
     try:  # also validates the joint regressors against the model before any work
-        topology = build_topology(args.body_models, RenderConfig(**cfg["render"]), model_type)
+        topology = build_topology(
+            args.body_models,
+            RenderConfig(**cfg["render"]),
+            model_type,
+            genders={g for _, g in needed},
+        )
     except (OSError, ValueError) as e:
         msg = str(e).splitlines()[0]
         raise PreflightError(f"{args.body_models}: unusable topology/regressors ({msg})") from e
@@ -520,7 +548,7 @@ def run_units(args, plan: Plan, cfg: dict, digest: str) -> tuple[dict, list[dict
     from tqdm import tqdm
 
     removed = clean_partial(args.out)
-    done = load_done(args.out, plan, digest)
+    done = load_done(args.out, plan, digest, cfg["build"]["store_vertices"])
     todo = [u for u in range(len(plan.units)) if u not in done]
     jobs = make_jobs(plan, todo, args, cfg, digest)
     print(

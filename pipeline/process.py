@@ -124,6 +124,17 @@ class Context:
             self._models[key] = sp.csr_matrix(dense)
         return self._models[key]
 
+    def skinner(self, model_type: str, gender: str):
+        """Cached ``shards.body`` skinning of one gendered model: the same float32 blend
+        skinning the reader recomputes vertices with (and ~2x faster than the smplx layer)."""
+        key = ("skinner", model_type, gender)
+        if key not in self._models:
+            from shards.body import BodySkinner
+
+            arrays = self.model(model_type, gender).skinning_arrays()
+            self._models[key] = BodySkinner({gender: arrays}, model_type).genders[gender]
+        return self._models[key]
+
     @property
     def faces(self) -> np.ndarray:
         if self._faces is None:
@@ -137,8 +148,12 @@ def process_unit(
     frames: np.ndarray,
     sample_ids: np.ndarray,
     seed: int,
+    store_vertices: bool = False,
 ) -> UnitResult:
     """Compute the shard arrays of one unit (samples in plan order).
+
+    Vertices are not stored (schema 2: the reader recomputes them from ``body/*`` with the
+    skinning arrays topology.h5 carries) unless ``store_vertices`` (float16, schema 1's way).
 
     Visibility flags: a joint is visible (1) when it is in front of the camera, inside the
     image and inside the crop's R x R grid; self-occlusion is not tested. Heatmaps are drawn
@@ -162,11 +177,12 @@ def process_unit(
         "body/trans": trans,
         "body/gender": genders,
         "body/placement": placement.astype(np.float32),
-        "mesh/vertices": verts.astype(np.float16),
         "joints3d/coco17": coco.astype(np.float32),
         "joints3d/h36m17": h36m.astype(np.float32),
         **views,
     }
+    if store_vertices:
+        out["mesh/vertices"] = verts.astype(np.float16)
     r = ctx.render
     if r.masks or r.occlusion:
         masks, occluded = _silhouettes(ctx, verts, *extra)
@@ -289,14 +305,20 @@ def _bodies(
     model_type: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Posed vertices (M, Nv, 3) and COCO-17 / H36M-17 joints (M, 17, 3), AMASS world frame."""
+    import torch
+
     verts = None
+    chunk = ctx.render.body_chunk
     for g in np.unique(genders):
         sel = np.flatnonzero(genders == g)
-        model = ctx.model(model_type, GENDERS[int(g)])
-        out = model.forward(pose[sel], betas[sel], trans[sel], chunk=ctx.render.body_chunk)
+        skin = ctx.skinner(model_type, GENDERS[int(g)])
         if verts is None:
-            verts = np.empty((len(pose),) + out.vertices.shape[1:], np.float32)
-        verts[sel] = out.vertices
+            verts = np.empty((len(pose), skin.v_template.shape[0], 3), np.float32)
+        with torch.no_grad():
+            for a in range(0, len(sel), chunk):
+                s = sel[a : a + chunk]
+                v = skin(torch.from_numpy(pose[s]), torch.from_numpy(betas[s])).numpy()
+                verts[s] = v + trans[s, None]
     assert verts is not None
     reg = ctx.regressors(model_type)
     m, nv = verts.shape[:2]

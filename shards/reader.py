@@ -39,9 +39,19 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from cameras.crop import CROP_RES
 from shards.manifest import load_manifest
-from shards.schema import FORMAT_NAME, SCHEMA_VERSION
+from shards.schema import FORMAT_NAME, SCHEMA_VERSION, version_message
 
-MESH_FIELDS = ("sample_id", "mesh/vertices", "joints3d/h36m17")
+#: small per-mesh fields, read whole once per opened shard and sliced in memory
+MESH_FIELDS = (
+    "sample_id",
+    "joints3d/h36m17",
+    "body/pose",
+    "body/betas",
+    "body/trans",
+    "body/gender",
+    "body/placement",
+)
+#: small per-view fields, likewise
 VIEW_FIELDS = (
     "views/camera",
     "views/R",
@@ -51,7 +61,9 @@ VIEW_FIELDS = (
     "views/visible",
     "views/crop",
 )
+OPTIONAL_VIEW_FIELDS = ("views/visible_h36m17", "views/occluded")
 HEAVY_FIELDS = ("views/heatmaps", "views/masks")
+STORED_VERTICES = "mesh/vertices"  # optional in schema 2 (build.store_vertices)
 
 
 class ShardError(RuntimeError):
@@ -110,7 +122,12 @@ class ShardDataset(IterableDataset):
     ``skip_bad``: warn and skip unreadable shards instead of stopping (exactly-once then only
     holds for the good shards). ``uint8_heatmaps``: yield heatmaps as stored (uint8, peak 255)
     instead of float32 in [0, 1], so workers move 4x fewer bytes; the trainer then divides by
-    255 on its device. ``with_vertices=False`` leaves out ``vertices``.
+    255 on its device. Every batch carries the body parameters (``pose``, ``betas``,
+    ``gender``) and ``body_R``, ``body_t`` (posed body without translation -> camera frame), from
+    which ``shards.body.BodySkinner.camera_vertices`` makes ``vertices`` on any device (what the
+    trainer does). ``with_vertices`` (default) also yields ``vertices`` from the reader: stored
+    ``mesh/vertices`` when the dataset has them, else recomputed here on the CPU (~1 ms per
+    sample); ``with_vertices=False`` leaves them out.
     """
 
     def __init__(
@@ -140,8 +157,7 @@ class ShardDataset(IterableDataset):
         self.manifest = load_manifest(self.root)
         if self.manifest.schema_version != SCHEMA_VERSION:
             raise ShardError(
-                f"{self.root / 'manifest.json'}: schema version {self.manifest.schema_version}, "
-                f"this reader reads {SCHEMA_VERSION}"
+                version_message(self.root / "manifest.json", self.manifest.schema_version)
             )
         self.split = split
         self.shards = self.manifest.split_shards(split)
@@ -175,7 +191,11 @@ class ShardDataset(IterableDataset):
         self.uint8_heatmaps = uint8_heatmaps
         self.epoch, self.consumed = epoch, consumed
         self._files: OrderedDict[int, h5py.File] = OrderedDict()
+        self._small: dict[int, dict[str, np.ndarray]] = {}
         self._bad: set[int] = set()
+        self._skinner = None  # shards.body.BodySkinner, loaded when vertices are computed here
+        #: set by ``loader()``: batches leave a worker as 3-4 tensors (see ``pack_batch``)
+        self.pack_in_workers = False
 
     # ---- plan -------------------------------------------------------------------------
     def set_epoch(self, epoch: int, consumed: int = 0) -> None:
@@ -245,21 +265,36 @@ class ShardDataset(IterableDataset):
         fmt = f.attrs.get("format")
         ver = f.attrs.get("schema_version")
         m = f.attrs.get("meshes")
-        if fmt != FORMAT_NAME or ver != SCHEMA_VERSION:
+        if fmt != FORMAT_NAME:
             f.close()
-            raise ShardError(f"{path}: format {fmt!r} version {ver!r}, expected {SCHEMA_VERSION}")
+            raise ShardError(f"{path}: format {fmt!r}, expected {FORMAT_NAME!r}")
+        if ver != SCHEMA_VERSION:
+            f.close()
+            raise ShardError(version_message(path, ver))
         if m != self.shards[si].meshes:
             f.close()
             raise ShardError(f"{path}: {m} meshes, manifest says {self.shards[si].meshes}")
+        try:  # the small fields, whole: one chunk read each, then runs slice them in memory
+            small = {name: f[name][()] for name in self._small_fields(f)}
+        except BaseException:
+            f.close()
+            raise
         self._files[si] = f
+        self._small[si] = small
         while len(self._files) > self.max_open_files:
-            self._files.popitem(last=False)[1].close()
+            old, fo = self._files.popitem(last=False)
+            self._small.pop(old, None)
+            fo.close()
         return f
 
     def _close_all(self) -> None:
         for f in self._files.values():
             f.close()
         self._files.clear()
+        self._small.clear()
+
+    def _small_fields(self, f: h5py.File) -> list[str]:
+        return list(MESH_FIELDS) + list(VIEW_FIELDS) + [k for k in OPTIONAL_VIEW_FIELDS if k in f]
 
     @staticmethod
     def _read_pairs_into(ds: h5py.Dataset, m0: int, slots: np.ndarray, out: np.ndarray) -> None:
@@ -282,10 +317,9 @@ class ShardDataset(IterableDataset):
                 ds.id.read(mspace, fspace, out[i, k])
 
     def _fields(self, f: h5py.File) -> tuple[list[str], list[str]]:
-        """(slab fields read as [m0:m1], heavy fields read per (mesh, view) pair)."""
-        slab = list(MESH_FIELDS if self.with_vertices else ("sample_id", "joints3d/h36m17"))
-        slab += list(VIEW_FIELDS)
-        slab += [k for k in ("views/visible_h36m17", "views/occluded") if k in f]
+        """(heavy fields read from the file as [m0:m1], heavy fields read per (mesh, view)
+        pair); the small fields come from the per-file cache."""
+        slab = [STORED_VERTICES] if self.with_vertices and STORED_VERTICES in f else []
         heavy = ["views/heatmaps"] + (["views/masks"] if self.with_masks else [])
         if self._slab_heavy:
             return slab + heavy, []
@@ -310,14 +344,20 @@ class ShardDataset(IterableDataset):
             m0, m1 = int(mesh[a]), int(mesh[b - 1]) + 1
             try:
                 f = self._file(si)
+                small = self._small[si]
                 slab, heavy = self._fields(f)
                 if not win:
+                    for name, arr in small.items():
+                        win[name] = np.empty((n,) + arr.shape[1:], arr.dtype)
                     for name in slab:
                         ds = f[name]
                         win[name] = np.empty((n,) + ds.shape[1:], ds.dtype)
                     for name in heavy:
                         ds = f[name]
                         win[name] = np.empty((n, s) + ds.shape[2:], ds.dtype)
+                for name, arr in small.items():
+                    if name in win:
+                        win[name][a:b] = arr[m0:m1]
                 for name in slab:
                     if name in win:
                         f[name].read_direct(win[name], np.s_[m0:m1], np.s_[a:b])
@@ -331,6 +371,7 @@ class ShardDataset(IterableDataset):
                 warnings.warn(f"skipping bad shard {msg}", stacklevel=2)
                 self._bad.add(si)
                 keep[a:b] = False
+                self._small.pop(si, None)
                 f = self._files.pop(si, None)
                 if f is not None:
                     f.close()
@@ -361,8 +402,10 @@ class ShardDataset(IterableDataset):
         for key in ("visible_h36m17", "occluded"):
             if f"views/{key}" in win:
                 raw[key] = win[f"views/{key}"][j, view]
-        if self.with_vertices:
-            raw["vertices"] = win["mesh/vertices"][j]
+        for key in ("pose", "betas", "trans", "gender", "placement"):
+            raw[key] = win[f"body/{key}"][j]
+        if self.with_vertices and STORED_VERTICES in win:
+            raw["vertices"] = win[STORED_VERTICES][j]
         if self.with_masks:
             raw["masks"] = win["views/masks"][j, hk]
         return raw
@@ -386,7 +429,26 @@ class ShardDataset(IterableDataset):
             out["heatmaps"].copy_(hm).mul_(1.0 / 255.0)
         rot = torch.from_numpy(raw["R"])
         tr = torch.from_numpy(raw["t"])
-        if self.with_vertices:
+        # body frame (posed, untranslated) -> camera: R (P_R (v + trans) + P_t) + t
+        place = raw["placement"].astype(np.float64)
+        r64 = raw["R"].astype(np.float64)
+        body_r = r64 @ place[:, :3, :3]
+        body_t = np.einsum("bij,bj->bi", body_r, raw["trans"].astype(np.float64))
+        body_t += np.einsum("bij,bj->bi", r64, place[:, :3, 3]) + raw["t"]
+        out["pose"] = torch.from_numpy(raw["pose"])
+        out["betas"] = torch.from_numpy(raw["betas"])
+        out["gender"] = torch.from_numpy(raw["gender"].astype(np.int64))
+        out["body_R"] = torch.from_numpy(body_r.astype(np.float32))
+        out["body_t"] = torch.from_numpy(body_t.astype(np.float32))
+        if self.with_vertices and "vertices" not in raw:  # recompute here, on the CPU
+            if self._skinner is None:
+                from shards.body import BodySkinner
+
+                self._skinner = BodySkinner.from_topology(self.root)
+            with torch.no_grad():
+                vt = self._skinner.camera_vertices(out)
+            out["vertices"] = vt.share_memory_() if shm else vt
+        elif self.with_vertices:
             v = torch.from_numpy(raw["vertices"]).to(torch.float32)
             b, nv = v.shape[:2]
             # R @ V^T as (B,3,3)x(B,3,Nv) is much faster than V @ R^T for small inner dims;
@@ -482,11 +544,59 @@ class ShardDataset(IterableDataset):
         )
         batch = self._decode(raw)
         if self.batch_size:
-            yield batch
+            yield pack_batch(batch) if self.pack_in_workers and get_worker_info() else batch
         else:
             n = len(batch["sample_id"])
             for i in range(n):
                 yield {k: v[i] for k, v in batch.items()}
+
+
+PACK_KEY = "_packed"
+_BIG = ("heatmaps", "masks", "vertices")
+
+
+def pack_batch(batch: dict[str, torch.Tensor]) -> dict:
+    """The small per-sample tensors of a batch packed into one float32 and one int64 tensor
+    (in shared memory): a DataLoader worker sends every tensor through its own shared-memory
+    segment, and a dozen small ones cost more than the heatmaps. ``unpack_batch`` undoes it."""
+    floats, ints, spec = [], [], []
+    for k, v in batch.items():
+        if k in _BIG:
+            continue
+        kind = "f" if v.dtype == torch.float32 else "i"
+        flat = v.reshape(len(v), -1)
+        (floats if kind == "f" else ints).append(flat if kind == "f" else flat.to(torch.int64))
+        spec.append((k, kind, tuple(v.shape[1:]), str(v.dtype).removeprefix("torch.")))
+    out = {k: v for k, v in batch.items() if k in _BIG}
+    out["_f"] = torch.cat(floats, 1).share_memory_() if floats else torch.empty(0)
+    out["_i"] = torch.cat(ints, 1).share_memory_() if ints else torch.empty(0, dtype=torch.int64)
+    out[PACK_KEY] = spec
+    return out
+
+
+def unpack_batch(batch: dict) -> dict[str, torch.Tensor]:
+    """Inverse of ``pack_batch`` (views into the two packed tensors; bools are copied)."""
+    if PACK_KEY not in batch:
+        return batch
+    f, i = batch["_f"], batch["_i"]
+    out = {k: v for k, v in batch.items() if k in _BIG}
+    pos = {"f": 0, "i": 0}
+    for k, kind, shape, dtype in batch[PACK_KEY]:
+        src = f if kind == "f" else i
+        n = math.prod(shape)
+        v = src[:, pos[kind] : pos[kind] + n].reshape((len(src),) + tuple(shape))
+        pos[kind] += n
+        out[k] = v if dtype in ("float32", "int64") else v.to(getattr(torch, dtype))
+    return {k: out[k] for k in [s[0] for s in batch[PACK_KEY]] + [k for k in batch if k in _BIG]}
+
+
+class ShardLoader(DataLoader):
+    """DataLoader whose workers send packed batches (``pack_batch``), unpacked here."""
+
+    def __iter__(self):
+        # the DataLoader's iterator is made here, not lazily at the first batch: making it
+        # draws a seed from torch's global RNG, which callers fence (exact resume)
+        return map(unpack_batch, super().__iter__())
 
 
 def loader(
@@ -506,7 +616,8 @@ def loader(
     persistent, so they see it).
     """
     ds = ShardDataset(root, split, batch_size=batch_size, **dataset_kwargs)
+    ds.pack_in_workers = True
     kw = {}
     if num_workers > 0 and prefetch_factor is not None:
         kw["prefetch_factor"] = prefetch_factor
-    return DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)
+    return ShardLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT_NAME = "mpt-shards"
 SHARD_PATTERN = "shard-{:06d}.h5"
 MANIFEST_NAME = "manifest.json"
@@ -25,6 +25,8 @@ N_JOINTS = 17
 GENDERS = ("neutral", "male", "female")
 #: H36M-14 evaluation joints as indices into the shards' H36M-17 (docs/ARCHITECTURE.md)
 H36M14_FROM_17 = (3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10)
+#: topology.h5 ``body/<gender>/`` arrays: what ``shards.body`` skins vertices with
+BODY_ARRAYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "parents")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,14 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("body/trans", "mesh", "float32", (3,), doc="root translation, metres"),
     FieldSpec("body/gender", "mesh", "uint8", (), doc="index into GENDERS"),
     FieldSpec("body/placement", "mesh", "float32", (4, 4), doc="body -> placed world frame"),
-    FieldSpec("mesh/vertices", "mesh", "float16", ("Nv", 3), doc="placed world frame, metres"),
+    FieldSpec(
+        "mesh/vertices",
+        "mesh",
+        "float16",
+        ("Nv", 3),
+        required=False,
+        doc="placed world frame, metres; only with build.store_vertices (schema 1 always)",
+    ),
     FieldSpec("joints3d/coco17", "mesh", "float32", ("J", 3), doc="placed world frame"),
     FieldSpec("joints3d/h36m17", "mesh", "float32", ("J", 3), doc="placed world frame"),
     FieldSpec("views/camera", "view", "int16", (), doc="index into the topology rig"),
@@ -105,20 +114,40 @@ FIELD_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
 SHARD_ATTRS = ("format", "schema_version", "meshes", "V", "R", "K", "J", "Nv", "P", "B", "masks")
 
 
+def version_message(path, version) -> str:
+    """The one line readers and ``verify`` give for a dataset file of another schema version."""
+    try:
+        older = int(version) < SCHEMA_VERSION
+    except (TypeError, ValueError):
+        older = False
+    hint = (
+        "an older dataset (schema 1 stored mesh/vertices; schema 2 recomputes them from the "
+        "stored body parameters): rebuild it with this version's `python -m pipeline.build`"
+        if older
+        else "rebuild it or read it with the matching version of this code"
+    )
+    return f"{path}: schema version {version}, this code reads {SCHEMA_VERSION}; {hint}"
+
+
 def mask_bytes(res: int) -> int:
     """Bytes of one bit-packed R x R mask."""
     return (res * res + 7) // 8
 
 
-def dims_from_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Infer the shard dimensions (V, R, K, J, Nv, P, B) from a batch of field arrays."""
+def dims_from_arrays(arrays: Mapping[str, np.ndarray], nv: int | None = None) -> dict[str, int]:
+    """Infer the shard dimensions (V, R, K, J, Nv, P, B) from a batch of field arrays; ``Nv``
+    from ``mesh/vertices`` when present, else ``nv`` (the body model's vertex count)."""
     hm = arrays["views/heatmaps"]
+    if "mesh/vertices" in arrays:
+        nv = int(arrays["mesh/vertices"].shape[1])
+    if nv is None:
+        raise ValueError("shard dimensions: Nv needs mesh/vertices or the body model's count")
     dims = {
         "V": int(hm.shape[1]),
         "K": int(hm.shape[2]),
         "R": int(hm.shape[3]),
         "J": int(arrays["joints3d/h36m17"].shape[1]),
-        "Nv": int(arrays["mesh/vertices"].shape[1]),
+        "Nv": int(nv),
         "P": int(arrays["body/pose"].shape[1]),
         "B": int(arrays["body/betas"].shape[1]),
     }

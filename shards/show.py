@@ -25,6 +25,20 @@ def _sample_rows(root: Path, split: str, meshes: int, seed: int) -> tuple[Path, 
     return root / info.name, rows
 
 
+def _world_vertices(root: Path, get: dict) -> np.ndarray:
+    """Placed world-frame vertices recomputed from the stored body parameters (schema 2)."""
+    import torch
+
+    from shards.body import BodySkinner
+
+    sk = BodySkinner.from_topology(root)
+    with torch.no_grad():
+        v = sk(*(torch.from_numpy(get[k]) for k in ("body/pose", "body/betas", "body/gender")))
+    v = v.numpy().astype(np.float64) + get["body/trans"][:, None]
+    place = get["body/placement"].astype(np.float64)
+    return v @ np.swapaxes(place[:, :3, :3], 1, 2) + place[:, None, :3, 3]
+
+
 def show(
     root: str | os.PathLike,
     out: str | os.PathLike = "montage.png",
@@ -51,7 +65,11 @@ def show(
             k: f[k][rows]
             for k in (
                 "sample_id",
-                "mesh/vertices",
+                "body/pose",
+                "body/betas",
+                "body/trans",
+                "body/gender",
+                "body/placement",
                 "views/camera",
                 "views/R",
                 "views/t",
@@ -64,11 +82,13 @@ def show(
             )
         }
         masks = f["views/masks"][rows] if "views/masks" in f else None
+        stored = f["mesh/vertices"][rows] if "mesh/vertices" in f else None
+    world = stored.astype(np.float64) if stored is not None else _world_vertices(root, get)
     n_r, n_c = len(rows), len(vsel)
     fig, axes = plt.subplots(n_r, n_c, figsize=(2.4 * n_c, 2.6 * n_r + 0.3), squeeze=False)
     ext = (-0.5, CROP_RES - 0.5, CROP_RES - 0.5, -0.5)
     for i in range(n_r):
-        verts = get["mesh/vertices"][i].astype(np.float64)
+        verts = world[i]
         for j, v in enumerate(vsel):
             ax = axes[i, j]
             ax.set_facecolor("black")

@@ -1,7 +1,9 @@
 """Schema-valid random datasets for tests and benchmarks (no body model, no pipeline).
 
-Random but consistent: a blob-shaped template mesh placed in a z-up world, joints from random
-convex regressors, a made-up ring of OpenCV cameras with VideoPose3D-style distortion, crops
+Random but consistent: a blob-shaped body model (52-joint SMPL+H-like tree, random skinning
+arrays, carried in topology.h5 as a build carries the real one) posed from random parameters
+by ``shards.body`` and placed in a z-up world, joints from random convex regressors, a made-up
+ring of OpenCV cameras with VideoPose3D-style distortion, crops
 around the projected mesh, Gaussian heatmaps at the projected COCO joints, silhouettes from the
 projected vertices.
 """
@@ -104,6 +106,49 @@ def _blob_template(nv: int, rng: np.random.Generator) -> np.ndarray:
     return (u * np.array([0.25, 0.15, 0.85]) + np.array([0, 0, 0.9])).astype(np.float32)
 
 
+FAKE_JOINTS, FAKE_BETAS, FAKE_POSE = 52, 16, 156  # the SMPL+H layout
+
+
+def make_fake_body(
+    template: np.ndarray, rng: np.random.Generator, genders=("neutral", "male", "female")
+) -> dict[str, dict[str, np.ndarray]]:
+    """Skinning arrays (``shards.body.BODY_ARRAYS``) of a 52-joint body over ``template``:
+    joints at soft patches around random vertices, a random tree, weights falling off with
+    the distance to the joints, small random shape and pose directions; genders differ in
+    their shape directions and a slight scale."""
+    nv = len(template)
+    nj = FAKE_JOINTS
+    anchor = template[rng.choice(nv, nj, replace=nv < nj)]
+    d2 = ((anchor[:, None] - template[None]) ** 2).sum(-1)  # (J, Nv)
+    jreg = np.exp(-d2 / (2 * 0.05**2))
+    jreg /= jreg.sum(1, keepdims=True)
+    parents = np.r_[0, [rng.integers(0, i) for i in range(1, nj)]].astype(np.int32)
+    w = np.exp(-d2.T / (2 * 0.15**2)) + 1e-6
+    w /= w.sum(1, keepdims=True)
+    out = {}
+    for i, g in enumerate(genders):
+        out[g] = {
+            "v_template": (template * (1.0 + 0.03 * i)).astype(np.float32),
+            "shapedirs": rng.normal(scale=0.01, size=(nv, 3, FAKE_BETAS)).astype(np.float32),
+            "posedirs": rng.normal(scale=0.002, size=(9 * (nj - 1), 3 * nv)).astype(np.float32),
+            "J_regressor": jreg.astype(np.float32),
+            "weights": w.astype(np.float32),
+            "parents": parents,
+        }
+    return out
+
+
+def _pose_vertices(body: dict, pose: np.ndarray, betas: np.ndarray, gender: np.ndarray):
+    import torch
+
+    from shards.body import BodySkinner
+
+    sk = BodySkinner(body)
+    with torch.no_grad():
+        v = sk(torch.from_numpy(pose), torch.from_numpy(betas), torch.from_numpy(gender))
+    return v.numpy().astype(np.float64)
+
+
 def make_fake_arrays(
     sample_ids: np.ndarray,
     template: np.ndarray,
@@ -114,13 +159,19 @@ def make_fake_arrays(
     masks: bool,
     rng: np.random.Generator,
     motion: int = 0,
+    body: dict | None = None,
+    store_vertices: bool = False,
 ) -> dict[str, np.ndarray]:
     """Field arrays for meshes ``sample_ids`` (schema names, ready for ``ShardWriter``).
 
-    ``motion > 0`` makes consecutive ids ``motion``-long "sequences" whose body bends slowly
+    ``motion > 0`` makes consecutive ids ``motion``-long "sequences" whose pose changes slowly
     (as a build's shards hold consecutive frames of a motion); else every mesh is independent.
+    ``body``: the skinning arrays (``make_fake_body``; made from ``template`` when None);
+    ``store_vertices`` adds ``mesh/vertices`` (float16), as schema 1 always did.
     """
     m, nv = len(sample_ids), len(template)
+    if body is None:
+        body = make_fake_body(template, np.random.default_rng(12345))
     ang = rng.uniform(-np.pi, np.pi, m)
     ids = np.asarray(sample_ids)
     phase = (ids // max(motion, 1)) * 2.39996 + (ids % max(motion, 1)) * 0.02  # golden angle
@@ -129,13 +180,22 @@ def make_fake_arrays(
     place[:, 0, 0], place[:, 0, 1], place[:, 1, 0], place[:, 1, 1] = c, -s, s, c
     place[:, 2, 2] = place[:, 3, 3] = 1
     place[:, :2, 3] = rng.uniform(-0.5, 0.5, (m, 2))
-    body = template[None] + rng.normal(scale=0.02, size=(m, nv, 3))
-    if motion > 0:  # a smooth bend: sideways sway growing with height, phase per frame
-        sway = 0.3 * np.sin(phase[:, None] + 3.0 * template[None, :, 2]) * template[None, :, 2]
-        body[..., 0] += sway
-        body[..., 1] += 0.3 * np.cos(phase[:, None]) * template[None, :, 2] ** 2
-    verts = body @ np.swapaxes(place[:, :3, :3], 1, 2) + place[:, None, :3, 3]
-    verts = verts.astype(np.float16).astype(np.float32)  # what the file will hold
+    if motion > 0:  # a smooth change of every joint angle with the frame, phase per motion
+        offs = np.random.default_rng(7).uniform(0, 2 * np.pi, FAKE_POSE)
+        slow = phase - 0.5 * (ids % motion) * 0.02  # half the frame rate of the phase
+        pose = 0.4 * np.sin(slow[:, None] + offs[None]) + rng.normal(scale=0.01, size=(m, 156))
+    else:
+        pose = rng.normal(scale=0.2, size=(m, FAKE_POSE))
+    pose = pose.astype(np.float32)
+    betas = rng.normal(size=(m, FAKE_BETAS)).astype(np.float32)
+    gender = rng.integers(0, len(body), m).astype(np.uint8)
+    codes = {g: i for i, g in enumerate(("neutral", "male", "female"))}
+    gender = np.array([codes[list(body)[g]] for g in gender], np.uint8)
+    trans = rng.normal(scale=0.05, size=(m, 3)).astype(np.float32)
+    posed = _pose_vertices(body, pose, betas, gender) + trans[:, None].astype(np.float64)
+    verts = posed @ np.swapaxes(place[:, :3, :3], 1, 2) + place[:, None, :3, 3]
+    if store_vertices:
+        verts = verts.astype(np.float16).astype(np.float32)  # what the file will hold
     j_coco = regs["coco17"] @ verts  # (J, Nv) @ (m, Nv, 3) -> (m, J, 3)
     j_h36m = regs["h36m17"] @ verts
     cam = np.broadcast_to(np.arange(views) % len(rig["R"]), (m, views))
@@ -158,12 +218,11 @@ def make_fake_arrays(
         "sample_id": np.asarray(sample_ids, np.int64),
         "source/path": np.array([f"Fake/S{i % 7}/motion{i % 3}_poses.npz" for i in sample_ids]),
         "source/frame": (np.asarray(sample_ids) * 3).astype(np.int32),
-        "body/pose": rng.normal(scale=0.2, size=(m, 156)).astype(np.float32),
-        "body/betas": rng.normal(size=(m, 16)).astype(np.float32),
-        "body/trans": place[:, :3, 3].copy(),
-        "body/gender": rng.integers(0, 3, m).astype(np.uint8),
+        "body/pose": pose,
+        "body/betas": betas,
+        "body/trans": trans,
+        "body/gender": gender,
         "body/placement": place,
-        "mesh/vertices": verts.astype(np.float16),
         "joints3d/coco17": j_coco.astype(np.float32),
         "joints3d/h36m17": j_h36m.astype(np.float32),
         "views/camera": cam.astype(np.int16),
@@ -178,6 +237,8 @@ def make_fake_arrays(
         "views/crop": aff.astype(np.float32),
         "views/heatmaps": gaussian_heatmaps(kp_c, vis, res),
     }
+    if store_vertices:
+        out["mesh/vertices"] = verts.astype(np.float16)
     if masks:
         pix = np.floor((apply_affine(aff, v_img) + 0.5) * res / CROP_RES).astype(int)
         pix = np.clip(pix, 0, res - 1)
@@ -210,16 +271,19 @@ def make_fake_dataset(
     compression_kind: str = DEFAULT_COMPRESSION,
     n_cams: int | None = None,
     motion: int = 0,
+    store_vertices: bool = False,
 ) -> Path:
     """Write a complete random dataset (shards, topology.h5, manifest.json) under ``root``.
 
     Meshes are split as evenly as possible over ``shards`` files; the last ``val_shards`` shards
     form split ``"val"``, the rest ``"train"``. Sample ids are 0..n_meshes-1. ``motion``: see
-    ``make_fake_arrays``. Returns ``root``.
+    ``make_fake_arrays``; ``store_vertices``: also store ``mesh/vertices`` (schema 1's
+    payload, for comparisons). Returns ``root``.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
     template = _blob_template(nv, rng)
+    body = make_fake_body(template, rng)
     regs = {}
     for name in ("coco17", "h36m17"):  # local regressors: a soft patch around an anchor vertex
         anchor = template[rng.choice(nv, N_JOINTS, replace=nv < N_JOINTS)]
@@ -243,6 +307,8 @@ def make_fake_dataset(
             sampling={"down_0": sp.csr_matrix(down), "up_0": sp.csr_matrix(down.T)},
             rig=rig,
             rig_names=names,
+            body=body,
+            body_attrs={"model_type": "fake", "num_betas": FAKE_BETAS},
         ),
     )
     bounds = np.linspace(0, n_meshes, shards + 1).round().astype(int)
@@ -251,12 +317,25 @@ def make_fake_dataset(
         ids = np.arange(bounds[i], bounds[i + 1])
         split = "val" if i >= shards - val_shards else "train"
         w = ShardWriter(
-            root / SHARD_PATTERN.format(i), compression_kind=compression_kind, split=split
+            root / SHARD_PATTERN.format(i),
+            compression_kind=compression_kind,
+            split=split,
+            attrs={"Nv": nv},
         )
         for a in range(0, len(ids), 256):
             w.append(
                 make_fake_arrays(
-                    ids[a : a + 256], template, regs, rig, views, res, masks, rng, motion
+                    ids[a : a + 256],
+                    template,
+                    regs,
+                    rig,
+                    views,
+                    res,
+                    masks,
+                    rng,
+                    motion,
+                    body=body,
+                    store_vertices=store_vertices,
                 )
             )
         infos.append(w.close())

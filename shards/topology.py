@@ -1,7 +1,9 @@
 """topology.h5: mesh topology and geometry that travel with the shards.
 
 Holds the template mesh and faces, joint names and regressors, the coarse-mesh sampling
-matrices (sparse, COO) and the camera rig, so training needs nothing but the shard folder.
+matrices (sparse, COO), the camera rig and (schema 2) the body model's skinning arrays per
+gender (``body/<gender>/...``, see ``shards.body``), so training needs nothing but the shard
+folder.
 Each ``joints/<name>`` group records where its regressor came from as ``provenance_*``
 attributes (``source``, and for files ``file`` and ``sha256``); files written before that
 read back as ``{"source": "unknown"}``.
@@ -19,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shards.atomic import atomic_path
-from shards.schema import FORMAT_NAME, SCHEMA_VERSION, TOPOLOGY_NAME
+from shards.schema import BODY_ARRAYS, FORMAT_NAME, SCHEMA_VERSION, TOPOLOGY_NAME
 
 
 @dataclass
@@ -42,6 +44,10 @@ class Topology:
     attrs: dict = field(default_factory=dict)
     #: per joint set: {"source": ..., "file": ..., "sha256": ...} (``UNKNOWN`` when not recorded)
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: per gender name: the skinning arrays of ``shards.body.BODY_ARRAYS`` (empty: none carried)
+    body: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: attributes of the ``body`` group (``model_type``, ``num_betas``)
+    body_attrs: dict = field(default_factory=dict)
 
 
 #: provenance of a joint set in a topology file written before provenance was recorded
@@ -90,6 +96,16 @@ def write_topology(root: str | os.PathLike, topo: Topology) -> Path:
             g["col"] = coo.col.astype(np.int32)
             g["data"] = coo.data.astype(np.float32)
             g.attrs["shape"] = np.array(coo.shape, np.int64)
+        if topo.body:
+            body = f.create_group("body")
+            for k, v in topo.body_attrs.items():
+                body.attrs[k] = v
+            for gender, arrays in topo.body.items():
+                g = body.create_group(gender)
+                for k in BODY_ARRAYS:
+                    a = np.asarray(arrays[k], np.int32 if k == "parents" else np.float32)
+                    g.create_dataset(k, data=a, compression="gzip", compression_opts=1,
+                                     shuffle=True)  # fmt: skip
         rig = f.create_group("rig")
         for k, v in topo.rig.items():
             rig[k] = np.asarray(v)
@@ -120,6 +136,10 @@ def load_topology(root: str | os.PathLike) -> Topology:
                 topo.sampling[name] = sp.csr_matrix(
                     (g["data"][()], (g["row"][()], g["col"][()])), shape=shape
                 )
+            body = f.get("body")
+            if body is not None:
+                topo.body_attrs = {k: body.attrs[k] for k in body.attrs}
+                topo.body = {g: {k: ds[()] for k, ds in grp.items()} for g, grp in body.items()}
             rig = f.get("rig", {})
             for k in rig:
                 if k == "names":

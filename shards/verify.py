@@ -21,13 +21,16 @@ from tqdm import tqdm
 
 from shards.manifest import Manifest, load_manifest
 from shards.schema import (
+    BODY_ARRAYS,
     FORMAT_NAME,
+    GENDERS,
     MANIFEST_NAME,
     SCHEMA_VERSION,
     STR,
     TOPOLOGY_NAME,
     mask_bytes,
     required_fields,
+    version_message,
 )
 from shards.writer import file_checksum
 
@@ -41,6 +44,8 @@ class Report:
     root: Path
     errors: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    #: body/gender codes of shards that store no vertices (their skinning arrays must be there)
+    genders: set[int] = field(default_factory=set)
     checked: int = 0
 
     @property
@@ -57,6 +62,26 @@ class Report:
         status = "OK" if self.ok else f"FAILED ({len(self.bad_files)} bad file(s))"
         out.append(f"{self.root}: {self.checked} shard(s) checked, {status}")
         return out
+
+
+def _check_body(topo: Path, rep: Report, nv: int) -> None:
+    """topology.h5 carries the skinning arrays of every gender the shards use."""
+    try:
+        with h5py.File(topo, "r") as f:
+            for code in sorted(rep.genders):
+                g = GENDERS[code] if code < len(GENDERS) else str(code)
+                grp = f.get(f"body/{g}")
+                if grp is None:
+                    rep.errors.append((TOPOLOGY_NAME, f"no body/{g} arrays (shards use {g})"))
+                    continue
+                missing = [k for k in BODY_ARRAYS if k not in grp]
+                if missing:
+                    rep.errors.append((TOPOLOGY_NAME, f"body/{g} lacks {', '.join(missing)}"))
+                elif nv and grp["v_template"].shape != (nv, 3):
+                    shape = grp["v_template"].shape
+                    rep.errors.append((TOPOLOGY_NAME, f"body/{g}/v_template {shape}, Nv={nv}"))
+    except OSError as e:
+        rep.errors.append((TOPOLOGY_NAME, f"unreadable ({str(e).splitlines()[0]})"))
 
 
 def _check_shard(path: Path, info, man: Manifest, rep: Report, checksums: bool) -> None:
@@ -83,11 +108,11 @@ def _check_shard(path: Path, info, man: Manifest, rep: Report, checksums: bool) 
         return
     with f:
         a = f.attrs
-        if a.get("format") != FORMAT_NAME or a.get("schema_version") != SCHEMA_VERSION:
-            err(
-                f"format {a.get('format')!r} schema version {a.get('schema_version')!r}, "
-                f"expected {FORMAT_NAME!r} {SCHEMA_VERSION}"
-            )
+        if a.get("format") != FORMAT_NAME:
+            err(f"format {a.get('format')!r}, expected {FORMAT_NAME!r}")
+            return
+        if a.get("schema_version") != SCHEMA_VERSION:
+            err(version_message(name, a.get("schema_version")).split(": ", 1)[1])
             return
         m = int(a.get("meshes", -1))
         if m != info.meshes:
@@ -121,6 +146,11 @@ def _check_shard(path: Path, info, man: Manifest, rep: Report, checksums: bool) 
                     )
             except OSError as e:
                 err(f"unreadable sample_id ({str(e).splitlines()[0]})")
+        if "mesh/vertices" not in f and "body/gender" in f and m > 0:
+            try:  # vertices are recomputed with the body model of each gender used
+                rep.genders |= {int(g) for g in np.unique(f["body/gender"][()])}
+            except OSError as e:
+                err(f"unreadable body/gender ({str(e).splitlines()[0]})")
 
 
 def verify(
@@ -139,9 +169,8 @@ def verify(
         rep.errors.append((MANIFEST_NAME, str(e).split(": ", 1)[-1]))
         return rep
     if man.schema_version != SCHEMA_VERSION:
-        rep.errors.append(
-            (MANIFEST_NAME, f"schema version {man.schema_version}, expected {SCHEMA_VERSION}")
-        )
+        msg = version_message(MANIFEST_NAME, man.schema_version).split(": ", 1)[1]
+        rep.errors.append((MANIFEST_NAME, msg))
     topo = root / TOPOLOGY_NAME
     if not topo.exists():
         rep.errors.append((TOPOLOGY_NAME, "topology file missing"))
@@ -154,18 +183,21 @@ def verify(
         ):
             rep.errors.append((TOPOLOGY_NAME, "checksum mismatch"))
 
-    def one(info) -> list[tuple[str, str]]:
+    def one(info) -> tuple[list[tuple[str, str]], set[int]]:
         sub = Report(root)
         _check_shard(root / info.name, info, man, sub, checksums)
-        return sub.errors
+        return sub.errors, sub.genders
 
     with ThreadPoolExecutor(max(1, jobs)) as ex:
         it = ex.map(one, man.shards)
         for errs in tqdm(
             it, total=len(man.shards), desc="verify", unit="shard", disable=not progress
         ):
-            rep.errors.extend(errs)
+            rep.errors.extend(errs[0])
+            rep.genders |= errs[1]
             rep.checked += 1
+    if rep.genders and topo.exists():
+        _check_body(topo, rep, int(man.dims.get("Nv", 0)))
     listed = {s.name for s in man.shards}
     if len(listed) != len(man.shards):
         rep.errors.append((MANIFEST_NAME, "a shard is listed twice"))

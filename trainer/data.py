@@ -3,7 +3,11 @@
 ``DataSource(root, cfg)`` reads ``topology.h5`` and ``manifest.json`` of a shard folder and
 hands out (a) the ``MeshLevels`` the model is built from (template, faces, H36M-17 regressor,
 ``sampling/down_i`` / ``up_i`` matrices), (b) an endless per-rank training stream that crosses
-epochs and can restart from a data position, and (c) ordered evaluation loaders.
+epochs and can restart from a data position, and (c) ordered evaluation loaders. Batches
+carry ``vertices`` in the camera frame as before: schema-2 shards store body parameters
+instead, and ``DataSource`` skins them with the body model topology.h5 carries
+(``shards.body.BodySkinner``) on the device it is asked for (the trainer's), so vertices never
+cross the DataLoader's process boundary.
 
 Data position: each rank tracks ``(epoch, consumed)`` of *its own* stream. The shard reader
 resumes from the global ``consumed`` of an epoch and gives rank ``r`` the share
@@ -15,17 +19,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import torch
 
+from shards.body import BodySkinner
 from shards.manifest import load_manifest
-from shards.reader import ShardDataset, loader
-from shards.topology import load_topology
+from shards.reader import STORED_VERTICES, ShardDataset, loader
+from shards.topology import Topology, load_topology
 from trainer.model import MeshLevels, as_dense, input_channels
 
 
-def levels_from_topology(root: str | Path) -> tuple[MeshLevels, list[str]]:
+def levels_from_topology(
+    root: str | Path, topo: Topology | None = None
+) -> tuple[MeshLevels, list[str]]:
     """MeshLevels from ``root/topology.h5`` (and the H36M-17 joint names)."""
-    topo = load_topology(root)
+    topo = load_topology(root) if topo is None else topo
     if "h36m17" not in topo.regressors:
         raise ValueError(f"{Path(root) / 'topology.h5'}: no h36m17 joint regressor")
     down, up, i = [], [], 0
@@ -76,9 +84,39 @@ class DataSource:
             raise ValueError(
                 f"{self.root}: model.input={self.kind!r} needs masks; shards have none"
             )
-        self.levels, self.joint_names = levels_from_topology(self.root)
+        topo = load_topology(self.root)
+        self.levels, self.joint_names = levels_from_topology(self.root, topo)
         self.train_split = cfg["data"]["train_split"]
         self.val_split = cfg["data"]["val_split"]
+        self.stored_vertices = self._stores_vertices()
+        self._skinner: BodySkinner | None = None
+        if not self.stored_vertices:  # fails fast on a dataset without its body model
+            self._skinner = BodySkinner.from_topology(topo)
+
+    def _stores_vertices(self) -> bool:
+        """Whether the shards hold ``mesh/vertices`` (build.store_vertices) to read as is."""
+        if not self.manifest.shards:
+            return False
+        with h5py.File(self.root / self.manifest.shards[0].name, "r") as f:
+            return STORED_VERTICES in f
+
+    def add_vertices(
+        self, batch: dict[str, torch.Tensor], device: str | torch.device = "cpu"
+    ) -> dict[str, torch.Tensor]:
+        """``batch`` with camera-frame ``vertices`` (on ``device``) recomputed from its body
+        parameters; unchanged when the reader already gave stored vertices."""
+        if "vertices" in batch:
+            return batch
+        assert self._skinner is not None
+        dev = torch.device(device)
+        if self._skinner.device != dev:
+            self._skinner = self._skinner.to(dev)
+        with torch.no_grad():
+            batch["vertices"] = self._skinner.camera_vertices(
+                {k: batch[k].to(dev, non_blocking=True) for k in ("pose", "betas", "gender",
+                                                                   "body_R", "body_t")}
+            )  # fmt: skip
+        return batch
 
     def down_tensors(self) -> list[torch.Tensor]:
         """Sparse D matrices (full -> coarser), for the multi-level GT meshes."""
@@ -95,8 +133,10 @@ class DataSource:
         batch_size: int,
         position: tuple[int, int] = (0, 0),
         positions_out: list | None = None,
+        device: str | torch.device = "cpu",
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Endless batches for this rank, starting at ``position = (epoch, consumed)``.
+        """Endless batches for this rank, starting at ``position = (epoch, consumed)``;
+        ``vertices`` are made on ``device`` (the other tensors stay on the CPU).
 
         After each yielded batch, ``positions_out[0]`` holds this rank's position *after* it.
         Partial batches at the end of a stream are dropped.
@@ -118,6 +158,7 @@ class DataSource:
             rank=rank,
             world_size=world,
             with_masks=self.masks,
+            with_vertices=self.stored_vertices,  # else skinned on the device, below
             uint8_heatmaps=True,  # 4x less to move from workers; model_input scales on device
             pin_memory=torch.cuda.is_available(),
         )
@@ -134,7 +175,7 @@ class DataSource:
                 got += 1
                 if positions_out is not None:
                     positions_out[0] = (epoch, consumed)
-                yield batch
+                yield self.add_vertices(batch, device)
             if got == 0 and consumed == 0:
                 raise ValueError(
                     f"{self.root}: split {self.train_split!r} gives rank {rank} of {world} "
@@ -145,9 +186,14 @@ class DataSource:
                 positions_out[0] = (epoch, consumed)
 
     def eval_loader(
-        self, split: str, batch_size: int, max_samples: int | None = None
+        self,
+        split: str,
+        batch_size: int,
+        max_samples: int | None = None,
+        device: str | torch.device = "cpu",
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Ordered batches of ``split`` (all views), single process, up to ``max_samples``."""
+        """Ordered batches of ``split`` (all views), single process, up to ``max_samples``;
+        ``vertices`` on ``device``."""
         ds = ShardDataset(
             self.root,
             split,
@@ -157,6 +203,7 @@ class DataSource:
             rank=0,
             world_size=1,
             with_masks=self.masks,
+            with_vertices=self.stored_vertices,
         )
         n = 0
         for batch in ds:
@@ -165,4 +212,4 @@ class DataSource:
             if max_samples is not None and n + len(batch["sample_id"]) > max_samples:
                 batch = {k: v[: max_samples - n] for k, v in batch.items()}
             n += len(batch["sample_id"])
-            yield batch
+            yield self.add_vertices(batch, device)

@@ -354,7 +354,7 @@ def train(
     end = steps if stop_at is None else min(steps, int(stop_at))
     micro = ds_cfg["train_micro_batch_size_per_gpu"]
     pos_box = [position]
-    loader = source.train_iter(rank, world, micro, position, pos_box)
+    loader = source.train_iter(rank, world, micro, position, pos_box, device=device)
     logger = Logger(out, rank == 0)
     bar = tqdm(total=steps, initial=step, disable=rank != 0, desc="train", dynamic_ncols=True)
     window = {"wait": 0.0, "time": 0.0, "n": 0}

@@ -20,7 +20,9 @@ SHIPPED_PLAN_JSON = (
 )
 SHIPPED_RENDER = {"views": 8, "res": 56, "masks": False, "sigma": None, "crop_scale": 1.2,
                   "body_chunk": 64, "occlusion": False}  # fmt: skip
-SHIPPED_BUILD = {"model_type": "smplh", "max_retries": 3, "compression": "blosc-lz4"}
+# schema 2 (issue 15): blosc-lz4hc:1 (was blosc-lz4) and no stored vertices
+SHIPPED_BUILD = {"model_type": "smplh", "max_retries": 3, "compression": "blosc-lz4hc:1",
+                 "store_vertices": False}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", [None, ROOT / "configs/build_default.yaml"])

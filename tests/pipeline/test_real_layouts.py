@@ -213,7 +213,7 @@ def _arrays(folder: Path) -> dict[str, np.ndarray]:
     out = {}
     for p in sorted(folder.glob("shard-*.h5")):
         with h5py.File(p, "r") as f:
-            for k in ("mesh/vertices", "joints/h36m17", "views/heatmaps", "body/pose"):
+            for k in ("joints3d/h36m17", "views/heatmaps", "body/pose", "body/placement"):
                 if k in f:
                     out[f"{p.name}:{k}"] = f[k][()]
     return out

@@ -40,6 +40,7 @@ def motion_ds(tmp_path_factory):
 
 
 def epoch_diversity(root, batch_size=16, **kw) -> float:
+    kw.setdefault("with_vertices", False)
     ds = ShardDataset(root, "train", views="all", batch_size=batch_size, drop_last=True, **kw)
     return stream_diversity([b["sample_id"].numpy() for b in ds], world_poses(root, "train"))[
         "ratio"

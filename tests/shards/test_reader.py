@@ -10,7 +10,9 @@ import torch
 
 from shards.manifest import load_manifest
 from shards.reader import ShardDataset, ShardError, loader, rr_consumption
+from shards.schema import GENDERS
 from shards.testing import apply_affine, project
+from shards.topology import load_topology
 
 
 def _pairs(batches):
@@ -30,6 +32,20 @@ def _expected(root, split, views):
             sel = range(cams.shape[1]) if views == "all" else views
             pairs += [(int(sid), int(cams[i, v])) for v in sel]
     return pairs
+
+
+def _lbs_reference(body, r):
+    """Posed vertices (with translation) from smplx.lbs in float64, for one stored mesh."""
+    from smplx.lbs import lbs
+
+    a = body[GENDERS[int(r["body/gender"])]]
+    t = {k: torch.from_numpy(np.asarray(a[k], np.float64)) for k in a if k != "parents"}
+    par = torch.from_numpy(np.asarray(a["parents"], np.int64))
+    pose = torch.from_numpy(r["body/pose"].astype(np.float64))[None]
+    betas = torch.from_numpy(r["body/betas"].astype(np.float64))[None]
+    v, _ = lbs(betas, pose, t["v_template"][None], t["shapedirs"], t["posedirs"],
+               t["J_regressor"], par, t["weights"])  # fmt: skip
+    return v[0].numpy() + r["body/trans"].astype(np.float64)
 
 
 def _stream(ds, worker, nworkers):
@@ -64,13 +80,18 @@ def test_geometry_matches_independent_projection(fake_ds):
                         "views/crop",
                         "views/camera",
                         "joints3d/coco17",
-                        "mesh/vertices",
+                        "body/pose",
+                        "body/betas",
+                        "body/trans",
+                        "body/gender",
+                        "body/placement",
                         "views/R",
                         "views/t",
                         "views/masks",
                         "views/occluded",
                     )
                 }
+    body = load_topology(root).body
     ds = ShardDataset(root, batch_size=16, views="all", seed=5)
     n = 0
     for b in ds:
@@ -91,7 +112,10 @@ def test_geometry_matches_independent_projection(fake_ds):
             )[0]
             norm = 2 * (apply_affine(crop.astype(np.float64), px) + 0.5) / 224 - 1
             np.testing.assert_allclose(b["kp2d"][i, :, :2].numpy(), norm, atol=2e-4)
-            vc = r["mesh/vertices"].astype(np.float32) @ r["views/R"][v].T + r["views/t"][v]
+            # vertices: smplx's own LBS (float64) on the carried arrays, placed, to the camera
+            vw = _lbs_reference(body, r) @ r["body/placement"][:3, :3].T.astype(np.float64)
+            vw += r["body/placement"][:3, 3]
+            vc = vw @ r["views/R"][v].T.astype(np.float64) + r["views/t"][v]
             np.testing.assert_allclose(b["vertices"][i].numpy(), vc, atol=1e-5)
             mask = np.unpackbits(r["views/masks"][v], count=32 * 32).reshape(1, 32, 32)
             np.testing.assert_array_equal(b["masks"][i].numpy(), mask)
@@ -247,3 +271,34 @@ def test_uint8_heatmaps_option_matches_float(fake_ds):
     assert b["heatmaps"].dtype == torch.uint8
     torch.testing.assert_close(b["heatmaps"].float() / 255, a["heatmaps"])
     assert torch.equal(a["sample_id"], b["sample_id"]) and torch.equal(a["vertices"], b["vertices"])
+
+
+def test_worker_batches_equal_in_process_batches(fake_ds):
+    """loader() packs a worker's small tensors into two (pack_batch) and unpacks them in the
+    main process: same keys, dtypes, shapes and values as the in-process stream."""
+    kw = dict(batch_size=6, views="all", shuffle=False, uint8_heatmaps=True)
+    a = list(loader(fake_ds, num_workers=0, **kw))
+    b = list(loader(fake_ds, num_workers=1, **kw))
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert sorted(x) == sorted(y) and "_packed" not in y
+        for k in x:
+            assert x[k].dtype == y[k].dtype and x[k].shape == y[k].shape, k
+            # vertices are skinned in each process (thread counts differ: float32 rounding)
+            tol = 1e-5 if k == "vertices" else 0
+            torch.testing.assert_close(x[k], y[k], rtol=0, atol=tol)
+
+
+def test_loader_draws_its_seed_when_iterated_not_at_the_first_batch(fake_ds):
+    """iter(loader) draws the DataLoader's seed from torch's RNG right away (as a plain
+    DataLoader does), so the trainer can fence that draw and resume exactly; taking batches
+    in process draws nothing."""
+    dl = loader(fake_ds, batch_size=4, num_workers=0, views="all")
+    torch.manual_seed(0)
+    it = iter(dl)
+    after_iter = torch.get_rng_state()
+    next(it)
+    assert torch.equal(after_iter, torch.get_rng_state())
+    torch.manual_seed(0)
+    iter(torch.utils.data.DataLoader(dl.dataset, batch_size=None))
+    assert torch.equal(after_iter, torch.get_rng_state())

@@ -20,7 +20,8 @@ def _arrays(n=10, views=3, res=24, nv=40, masks=True, seed=0, start=0):
     regs = {k: np.full((N_JOINTS, nv), 1 / nv, np.float32) for k in ("coco17", "h36m17")}
     regs["coco17"] = rng.dirichlet(np.ones(nv), N_JOINTS).astype(np.float32)
     rig, _ = make_rig(4)
-    return make_fake_arrays(np.arange(start, start + n), tmpl, regs, rig, views, res, masks, rng)
+    ids = np.arange(start, start + n)
+    return make_fake_arrays(ids, tmpl, regs, rig, views, res, masks, rng, store_vertices=True)
 
 
 def test_shard_round_trip(tmp_path):
