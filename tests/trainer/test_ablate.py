@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from shards.testing import make_fake_dataset
+from tests.trainer.helpers import TINY_MODEL
 from trainer import ablate
 from trainer.ablate import (
     PAPER,
@@ -30,12 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/demo.yaml"
 BATCH = 8
 TINY = [  # a model that trains in a second on CPU
-    "model.enc_channels=[8,16]",
-    "model.feat_dim=32",
-    "model.hidden=[32,16,16]",
-    "model.block_out=[16,16]",
-    "model.intermediate=[64,32,32]",
-    "model.layers=1",
+    *TINY_MODEL,
     f"train.batch_size={BATCH}",
     "train.log_every=1",
     "train.ckpt_every=1",

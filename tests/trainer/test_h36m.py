@@ -23,6 +23,7 @@ from scipy.spatial.transform import Rotation
 from cameras.h36m import DATA_FILE
 from shards.testing import make_fake_dataset
 from tests.cameras.vp3d_reference import project_pixels, world_to_camera
+from tests.trainer.helpers import TINY_MODEL
 from trainer.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,12 +44,7 @@ BASE = np.array(
 ACTIONS = {"S9": {"Directions 1": 9, "Directions": 6, "Walking": 11}, "S11": {"Walking": 8}}
 STRIDE = 2
 TINY = [
-    "model.enc_channels=[8,16]",
-    "model.feat_dim=32",
-    "model.hidden=[32,16,16]",
-    "model.block_out=[16,16]",
-    "model.intermediate=[64,32,32]",
-    "model.layers=1",
+    *TINY_MODEL,
     "train.steps=2",
     "train.batch_size=16",
     "train.log_every=1",

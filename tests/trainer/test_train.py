@@ -18,18 +18,14 @@ import torch
 
 from shards.reader import ShardDataset
 from shards.testing import make_fake_dataset
+from tests.trainer.helpers import TINY_MODEL
 from trainer.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 6
 
 OVERRIDES = [
-    "model.enc_channels=[8,16]",
-    "model.feat_dim=32",
-    "model.hidden=[32,16,16]",
-    "model.block_out=[16,16]",
-    "model.intermediate=[64,32,32]",
-    "model.layers=1",
+    *TINY_MODEL,
     "model.dropout=0.1",
     f"train.steps={STEPS}",
     "train.batch_size=16",
