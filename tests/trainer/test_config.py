@@ -66,7 +66,7 @@ def test_file_then_overrides_in_order():
     assert load_config(None, ["loss.vertices=1"])["loss"]["vertices"] == 1.0
 
 
-DS_DEMO_CPU_2 = {  # configs/deepspeed.json + configs/demo.yaml's train section, 2 CPU ranks
+DS_DEMO_CPU_2 = {  # configs/deepspeed.json + demo.yaml's train section at 800 steps, 2 CPU ranks
     "gradient_clipping": 1.0,
     "steps_per_print": 1000000,
     "wall_clock_breakdown": False,
@@ -99,7 +99,7 @@ DS_DEMO_CPU_2 = {  # configs/deepspeed.json + configs/demo.yaml's train section,
 
 
 def test_deepspeed_config_fills_what_the_trainer_owns():
-    cfg = load_config(REPO / "configs/demo.yaml")
+    cfg = load_config(REPO / "configs/demo.yaml", ["train.steps=800"])
     assert deepspeed_config(cfg, 2, cuda=False) == DS_DEMO_CPU_2
     paper = deepspeed_config(load_config(REPO / "configs/paper.yaml"), 4, cuda=True)
     assert paper["bf16"] == {"enabled": True} and paper["zero_optimization"] == {"stage": 1}
