@@ -36,7 +36,7 @@ help:
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
 	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
-	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~20 min)"
+	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~10 min)"
 	@echo "make train / eval / bench / preview / figures / lint / anny-export"
 
 setup: $(STAMP)
@@ -91,7 +91,7 @@ bench: $(DATA)/.stamp
 	$(PY) bench/run.py --out bench/results.json
 
 # What the trainer learns per sample: the demo model at fixed sample budgets beside a 2D->3D
-# lifting baseline on the same samples (~20 min on 2 cores) -> bench/convergence.{json,png}
+# lifting baseline on the same samples (~10 min on 2 cores) -> bench/convergence.{json,png}
 convergence: shards
 	$(PY) bench/convergence.py --data $(OUT) --config $(TRAIN_CONFIG)
 
