@@ -141,9 +141,9 @@ def _diversity(root: Path) -> dict:
     """Batch diversity (``shards.diversity``) of training streams over one epoch of ``root``'s
     train split, batches of 16, all views (the demo's setting), with the former reader
     defaults (blocks of 64 meshes) and today's, and the reader's rate for each."""
-    from shards.diversity import stream_diversity, world_poses
+    from shards.diversity import split_poses, stream_diversity
 
-    poses = world_poses(root, "train")
+    poses = split_poses(root, "train")
     out = {}
     for name, kw in (("block64", {"block": 64}), ("block8", {})):
         dl = loader(

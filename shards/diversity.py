@@ -7,7 +7,7 @@ of the same size drawn uniformly from all the samples those batches hold (an epo
 whole split). 1.0 is as diverse as uniform draws; a batch of one mesh is 0.
 
 Poses are the meshes' H36M-17 joints (``joints3d/h36m17``, looked up by ``sample_id`` with
-``world_poses``), pelvis-centred and turned about the world's up axis (z) so that the hips
+``split_poses``), pelvis-centred and turned about the world's up axis (z) so that the hips
 line up with +x: articulation, not where the body faces (the views of one mesh are one pose).
 """
 
@@ -69,7 +69,7 @@ def canonical_poses(joints: np.ndarray) -> np.ndarray:
     return np.einsum("nij,nkj->nki", rot, j)
 
 
-def world_poses(root: str | Path, split: str) -> dict[int, np.ndarray]:
+def split_poses(root: str | Path, split: str) -> dict[int, np.ndarray]:
     """``sample_id -> (17, 3)`` canonical poses (``canonical_poses``) of the meshes of ``split``."""
     root = Path(root)
     out: dict[int, np.ndarray] = {}

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from shards.diversity import batch_diversity, mean_pairwise_distance, stream_diversity, world_poses
+from shards.diversity import batch_diversity, mean_pairwise_distance, split_poses, stream_diversity
 from shards.reader import ShardDataset
 from shards.testing import make_fake_dataset
 
@@ -42,7 +42,7 @@ def motion_ds(tmp_path_factory):
 def epoch_diversity(root, batch_size=16, **kw) -> float:
     kw.setdefault("with_vertices", False)
     ds = ShardDataset(root, "train", views="all", batch_size=batch_size, drop_last=True, **kw)
-    return stream_diversity([b["sample_id"].numpy() for b in ds], world_poses(root, "train"))[
+    return stream_diversity([b["sample_id"].numpy() for b in ds], split_poses(root, "train"))[
         "ratio"
     ]
 
