@@ -1,4 +1,4 @@
-"""Body models: generating the procedural SMPL+H models, posing them, coarse mesh levels."""
+"""Body models: copying the shipped SMPL+H models, posing them, coarse mesh levels."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def run() -> dict:
         sizes = build_mesh_levels(template, faces).sizes
     return {
         "vertices": int(bm.num_vertices),
-        "generate_3_genders_s": round(t_gen, 2),
+        "copy_3_genders_s": round(t_gen, 2),
         "load_model_s": round(t_load, 2),
         "forward_meshes_per_s": round(n / t_fwd, 1),
         "keypoints_meshes_per_s": round(256 / t_reg, 1),

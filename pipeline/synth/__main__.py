@@ -1,5 +1,4 @@
-"""CLI: ``python -m pipeline.synth --out DIR [--seed 0] [--small] [--body procedural|anny]
-[--preview PNG]``."""
+"""CLI: ``python -m pipeline.synth --out DIR [--seed 0] [--small] [--preview PNG]``."""
 
 from __future__ import annotations
 
@@ -17,12 +16,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the motion archive")
     ap.add_argument("--small", action="store_true", help="small, fast variant (tests)")
     ap.add_argument(
-        "--body",
-        choices=("procedural", "anny"),
-        default="anny",
-        help="body-model source: the shipped Anny-derived models (default) or procedural",
-    )
-    ap.add_argument(
         "--preview",
         type=Path,
         default=None,
@@ -33,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.synth.preview import write_preview
 
         if not (args.out / "body_models" / "smplh" / "neutral" / "model.npz").is_file():
-            generate(args.out, seed=args.seed, small=args.small, body=args.body)
+            generate(args.out, seed=args.seed, small=args.small)
         print(f"wrote {write_preview(args.out, args.preview, seed=args.seed)}")
         return 0
     t0 = time.time()
-    generate(args.out, seed=args.seed, small=args.small, body=args.body)
+    generate(args.out, seed=args.seed, small=args.small)
     print(f"embedded default written to {args.out} in {time.time() - t0:.1f} s")
     return 0
 

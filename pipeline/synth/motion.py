@@ -26,114 +26,66 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
+from smplx.joint_names import SMPLH_JOINT_NAMES
+from smplx.lbs import batch_rigid_transform
 from tqdm import tqdm
 
-from cameras.plotting import save_figure
+from pipeline.synth import SHIPPED_BODY_MODELS
 from shards.atomic import atomic_path
 from shards.schema import GENDERS
 
 # --------------------------------------------------------------------------------------------
-# Skeleton (SMPL-H joint order, 52 joints)
+# Skeleton: the body model's own (rest joints, kinematic tree), posed with smplx
 # --------------------------------------------------------------------------------------------
 
 #: SMPL-H joint names in pose order (22 body joints, 15 left-hand, 15 right-hand joints).
+JOINT_NAMES: tuple[str, ...] = tuple(SMPLH_JOINT_NAMES[:52])
 _FINGERS = ("index", "middle", "pinky", "ring", "thumb")
-SMPLH_JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist",
-    *(f"{side}_{f}{k}" for side in ("left", "right") for f in _FINGERS for k in (1, 2, 3)),
-)  # fmt: skip
-
-_BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
 
 
-def _hand_parents(wrist: int, first: int) -> list[int]:
-    out = []
-    for f in range(5):
-        base = first + 3 * f
-        out += [wrist, base, base + 1]
-    return out
+def default_body_models(out_dir: Path) -> Path:
+    """Body models that plant an archive written to ``out_dir``: the sibling ``body_models``
+    folder when it holds every gender (the embedded-default layout), else the shipped ones."""
+    sibling = Path(out_dir).parent / "body_models"
+    if all((sibling / "smplh" / g / "model.npz").is_file() for g in GENDERS):
+        return sibling
+    return SHIPPED_BODY_MODELS
 
 
-#: Kinematic tree parents of the 52 SMPL-H joints (-1 for the root).
-SMPLH_PARENTS: np.ndarray = np.array(
-    [*_BODY_PARENTS, *_hand_parents(20, 22), *_hand_parents(21, 37)], dtype=np.int64
-)
+def body_skeleton(
+    body_models: Path, gender: str, betas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rest joints (52, 3) of ``body_models/smplh/<gender>/model.npz`` shaped by ``betas``, and
+    its kinematic-tree parents (52,) with -1 at the root.
 
-# Approximate rest joint positions of an adult SMPL-H body (metres, SMPL rest frame: y-up,
-# facing +z, left = +x). Left side listed; the right side mirrors x.
-_BODY_REST = np.array([
-    [0.000, -0.240, 0.025],   # pelvis
-    [0.060, -0.330, 0.015],   # left_hip
-    [-0.060, -0.330, 0.015],  # right_hip
-    [0.000, -0.120, 0.000],   # spine1
-    [0.105, -0.710, 0.025],   # left_knee
-    [-0.105, -0.710, 0.025],  # right_knee
-    [0.000, 0.020, 0.025],    # spine2
-    [0.090, -1.130, -0.020],  # left_ankle
-    [-0.090, -1.130, -0.020], # right_ankle
-    [0.000, 0.075, 0.030],    # spine3
-    [0.120, -1.185, 0.100],   # left_foot
-    [-0.120, -1.185, 0.100],  # right_foot
-    [0.000, 0.290, -0.005],   # neck
-    [0.075, 0.200, 0.005],    # left_collar
-    [-0.075, 0.200, 0.005],   # right_collar
-    [0.000, 0.360, 0.045],    # head
-    [0.170, 0.230, -0.010],   # left_shoulder
-    [-0.170, 0.230, -0.010],  # right_shoulder
-    [0.430, 0.215, -0.030],   # left_elbow
-    [-0.430, 0.215, -0.030],  # right_elbow
-    [0.685, 0.220, -0.025],   # left_wrist
-    [-0.685, 0.220, -0.025],  # right_wrist
-])  # fmt: skip
-
-# Left-hand finger joints relative to the left wrist (index, middle, pinky, ring, thumb x 3).
-_LEFT_HAND_OFFSETS = np.array([
-    [0.095, -0.005, 0.025], [0.135, -0.007, 0.027], [0.160, -0.009, 0.028],
-    [0.098, -0.004, 0.002], [0.141, -0.006, 0.002], [0.169, -0.008, 0.002],
-    [0.082, -0.010, -0.040], [0.108, -0.012, -0.044], [0.126, -0.013, -0.046],
-    [0.092, -0.007, -0.019], [0.132, -0.009, -0.021], [0.157, -0.011, -0.022],
-    [0.030, -0.015, 0.030], [0.055, -0.020, 0.052], [0.080, -0.024, 0.068],
-])  # fmt: skip
-
-
-def rest_joints(gender: str = "neutral", betas: np.ndarray | None = None) -> np.ndarray:
-    """(52, 3) rest joint positions of the generator's SMPL-like skeleton.
-
-    Stature scales with gender (female 0.94, male 1.0, neutral 0.97) and ``1 + 0.03 * betas[0]``.
+    Reads the AMASS SMPL+H model format directly: ``J_regressor @ (v_template + shapedirs @ b)``.
     """
-    left = _BODY_REST[20] + _LEFT_HAND_OFFSETS
-    right = left * np.array([-1.0, 1.0, 1.0])
-    joints = np.concatenate([_BODY_REST, left, right])
-    scale = {"male": 1.0, "female": 0.94, "neutral": 0.97}[gender]
-    if betas is not None and len(betas):
-        scale *= 1.0 + 0.03 * float(np.clip(betas[0], -3.0, 3.0))
-    return joints * scale
+    path = Path(body_models) / "smplh" / gender / "model.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: SMPL+H model file not found (needed to plant feet)")
+    with np.load(path, allow_pickle=False) as m:
+        v, sd, jr, tree = m["v_template"], m["shapedirs"], m["J_regressor"], m["kintree_table"]
+    k = min(sd.shape[-1], len(betas))
+    verts = v + sd[..., :k] @ np.asarray(betas[:k], dtype=np.float64)
+    parents = tree[0].astype(np.int64)
+    parents[0] = -1  # stored as uint32 -1
+    return np.asarray(jr @ verts, dtype=np.float64), parents
 
 
-def forward_kinematics(
-    rotmats: np.ndarray, joints: np.ndarray, parents: np.ndarray = SMPLH_PARENTS
-) -> np.ndarray:
-    """Posed joint positions (N, J, 3) from local rotations (N, J, 3, 3) and rest joints (J, 3).
-
-    Same rule as SMPL's linear blend skinning: the root rotates about its own rest position and
-    each child hangs at its rest offset from its parent (no translation added).
-    """
+def posed_joints(rotmats: np.ndarray, rest: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """(N, J, 3) joints posed by local rotations (N, J, 3, 3) with smplx's kinematic chain
+    (the root turns about its rest position; no translation added)."""
     n, nj = rotmats.shape[:2]
-    glob = np.empty_like(rotmats)
-    pos = np.empty((n, nj, 3))
-    glob[:, 0] = rotmats[:, 0]
-    pos[:, 0] = joints[0]
-    for j in range(1, nj):
-        p = parents[j]
-        glob[:, j] = glob[:, p] @ rotmats[:, j]
-        pos[:, j] = pos[:, p] + glob[:, p] @ (joints[j] - joints[p])
-    return pos
+    joints = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(rest[:nj], (n, nj, 3))))
+    posed, _ = batch_rigid_transform(
+        torch.from_numpy(np.ascontiguousarray(rotmats)), joints,
+        torch.from_numpy(parents[:nj]), dtype=torch.float64,
+    )  # fmt: skip
+    return posed.numpy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,7 +97,7 @@ def forward_kinematics(
 #: uniquely.
 EULER_SEQ = "yzx"
 
-_J = {name: i for i, name in enumerate(SMPLH_JOINT_NAMES)}
+_J = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 
 def _lr(name: str, left: list[tuple[float, float]]) -> dict[int, np.ndarray]:
@@ -630,9 +582,11 @@ def _support_velocity(tr: Track, pos: np.ndarray, fps: float) -> np.ndarray:
 
 
 def track_to_amass(
-    tr: Track, joints: np.ndarray, start_xy: np.ndarray, heading0: float
+    tr: Track, skeleton: tuple[np.ndarray, np.ndarray], start_xy: np.ndarray, heading0: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Turn a Track into AMASS ``poses`` (N, 156) and ``trans`` (N, 3) (z-up world)."""
+    """Turn a Track into AMASS ``poses`` (N, 156) and ``trans`` (N, 3) (z-up world), planted
+    with ``skeleton`` = (rest joints, parents) of the body model (:func:`body_skeleton`)."""
+    joints, parents = skeleton
     n = tr.t.size
     fps = 1.0 / (tr.t[1] - tr.t[0]) if n > 1 else 60.0
     euler = _clip_to_limits(tr.euler)
@@ -644,7 +598,7 @@ def track_to_amass(
     poses[:, 0] = root.as_rotvec()
     rotmats = local.as_matrix().reshape(n, 52, 3, 3)
     rotmats[:, 0] = root.as_matrix()
-    pos = forward_kinematics(rotmats[:, :22], joints[:22], SMPLH_PARENTS[:22])
+    pos = posed_joints(rotmats[:, :22], joints, parents)
     lowest = _softmin(pos[:, _FOOT_JOINTS, 2])
     dt = np.diff(tr.t, prepend=tr.t[0])
     fwd = np.stack([np.sin(heading), -np.cos(heading)], axis=1)
@@ -719,32 +673,13 @@ def _clip(kind: str, rng: np.random.Generator, fps: float, small: bool):
     return builder(t, rng, amp)
 
 
-def model_rest_joints(body_models: Path, gender: str, betas: np.ndarray) -> np.ndarray:
-    """(52, 3) rest joints of ``body_models/smplh/<gender>/model.npz`` shaped by ``betas``.
-
-    Reads the AMASS SMPL+H model format directly: ``J_regressor @ (v_template + shapedirs @ b)``.
-    """
-    path = Path(body_models) / "smplh" / gender / "model.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: SMPL+H model file not found (needed to plant feet)")
-    with np.load(path, allow_pickle=False) as m:
-        v, sd, jr = m["v_template"], m["shapedirs"], m["J_regressor"]
-    k = min(sd.shape[-1], len(betas))
-    verts = v + sd[..., :k] @ np.asarray(betas[:k], dtype=np.float64)
-    return np.asarray(jr @ verts, dtype=np.float64)
-
-
 def _motion_arrays(
-    kind: str,
-    rng: np.random.Generator,
-    joints: np.ndarray,
-    fps: float,
-    small: bool,
+    kind: str, rng: np.random.Generator, skeleton: tuple, fps: float, small: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     tr = _clip(kind, rng, fps, small)
     start = rng.uniform(-0.5, 0.5, 2)
     heading0 = rng.uniform(-np.pi, np.pi)
-    return track_to_amass(tr, joints, start, heading0)
+    return track_to_amass(tr, skeleton, start, heading0)
 
 
 def _dmpls(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
@@ -764,15 +699,10 @@ def generate_archive(
     subset with 2 clips of ~1.4 s (for tests).
 
     Feet are planted with the shaped skeleton of ``body_models`` (a body-model folder holding
-    ``smplh/<gender>/model.npz``); when it is None, the sibling ``out_dir/../body_models`` is
-    used if it holds those files (the embedded-default layout), else the built-in SMPL-like
-    ``rest_joints``.
+    ``smplh/<gender>/model.npz``), by default :func:`default_body_models`.
     """
     out_dir = Path(out_dir)
-    if body_models is None:
-        sibling = out_dir.parent / "body_models"
-        if all((sibling / "smplh" / g / "model.npz").is_file() for g in GENDERS):
-            body_models = sibling
+    body_models = default_body_models(out_dir) if body_models is None else Path(body_models)
     kinds = list(MOTIONS)
     subjects = _SUBJECTS[:7:3] if small else _SUBJECTS
     per_subject = 2 if small else 8
@@ -782,14 +712,14 @@ def generate_archive(
     for si, subj in enumerate(subjects):
         srng = np.random.default_rng([seed, 1, si])
         betas = _subject_betas(srng)
-        joints = _joints(body_models, subj.gender, betas)
+        skeleton = body_skeleton(body_models, subj.gender, betas)
         sdir = out_dir / subj.subset / subj.name
         _write_npz(sdir / "shape.npz", {"gender": np.array(subj.gender), "betas": betas})
         order = [kinds[(si * 5 + k) % len(kinds)] for k in range(per_subject)]
         for k, kind in enumerate(order):
             rng = np.random.default_rng([seed, 2, si, k])
             fps = float(_FPS_CHOICES[int(rng.integers(len(_FPS_CHOICES)))])
-            poses, trans = _motion_arrays(kind, rng, joints, fps, small)
+            poses, trans = _motion_arrays(kind, rng, skeleton, fps, small)
             path = sdir / f"{kind}_{k + 1:02d}_poses.npz"
             _write_npz(
                 path,
@@ -826,27 +756,19 @@ def _remove_stale(out_dir: Path, written: list[Path]) -> None:
                 d.rmdir()
 
 
-def _joints(body_models: Path | None, gender: str, betas: np.ndarray) -> np.ndarray:
-    if body_models is None:
-        return rest_joints(gender, betas)
-    return model_rest_joints(body_models, gender, betas)
-
-
-def _write_smplx_subject(
-    out_dir: Path, seed: int, small: bool, body_models: Path | None
-) -> list[Path]:
+def _write_smplx_subject(out_dir: Path, seed: int, small: bool, body_models: Path) -> list[Path]:
     """SMPL-X layout (``*_stageii.npz``) as AMASS's SMPL-X release ships it."""
     subj = _SMPLX_SUBJECT
     srng = np.random.default_rng([seed, 3])
     betas = _subject_betas(srng)
-    joints = _joints(body_models, subj.gender, betas)  # SMPL+H stand-in for the SMPL-X skeleton
+    skeleton = body_skeleton(body_models, subj.gender, betas)  # SMPL+H stands in for SMPL-X
     sdir = out_dir / subj.subset / subj.name
     _write_npz(sdir / "neutral_stagei.npz", {"gender": np.array(subj.gender), "betas": betas})
     written = []
     for k, kind in enumerate(("walk", "wave") if not small else ("wave",)):
         rng = np.random.default_rng([seed, 4, k])
         fps = 120.0
-        poses, trans = _motion_arrays(kind, rng, joints, fps, small)
+        poses, trans = _motion_arrays(kind, rng, skeleton, fps, small)
         n = poses.shape[0]
         t = np.arange(n) / fps
         jaw = np.zeros((n, 3))
@@ -878,92 +800,6 @@ def _write_smplx_subject(
     return written
 
 
-# --------------------------------------------------------------------------------------------
-# Preview
-# --------------------------------------------------------------------------------------------
-
-_BONES = [(j, int(SMPLH_PARENTS[j])) for j in range(1, 22)]
-_FRONT_VIEW = {"wave", "jumping_jacks", "sidestep", "idle", "throw", "reach"}
-
-
-def plot_motions(
-    root: Path, out_png: Path, frames_per_clip: int = 6, body_models: Path | None = None
-) -> Path:
-    """Stick-figure contact sheet of the archive under ``root``.
-
-    One row per motion kind (its first clip): ``frames_per_clip`` evenly spaced frames seen from
-    the body's side (or front, for arm-dominated kinds) with the floor line, and the root path
-    from above. Uses the built-in skeleton for forward kinematics.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    root = Path(root)
-    if body_models is None:
-        sibling = root.parent / "body_models"
-        if all((sibling / "smplh" / g / "model.npz").is_file() for g in GENDERS):
-            body_models = sibling
-    clips: dict[str, Path] = {}
-    for p in sorted(root.rglob("*_poses.npz")):
-        clips.setdefault(p.name.rsplit("_", 2)[0], p)
-    kinds = [k for k in MOTIONS if k in clips]
-    spacing = 1.5
-    fig, axes = plt.subplots(
-        len(kinds), 2, figsize=(13, 2.3 * len(kinds)), squeeze=False,
-        gridspec_kw={"width_ratios": [4.2, 1]},
-    )  # fmt: skip
-    for row, kind in enumerate(kinds):
-        with np.load(clips[kind]) as d:
-            poses, trans = d["poses"], d["trans"]
-            gender, betas, fps = str(d["gender"]), d["betas"], float(d["mocap_framerate"])
-        n = poses.shape[0]
-        rot = Rotation.from_rotvec(poses[:, :66].reshape(-1, 3)).as_matrix().reshape(n, 22, 3, 3)
-        joints = _joints(body_models, gender, betas)
-        pos = forward_kinematics(rot, joints[:22], SMPLH_PARENTS[:22]) + trans[:, None]
-        facing = Rotation.from_rotvec(poses[n // 2, :3]).apply([0.0, 0.0, 1.0])
-        facing[2] = 0.0
-        facing /= np.linalg.norm(facing) + 1e-12
-        front = kind in _FRONT_VIEW
-        # horizontal screen axis: the body's forward (side view) or its left (front view)
-        axis = np.array([-facing[1], facing[0], 0.0]) if front else facing
-        ax = axes[row, 0]
-        idx = np.linspace(0, n - 1, frames_per_clip).astype(int)
-        for c, i in enumerate(idx):
-            x0 = c * spacing - pos[i, 0] @ axis
-            col = plt.cm.viridis(0.85 * c / max(1, frames_per_clip - 1))
-            for j, p in _BONES:
-                a, b = pos[i, j], pos[i, p]
-                ax.plot([a @ axis + x0, b @ axis + x0], [a[2], b[2]], color=col, lw=1.8)
-            ax.plot(pos[i, 15] @ axis + x0, pos[i, 15, 2] + 0.06, "o", color=col, ms=6)
-            ax.text(c * spacing, -0.22, f"{i / fps:.1f} s", ha="center", fontsize=8)
-        ax.axhline(0.0, color="0.4", lw=0.8)
-        ax.set_xlim(-0.8, (frames_per_clip - 1) * spacing + 0.8)
-        ax.set_ylim(-0.35, 2.05)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.tick_params(labelsize=7)
-        view = "front" if front else "side"
-        ax.set_ylabel(f"{kind}\n{gender}, {view}", fontsize=9)
-        ax2 = axes[row, 1]
-        ax2.plot(trans[:, 0], trans[:, 1], color="C1")
-        ax2.plot(trans[0, 0], trans[0, 1], "o", color="C2", ms=4)
-        ax2.annotate(
-            "", xy=trans[0, :2] + 0.6 * facing[:2], xytext=trans[0, :2],
-            arrowprops={"arrowstyle": "->", "color": "k"},
-        )  # fmt: skip
-        c = 0.5 * (trans[:, :2].min(axis=0) + trans[:, :2].max(axis=0))
-        r = max(1.0, 0.55 * float(np.ptp(trans[:, :2], axis=0).max()))
-        ax2.set_xlim(c[0] - r, c[0] + r)
-        ax2.set_ylim(c[1] - r, c[1] + r)
-        ax2.set_aspect("equal")
-        ax2.tick_params(labelsize=7)
-    axes[0, 0].set_title("z-up world, floor at z = 0 (metres); time left to right", fontsize=10)
-    axes[0, 1].set_title("root path from above (x, y); arrow = facing", fontsize=9)
-    return save_figure(fig, out_png, dpi=75)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.synth.motion --out DIR [--seed S] [--small] [--png PNG]``."""
     import argparse
@@ -979,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
         files = generate_archive(args.out, args.seed, args.small, args.body_models)
         print(f"wrote {len(files)} sequences under {args.out}")
     if args.png is not None:
+        from pipeline.synth.preview import plot_motions
+
         print(f"wrote {plot_motions(args.out, args.png, body_models=args.body_models)}")
     return 0
 

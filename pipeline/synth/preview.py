@@ -1,7 +1,9 @@
-"""Preview montage of generated bodies: motions x frames x shapes, front and side views.
+"""PNGs of the embedded default.
 
-Rendering is matplotlib only: faces are projected orthographically, sorted back to front
-and filled with Lambert shading from a fixed light direction.
+- :func:`write_preview`: the body models over the motions (frames x shapes, front and side).
+  Rendering is matplotlib only: faces projected orthographically, sorted back to front, filled
+  with Lambert shading from a fixed light direction.
+- :func:`plot_motions`: a stick-figure contact sheet of every motion kind of an archive.
 """
 
 from __future__ import annotations
@@ -94,29 +96,6 @@ def montage(
     return save_figure(fig, out)
 
 
-def _fallback_sequences(n: int = 60) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """A simple walk and arm-raise in AMASS layout (used when no archive is present)."""
-    t = np.linspace(0, 2 * np.pi, n)
-    out = []
-    for name, kind in (("walk", 0), ("raise arms", 1)):
-        P = np.zeros((n, 156))
-        P[:, 0] = np.pi / 2  # y-up rest frame -> z-up world
-        if kind == 0:
-            P[:, 3 * 1] = -0.5 * np.sin(t)
-            P[:, 3 * 2] = 0.5 * np.sin(t)
-            P[:, 3 * 4] = 0.6 * np.maximum(np.sin(t), 0)
-            P[:, 3 * 5] = 0.6 * np.maximum(-np.sin(t), 0)
-            P[:, 3 * 16 + 2], P[:, 3 * 17 + 2] = -1.2, 1.2  # arms down
-            P[:, 3 * 16 + 1] = 0.4 * np.sin(t)  # and swinging
-            P[:, 3 * 17 + 1] = 0.4 * np.sin(t)
-        else:
-            P[:, 3 * 16 + 2] = 1.2 * np.sin(t / 2)
-            P[:, 3 * 17 + 2] = -1.2 * np.sin(t / 2)
-            P[:, 3 * 18 + 1] = -0.8 * np.sin(t / 2)
-        out.append((name, P, np.zeros((n, 3))))
-    return out
-
-
 def _front_azimuth(root_orient: np.ndarray) -> float:
     """Azimuth (degrees, as in :func:`draw_mesh`) that sees the body's front: the rest
     frame faces +z, the root rotation turns that into the world facing direction."""
@@ -136,23 +115,17 @@ def write_preview(root: Path, png: Path, seed: int = 0, max_motions: int = 4) ->
 
     root = Path(root)
     bm_root = root / "body_models"
-    seqs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, str]] = []
-    amass = root / "amass"
-    if amass.is_dir():
-        from pipeline.amass import load_sequence
+    from pipeline.amass import load_sequence
 
-        files = sorted(amass.rglob("*_poses.npz")) + sorted(amass.rglob("*_stageii.npz"))
-        rng = np.random.default_rng(seed)
-        pick = rng.permutation(len(files))[:max_motions]
-        for i in sorted(pick):
-            s = load_sequence(files[i], amass)
-            seqs.append((Path(s.path).stem, s.poses, s.trans, s.betas, s.gender))
-    if not seqs:
-        genders = ("male", "female")
-        seqs = [
-            (n, p, tr, np.zeros(16), genders[k % 2])
-            for k, (n, p, tr) in enumerate(_fallback_sequences())
-        ]
+    amass = root / "amass"
+    files = sorted(amass.rglob("*_poses.npz")) + sorted(amass.rglob("*_stageii.npz"))
+    if not files:
+        raise FileNotFoundError(f"{amass}: no AMASS-format sequences to preview")
+    pick = np.random.default_rng(seed).permutation(len(files))[:max_motions]
+    seqs = []
+    for i in sorted(pick):
+        s = load_sequence(files[i], amass)
+        seqs.append((Path(s.path).stem, s.poses, s.trans, s.betas, s.gender))
     panels, labels = [], []
     for name, poses, trans, betas, gender in seqs:
         model = load_body_model(bm_root, "smplh", gender)
@@ -176,3 +149,85 @@ def write_preview(root: Path, png: Path, seed: int = 0, max_motions: int = 4) ->
     panels.append(row)
     labels.append("shapes (neutral)")
     return montage(panels, png, labels)
+
+
+_FRONT_VIEW = {"wave", "jumping_jacks", "sidestep", "idle", "throw", "reach"}
+
+
+def plot_motions(
+    root: Path, out_png: Path, frames_per_clip: int = 6, body_models: Path | None = None
+) -> Path:
+    """Stick-figure contact sheet of the archive under ``root``.
+
+    One row per motion kind (its first clip): ``frames_per_clip`` evenly spaced frames seen from
+    the body's side (or front, for arm-dominated kinds) with the floor line, and the root path
+    from above. Joints are posed with each clip's body-model skeleton
+    (:func:`pipeline.synth.motion.body_skeleton`, default: the sibling or shipped models).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.spatial.transform import Rotation
+
+    from pipeline.synth.motion import MOTIONS, body_skeleton, default_body_models, posed_joints
+
+    root = Path(root)
+    body_models = default_body_models(root) if body_models is None else body_models
+    clips: dict[str, Path] = {}
+    for p in sorted(root.rglob("*_poses.npz")):
+        clips.setdefault(p.name.rsplit("_", 2)[0], p)
+    kinds = [k for k in MOTIONS if k in clips]
+    spacing = 1.5
+    fig, axes = plt.subplots(
+        len(kinds), 2, figsize=(13, 2.3 * len(kinds)), squeeze=False,
+        gridspec_kw={"width_ratios": [4.2, 1]},
+    )  # fmt: skip
+    for row, kind in enumerate(kinds):
+        with np.load(clips[kind]) as d:
+            poses, trans = d["poses"], d["trans"]
+            gender, betas, fps = str(d["gender"]), d["betas"], float(d["mocap_framerate"])
+        n = poses.shape[0]
+        rot = Rotation.from_rotvec(poses[:, :66].reshape(-1, 3)).as_matrix().reshape(n, 22, 3, 3)
+        rest, parents = body_skeleton(body_models, gender, betas)
+        pos = posed_joints(rot, rest, parents) + trans[:, None]
+        facing = Rotation.from_rotvec(poses[n // 2, :3]).apply([0.0, 0.0, 1.0])
+        facing[2] = 0.0
+        facing /= np.linalg.norm(facing) + 1e-12
+        front = kind in _FRONT_VIEW
+        # horizontal screen axis: the body's forward (side view) or its left (front view)
+        axis = np.array([-facing[1], facing[0], 0.0]) if front else facing
+        ax = axes[row, 0]
+        idx = np.linspace(0, n - 1, frames_per_clip).astype(int)
+        for c, i in enumerate(idx):
+            x0 = c * spacing - pos[i, 0] @ axis
+            col = plt.cm.viridis(0.85 * c / max(1, frames_per_clip - 1))
+            for j, p in enumerate(parents[1:22], start=1):
+                a, b = pos[i, j], pos[i, p]
+                ax.plot([a @ axis + x0, b @ axis + x0], [a[2], b[2]], color=col, lw=1.8)
+            ax.plot(pos[i, 15] @ axis + x0, pos[i, 15, 2] + 0.06, "o", color=col, ms=6)
+            ax.text(c * spacing, -0.22, f"{i / fps:.1f} s", ha="center", fontsize=8)
+        ax.axhline(0.0, color="0.4", lw=0.8)
+        ax.set_xlim(-0.8, (frames_per_clip - 1) * spacing + 0.8)
+        ax.set_ylim(-0.35, 2.05)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.tick_params(labelsize=7)
+        view = "front" if front else "side"
+        ax.set_ylabel(f"{kind}\n{gender}, {view}", fontsize=9)
+        ax2 = axes[row, 1]
+        ax2.plot(trans[:, 0], trans[:, 1], color="C1")
+        ax2.plot(trans[0, 0], trans[0, 1], "o", color="C2", ms=4)
+        ax2.annotate(
+            "", xy=trans[0, :2] + 0.6 * facing[:2], xytext=trans[0, :2],
+            arrowprops={"arrowstyle": "->", "color": "k"},
+        )  # fmt: skip
+        c = 0.5 * (trans[:, :2].min(axis=0) + trans[:, :2].max(axis=0))
+        r = max(1.0, 0.55 * float(np.ptp(trans[:, :2], axis=0).max()))
+        ax2.set_xlim(c[0] - r, c[0] + r)
+        ax2.set_ylim(c[1] - r, c[1] + r)
+        ax2.set_aspect("equal")
+        ax2.tick_params(labelsize=7)
+    axes[0, 0].set_title("z-up world, floor at z = 0 (metres); time left to right", fontsize=10)
+    axes[0, 1].set_title("root path from above (x, y); arrow = facing", fontsize=9)
+    return save_figure(fig, out_png, dpi=75)

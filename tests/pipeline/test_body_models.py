@@ -120,7 +120,8 @@ def test_all_16_betas_are_used(synth_data):
     # zero pose: LBS is the identity, so vertices = v_template + shapedirs @ betas + trans
     ref = m["v_template"][None] + np.einsum("vcb,nb->nvc", m["shapedirs"], betas) + trans[:, None]
     np.testing.assert_allclose(out.vertices, ref, atol=2e-5)
-    assert np.abs(out.vertices[1] - out.vertices[0] - trans[1]).max() > 0.01
+    # betas 11-16 move the surface (by millimetres on this model): not truncated to 10
+    assert np.abs(out.vertices[1] - out.vertices[0] - trans[1]).max() > 2e-3
 
 
 def _smpl_dict_from_smplh(m: dict) -> dict:

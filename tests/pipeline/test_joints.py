@@ -50,10 +50,16 @@ def test_generated_model_regressor_tracks_posed_body(synth_data):
     out = bm.forward(poses, rng.normal(0, 1, 16))
     coco, h36m = reg.coco17(out.vertices, out.joints), reg.h36m17(out.vertices, out.joints)
     assert coco.shape == (5, 17, 3) and h36m.shape == (5, 17, 3)
-    # limb keypoints are regressed from vertex rings; they follow the posed model joints
+    # limb keypoints are regressed from vertex rings: on the joint at rest, and following the
+    # posed joint (the rings deform under LBS: up to ~5 cm at the shoulders for these random
+    # collar + shoulder rotations of 0.4 rad s.d.)
+    rest = bm.forward(np.zeros((1, 156)), np.zeros(16))
+    rest_coco = reg.coco17(rest.vertices, rest.joints)
     for k, name in enumerate(J.COCO17[5:], start=5):
-        err = np.linalg.norm(coco[:, k] - out.joints[:, J.SMPLH52.index(name)], axis=1)
-        assert err.max() < 0.03, name
+        j = J.SMPLH52.index(name)
+        assert np.linalg.norm(rest_coco[0, k] - rest.joints[0, j]) < 0.015, name
+        err = np.linalg.norm(coco[:, k] - out.joints[:, j], axis=1)
+        assert err.max() < 0.06, name
     mid_hips = 0.5 * (out.joints[:, 1] + out.joints[:, 2])
     assert np.linalg.norm(h36m[:, 0] - mid_hips, axis=1).max() < 0.03
     # face points stay on the head: within 15 cm of the head joint
