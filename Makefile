@@ -42,23 +42,16 @@ help:
 setup: $(STAMP)
 
 # Order matters: torch==2.13.0 first (local CPU build), then everything else under a
-# constraint that pins it, then pyrender without its PyOpenGL==3.1.0 pin, then DeepSpeed
-# without building ops, then the project itself (editable, no deps).
+# constraint that pins it, then DeepSpeed without building ops, then the project itself
+# (editable, no deps). pip only: nothing needs root or system packages.
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements.txt -c constraints.txt
-	$(PIP) install -q --no-deps pyrender==0.1.45
 	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation -c constraints.txt deepspeed==0.19.8
 	$(PIP) install -q --no-deps -e .
 	@$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-	@dpkg -s libosmesa6 >/dev/null 2>&1 || { \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get install -y -q libosmesa6 >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libosmesa6 >/dev/null 2>&1; } || \
-	    echo "warning: could not install libosmesa6; pyrender will try EGL"; \
-	  else echo "warning: libosmesa6 missing and apt unavailable; pyrender will try EGL"; fi; }
 	@touch $@
 
 # Embedded default assets: SMPL+H-format body models and an AMASS-format archive.

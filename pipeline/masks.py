@@ -11,22 +11,13 @@ by every backend. No back-face culling.
 Backends:
 - "cpu": a rasterizer without OpenGL: a compiled (numba) scan over each triangle's pixel box when
   numba is installed, else a vectorised numpy version (identical masks).
-- "pyrender": pyrender offscreen (EGL or OSMesa, probed automatically) fed the same triangles:
-  vertices rebuilt as (u z, v z, z) in the OpenCV camera frame and seen by a camera with fx = fy = 1
-  and principal point (0.5, 0.5), which maps them to GL window coordinates (u + 0.5, v + 0.5),
-  i.e. pixel centres land on integers as in our convention.
-- "auto": the faster available, which is "cpu" (see bench/bench_render.py).
+- "auto": the same as "cpu" (kept so configs and callers that name it keep working).
 
 Masks are stored bit-packed (`pack_masks` / `unpack_masks`, numpy's big-endian bit order over
 the row-major R*R pixels). `keypoint_occlusion` tests keypoints against the depth buffer.
 """
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-import threading
 
 import numpy as np
 
@@ -38,7 +29,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
     HAVE_NUMBA = False
 
-BACKENDS = ("auto", "cpu", "pyrender")
+BACKENDS = ("auto", "cpu")
 
 #: Per-keypoint depth tolerance (metres) for COCO-17 self-occlusion. An internal joint sits below
 #: the surface that faces the camera (measured on the generated SMPL+H body, front and back: hips
@@ -173,157 +164,6 @@ def rasterize_cpu(uv, depth, faces, res, want_depth=False, znear=1e-3, engine="a
 
 
 # --------------------------------------------------------------------------------------------
-# pyrender backend
-
-_PLATFORM: str | None = None
-_PLATFORM_LOCK = threading.Lock()
-_PROBE = "import pyrender, numpy as np\nr = pyrender.OffscreenRenderer(8, 8)\nr.delete()\n"
-
-
-def pyrender_platform() -> str:
-    """Pick the PyOpenGL platform for offscreen rendering ("egl" then "osmesa"), once.
-
-    The platform cannot change after OpenGL is imported, so each candidate is probed in a
-    subprocess and the first that works is set in PYOPENGL_PLATFORM for this process. A platform
-    already set by the user is tried first; if OpenGL is already imported, its platform is kept.
-    Raises RuntimeError (one line) when no offscreen context can be created.
-    """
-    global _PLATFORM
-    with _PLATFORM_LOCK:
-        if _PLATFORM is not None:
-            return _PLATFORM
-        current = os.environ.get("PYOPENGL_PLATFORM", "")
-        if "OpenGL" in sys.modules:
-            _PLATFORM = current or "default"
-            return _PLATFORM
-        candidates = [current] if current else []
-        candidates += [p for p in ("egl", "osmesa") if p not in candidates]
-        errors = []
-        for plat in candidates:
-            env = dict(os.environ, PYOPENGL_PLATFORM=plat)
-            try:
-                run = subprocess.run(
-                    [sys.executable, "-c", _PROBE], env=env, capture_output=True, timeout=120
-                )
-            except subprocess.TimeoutExpired:
-                errors.append(f"{plat}: probe timed out")
-                continue
-            if run.returncode == 0:
-                os.environ["PYOPENGL_PLATFORM"] = plat
-                _PLATFORM = plat
-                return plat
-            tail = run.stderr.decode(errors="replace").strip().splitlines()
-            errors.append(f"{plat}: {tail[-1] if tail else 'exit ' + str(run.returncode)}")
-        raise RuntimeError(
-            "masks: pyrender backend unavailable, no offscreen OpenGL context ("
-            + "; ".join(errors)
-            + "); install libosmesa6 or EGL drivers, or use backend='cpu'"
-        )
-
-
-_OFFSET: tuple[float, float] | None = None
-_CAL_STEPS = 32
-
-
-def _calibration_geometry(axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """32 rectangles; rectangle s starts at 4 + s/32 - 0.5 + 1/64 along `axis`, so counting the
-    rectangles that cover pixel 4 brackets the sample offset to 1/32 px."""
-    verts, faces = [], []
-    for s in range(_CAL_STEPS):
-        a = 4.0 + s / _CAL_STEPS - 0.5 + 0.5 / _CAL_STEPS
-        lo, hi = 3.0 * s + 2.0, 3.0 * s + 4.9
-        quad = [[a, lo], [12.0, lo], [12.0, hi], [a, hi]]
-        quad = np.array(quad)[:, ::-1] if axis == 1 else np.array(quad)
-        faces += [[4 * s, 4 * s + 1, 4 * s + 2], [4 * s, 4 * s + 2, 4 * s + 3]]
-        verts.append(quad)
-    return np.concatenate(verts), np.array(faces)
-
-
-class _PyrenderRasterizer:
-    """One offscreen renderer per resolution, reused across calls (one per thread)."""
-
-    def __init__(self, res: int, calibrate: bool = True) -> None:
-        pyrender_platform()
-        import pyrender
-
-        self.pyrender = pyrender
-        self.res = res
-        self.renderer = pyrender.OffscreenRenderer(res, res)
-        # OpenCV camera frame -> OpenGL camera frame (y and z flipped).
-        self.pose = np.diag([1.0, -1.0, -1.0, 1.0])
-        self.flags = pyrender.RenderFlags.DEPTH_ONLY
-        self.cx = self.cy = 0.5
-        if calibrate:
-            ox, oy = sample_offset()
-            self.cx, self.cy = 0.5 + ox, 0.5 + oy
-
-    def render(self, uv, depth, faces, znear) -> np.ndarray:
-        pr = self.pyrender
-        out = np.full((uv.shape[0], self.res, self.res), np.inf, dtype=np.float32)
-        scene = pr.Scene()
-        cam = pr.IntrinsicsCamera(fx=1.0, fy=1.0, cx=float(self.cx), cy=float(self.cy))
-        scene.add(cam, pose=self.pose)
-        for b in range(uv.shape[0]):
-            z = depth[b]
-            f = faces[np.all(z[faces] > znear, axis=1)]
-            if f.size == 0:
-                continue
-            zf = z[f]
-            cam.znear = max(znear, 0.5 * float(zf.min()))
-            cam.zfar = 2.0 * float(zf.max()) + 1.0
-            pos = np.column_stack([uv[b] * z[:, None], z]).astype(np.float32)
-            # pyrender's depth-only pass always culls back faces: draw both windings.
-            both = np.concatenate([f, f[:, ::-1]]).astype(np.uint32)
-            node = scene.add(pr.Mesh([pr.Primitive(positions=pos, indices=both, mode=4)]))
-            d = self.renderer.render(scene, flags=self.flags)
-            scene.remove_node(node)
-            out[b] = np.where(d > 0, d, np.inf)
-        return out
-
-
-def sample_offset() -> tuple[float, float]:
-    """Where the driver samples depth inside a pixel, relative to the pixel centre (x, y) in px.
-
-    pyrender renders into a 4x multisampled framebuffer and the depth read back comes from one
-    sample, not the pixel centre (Mesa: (-0.125, +0.375) in our y-down pixels). It is measured
-    once per process by rendering rectangles with edges at known sub-pixel positions (to 1/32
-    px), and every renderer shifts its principal point by it so samples land on pixel centres.
-    """
-    global _OFFSET
-    with _PLATFORM_LOCK:
-        if _OFFSET is not None:
-            return _OFFSET
-    # Kept alive on purpose: deleting an EGL renderer tears down the shared display.
-    rast = _PyrenderRasterizer(3 * _CAL_STEPS + 8, calibrate=False)
-    off = []
-    for axis in (0, 1):
-        uv, faces = _calibration_geometry(axis)
-        zb = rast.render(uv[None], np.full((1, len(uv)), 2.0), faces, 1e-3)[0]
-        rows = 3 * np.arange(_CAL_STEPS) + 3
-        hits = np.isfinite(zb[rows, 4]) if axis == 0 else np.isfinite(zb[4, rows])
-        off.append(float(hits.sum()) / _CAL_STEPS - 0.5)
-    _OFFSET = (off[0], off[1])
-    _KEEP.append(rast)
-    return _OFFSET
-
-
-_KEEP: list = []
-_RENDERERS = threading.local()
-
-
-def rasterize_pyrender(uv, depth, faces, res, want_depth=False, znear=1e-3):
-    """pyrender backend; returns (masks (B,R,R) bool, depth (B,R,R) float32 or None)."""
-    uv, depth, faces, res = _check(uv, depth, faces, res)
-    cache = getattr(_RENDERERS, "by_res", None)
-    if cache is None:
-        cache = _RENDERERS.by_res = {}
-    if res not in cache:
-        cache[res] = _PyrenderRasterizer(res)
-    zbuf = cache[res].render(uv, depth, faces, float(znear))
-    return np.isfinite(zbuf), (zbuf if want_depth else None)
-
-
-# --------------------------------------------------------------------------------------------
 # public API
 
 
@@ -343,7 +183,7 @@ def render_masks(
         depth: (B, Nv) vertex z in the camera frame (metres).
         faces: (F, 3) vertex indices.
         res: mask side R.
-        backend: "auto" (= "cpu", the faster), "cpu" or "pyrender".
+        backend: "auto" or "cpu" (the same rasterizer).
         return_depth: also return the depth buffer.
         znear: triangles with a vertex at z <= znear are dropped.
 
@@ -351,11 +191,11 @@ def render_masks(
         masks (B, R, R) bool, or (masks, depth (B, R, R) float32, +inf where empty).
     """
     if backend not in BACKENDS:
-        raise ValueError(f"masks: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend in ("auto", "cpu"):
-        mask, zbuf = rasterize_cpu(uv, depth, faces, res, return_depth, znear)
-    else:
-        mask, zbuf = rasterize_pyrender(uv, depth, faces, res, return_depth, znear)
+        raise ValueError(
+            f"masks: backend {backend!r} is not available (the pyrender backend was removed); "
+            "use backend='cpu'"
+        )
+    mask, zbuf = rasterize_cpu(uv, depth, faces, res, return_depth, znear)
     return (mask, zbuf) if return_depth else mask
 
 

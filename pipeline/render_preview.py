@@ -4,9 +4,8 @@
 
 The body is the SMPL+H model found under --body-models (posed, placed in the capture volume like
 the build does), else a procedural capsule figure. Each column is a view; rows show the heatmaps
-(each pixel coloured by its strongest keypoint), the silhouette with keypoints (crosses =
-occluded by the body), and the CPU rasterizer against pyrender (agreement in grey, disagreements
-in red, IoU in the title).
+(each pixel coloured by its strongest keypoint) and the silhouette with keypoints (crosses =
+occluded by the body).
 """
 
 from __future__ import annotations
@@ -102,12 +101,8 @@ def render_views(
     hm, weight = H.encode(kp, pk.visible, res)
     mask, zbuf = M.render_masks(uv, pv.depth, faces, res, "cpu", return_depth=True)
     occluded = M.keypoint_occlusion(kp, pk.depth, zbuf, M.COCO17_OCCLUSION_TOL)
-    try:
-        gl = M.render_masks(uv, pv.depth, faces, res, "pyrender")
-    except RuntimeError:
-        gl = None
     return dict(
-        label=label, ids=rig.ids, heatmaps=hm, weights=weight, kp=kp, masks=mask, gl=gl,
+        label=label, ids=rig.ids, heatmaps=hm, weights=weight, kp=kp, masks=mask,
         occluded=occluded, res=res,
     )  # fmt: skip
 
@@ -124,8 +119,7 @@ def render_preview(
     body_models = Path(body_models) if body_models else None
     d = render_views(body_models, views, res)
     colours = plt.get_cmap("tab20")(np.arange(17) % 20)[:, :3]
-    nrow = 3 if d["gl"] is not None else 2
-    fig, axes = plt.subplots(nrow, views, figsize=(2.0 * views, 2.15 * nrow + 0.5), squeeze=False)
+    fig, axes = plt.subplots(2, views, figsize=(2.0 * views, 4.8), squeeze=False)
     ext = (-0.5, res - 0.5, res - 0.5, -0.5)
     for v in range(views):
         hm = d["heatmaps"][v].astype(np.float32) / 255.0
@@ -146,21 +140,11 @@ def render_preview(
             ax.plot(x, y, mk, ms=3.5, color=colours[k], mec=colours[k] * 0.6, mew=1.0)
         n_occ = int(d["occluded"][v].sum())
         ax.set_title(f"{int(d['weights'][v].sum())} kp, {n_occ} occluded", fontsize=7)
-        if d["gl"] is not None:
-            a, b = d["masks"][v], d["gl"][v]
-            img = np.ones((res, res, 3))
-            img[a & b] = 0.55
-            img[a ^ b] = [0.85, 0.1, 0.1]
-            iou = (a & b).sum() / max((a | b).sum(), 1)
-            axes[2, v].imshow(img, extent=ext, interpolation="nearest")
-            axes[2, v].set_title(f"cpu vs pyrender IoU {iou:.3f}", fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0, 0].set_ylabel("heatmaps", fontsize=9)
     axes[1, 0].set_ylabel("mask + keypoints\n(x = occluded)", fontsize=9)
-    if nrow == 3:
-        axes[2, 0].set_ylabel("rasterizer agreement\n(red = differ)", fontsize=9)
     fig.suptitle(
         f"{d['label']}, {res}x{res} crops, sigma {H.default_sigma(res):.1f} px", fontsize=10
     )

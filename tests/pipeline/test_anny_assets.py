@@ -369,3 +369,33 @@ def test_synth_cli_defaults_to_the_anny_bodies(tmp_path):
         written = tmp_path / "body_models" / "smplh" / g / "model.npz"
         assert written.read_bytes() == (SMPLH / g / "model.npz").read_bytes()
     assert (tmp_path / "body_models" / "smplh" / "joint_regressors.npz").is_file()
+
+
+def test_figure_render_is_a_shaded_silhouette():
+    """tools.anny_export.figure's OpenGL-free shader: a sphere covers the pixels the CPU
+    rasterizer covers through the same pinhole, on white, lit from the upper right."""
+    import trimesh
+
+    from pipeline.masks import render_masks
+    from tools.anny_export.figure import _render
+
+    res = 64
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    v = np.asarray(sphere.vertices) + [0.0, 0.0, 3.0]
+    K = np.array([[80.0, 0.0, 31.5], [0.0, 80.0, 31.5], [0.0, 0.0, 1.0]])
+    img = _render(v, sphere.faces, K, res)
+    assert img.shape == (res, res, 3) and img.dtype == np.uint8
+    uv = v @ K.T
+    mask = render_masks((uv[:, :2] / uv[:, 2:])[None], v[None, :, 2], sphere.faces, res)[0]
+    drawn = img.min(-1) < 250  # any coverage, the anti-aliased rim included
+    assert mask.sum() > 400 and not (mask & ~drawn).any()
+    rim = drawn & ~mask  # one pixel wide, as many on each side (a 1/4 px shift breaks this)
+    assert rim.sum() < 0.2 * mask.sum()
+    assert abs(int(rim[:, :32].sum()) - int(rim[:, 32:].sum())) <= 4
+    assert abs(int(rim[:32].sum()) - int(rim[32:].sum())) <= 4
+    assert np.all(img[~drawn] == 255)
+    grey = img.astype(float).mean(-1)
+    upper_right = grey[:32, 32:][mask[:32, 32:]].mean()
+    lower_left = grey[32:, :32][mask[32:, :32]].mean()
+    assert upper_right > lower_left + 20  # the key light
+    assert grey[mask].std() > 15  # shaded, not a flat fill

@@ -5,9 +5,10 @@ Runs in the project's main virtualenv (no anny needed)::
     .venv/bin/python -m tools.anny_export.figure --out out/figures/anny_views.png
 
 Rows are clips of the embedded AMASS-format archive (generated into a temporary folder),
-columns are views of the camera rig; each cell shows the shaded mesh (pyrender, the crop's
-pinhole camera) with the silhouette outline from ``pipeline.masks`` and the COCO-17 keypoints
-of ``joint_regressors.npz`` overlaid; the last column holds the 56x56 masks the shards store.
+columns are views of the camera rig; each cell shows the shaded mesh (Lambert-shaded faces
+painted far to near with matplotlib through the crop's pinhole camera, no OpenGL) with the
+silhouette outline from ``pipeline.masks`` and the COCO-17 keypoints of ``joint_regressors.npz``
+overlaid; the last column holds the 56x56 masks the shards store.
 """
 
 from __future__ import annotations
@@ -43,33 +44,59 @@ def _frames(archive: Path, n_rows: int) -> list[tuple[str, dict]]:
     return [(name, {"seq": s, **f}) for name, s, f in picked]
 
 
-def _render(verts_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, res: int) -> np.ndarray:
-    """Shaded RGB image of a mesh given in OpenCV camera coordinates (pinhole ``K``)."""
-    import pyrender
-    import trimesh
+#: Directions towards the two lights in the OpenCV camera frame (x right, y down, z forward):
+#: a key light from the upper right, in front of the body, and a weaker fill from the left.
+_LIGHTS = (((0.4, -0.6, -1.0), 0.6), ((-0.6, -0.2, -0.6), 0.25))
+_AMBIENT = 0.25
+_BASE_RGB = np.array([0.97, 0.87, 0.80])  # light skin tone; shading is gamma-encoded (1/2.2)
 
-    v = verts_cam * np.array([1.0, -1.0, -1.0])  # OpenCV -> OpenGL camera axes
-    mesh = trimesh.Trimesh(v, faces, process=False)
-    mat = pyrender.MetallicRoughnessMaterial(
-        baseColorFactor=(0.78, 0.62, 0.52, 1.0), metallicFactor=0.0, roughnessFactor=0.8
+
+def _render(
+    verts_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, res: int, supersample: int = 2
+) -> np.ndarray:
+    """Shaded RGB image (res, res, 3) uint8 of a mesh given in OpenCV camera coordinates.
+
+    No OpenGL: faces are projected with the pinhole ``K`` (pixel centres at integers), each one
+    Lambert-shaded from its vertices' normals (two directional lights and an ambient term), and
+    the faces towards the camera are painted far to near with a matplotlib PolyCollection,
+    drawn at ``supersample`` x the resolution and averaged down."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+
+    v = np.asarray(verts_cam, dtype=np.float64)
+    f = np.asarray(faces)
+    tri = v[f]  # (F, 3, 3)
+    n_face = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n_vert = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n_vert, f[:, k], n_face)  # area-weighted vertex normals
+    n_vert /= np.maximum(np.linalg.norm(n_vert, axis=1, keepdims=True), 1e-12)
+    shade = np.full(len(v), _AMBIENT)
+    for direction, weight in _LIGHTS:
+        to_light = np.asarray(direction) / np.linalg.norm(direction)
+        shade += weight * np.clip(n_vert @ to_light, 0.0, None)
+    centre = tri.mean(1)
+    front = (np.einsum("ij,ij->i", n_face, -centre) > 0) & np.all(tri[..., 2] > 0.05, axis=1)
+    order = np.flatnonzero(front)[np.argsort(-centre[front, 2])]  # far to near
+    uvw = tri[order] @ np.asarray(K, dtype=np.float64).T
+    uv = uvw[..., :2] / uvw[..., 2:]
+    colour = _BASE_RGB * np.clip(shade[f[order]].mean(1), 0.0, 1.0)[:, None] ** (1 / 2.2)
+
+    px = res * supersample
+    fig = Figure(figsize=(px / 100, px / 100), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-0.5, res - 0.5)
+    ax.set_ylim(res - 0.5, -0.5)
+    ax.axis("off")
+    ax.add_collection(
+        PolyCollection(uv, facecolors=colour, edgecolors=colour, linewidths=0.3, antialiased=False)
     )
-    scene = pyrender.Scene(bg_color=(1.0, 1.0, 1.0, 1.0), ambient_light=(0.25, 0.25, 0.25))
-    scene.add(pyrender.Mesh.from_trimesh(mesh, material=mat, smooth=True))
-    cam = pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], znear=0.05, zfar=50)
-    scene.add(cam, pose=np.eye(4))
-    for direction, power in (((0.4, 0.6, 1.0), 3.0), ((-0.6, 0.2, 0.6), 1.2)):
-        z = np.array(direction) / np.linalg.norm(direction)  # light shines along -z
-        x = np.cross([0.0, 1.0, 0.0], z)
-        x /= np.linalg.norm(x)
-        pose = np.eye(4)
-        pose[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=power), pose=pose)
-    r = pyrender.OffscreenRenderer(res, res)
-    try:
-        color, _ = r.render(scene)
-    finally:
-        r.delete()
-    return color
+    canvas.draw()
+    img = np.asarray(canvas.buffer_rgba())[..., :3].astype(np.float64)
+    img = img.reshape(res, supersample, res, supersample, 3).mean((1, 3))
+    return np.rint(img).astype(np.uint8)
 
 
 def make_figure(
@@ -102,7 +129,6 @@ def make_figure(
     from pipeline.body_models import load_body_model
     from pipeline.synth.motion import generate_archive
 
-    masks.pyrender_platform()
     rig = make_rig(8)
     with tempfile.TemporaryDirectory() as tmp:
         generate_archive(Path(tmp), seed=3, small=False, body_models=body_models)
