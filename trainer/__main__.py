@@ -106,10 +106,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from trainer.evaluate import evaluate, format_table
+    from trainer.evaluate import evaluate, format_per_view, format_table
 
     res = evaluate(args.ckpt, args.data, split=args.split, max_samples=args.max_samples)
-    print(json.dumps(res, indent=2) if args.json else format_table(res))
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(format_table(res))
+        if args.per_view:
+            print(format_per_view(res))
     return 0
 
 
@@ -253,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default=None)
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--per-view", action="store_true", help="also print the model per camera")
     p.set_defaults(fn=cmd_eval)
     p = sub.add_parser(
         "eval-h36m", help="zero-shot Human3.6M MPJPE / PA-MPJPE from 2D keypoints (docs/h36m.md)"

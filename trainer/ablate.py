@@ -251,7 +251,11 @@ def read_result(run_dir: Path, key: str) -> dict | None:
 
 
 def eval_key(run: Run) -> str:
-    return json.dumps({"split": run.cfg["data"]["val_split"], "max": run.eval_samples})
+    """What a finished run's evaluation depends on (results with another key are re-evaluated;
+    ``per_view``: results carry the per-camera breakdown)."""
+    return json.dumps(
+        {"split": run.cfg["data"]["val_split"], "max": run.eval_samples, "per_view": 1}
+    )
 
 
 # ---------------------------------------------------------------- Human3.6M zero-shot hook
@@ -405,8 +409,52 @@ def summarize(plan: Plan, results: dict[str, dict]) -> dict[str, list[dict]]:
                     mean, sd = mean_sd(xs)
                     entry[f"{source}_{m}"] = {"values": xs, "mean": mean, "sd": sd}
             entry["mean_mesh"] = {m: res[0]["val"]["mean_mesh"][m] for m in METRICS}
+            if table == "views" and all("per_view" in r["val"] for r in res):
+                entry["cameras"] = _seen_unseen(res)
             out[table].append(entry)
     return out
+
+
+def _seen_unseen(res: list[dict]) -> dict[str, dict]:
+    """Per seed, each metric over the val samples of the cameras a run was trained on
+    ("seen") and of the others ("unseen"); mean and s.d. over seeds (unseen absent for a run
+    trained on every view)."""
+    out: dict[str, dict] = {}
+    for group in ("seen", "unseen"):
+        for m in METRICS:
+            xs = []
+            for r in res:
+                trained = r["config"]["data"].get("views")
+                pv = r["val"]["per_view"]
+                pick = [
+                    v
+                    for v in pv
+                    if (trained in (None, "all") or int(v) in trained) == (group == "seen")
+                ]
+                n = sum(pv[v]["samples"] for v in pick)
+                if n:
+                    xs.append(sum(pv[v][m] * pv[v]["samples"] for v in pick) / n)
+            if xs:
+                mean, sd = mean_sd(xs)
+                out[f"{group}_{m}"] = {"values": xs, "mean": mean, "sd": sd}
+    return out
+
+
+def _cameras_table(rows: list[dict]) -> list[str]:
+    """Table 2's runs split by camera: on the views they were trained on and on the others."""
+    if not all("cameras" in r for r in rows):
+        return []
+    cols = ["Number of views", "MPJPE, trained views", "MPJPE, other views"]
+    cols += ["PA-MPJPE, trained views", "PA-MPJPE, other views"]
+    lines = ["", "Per camera (val split, same runs):", "", "| " + " | ".join(cols) + " |"]
+    lines.append("| " + " | ".join(["---"] * len(cols)) + " |")
+    for r in rows:
+        c = r["cameras"]
+        cells = [r["label"]]
+        for m in METRICS:
+            cells += [fmt(c[f"{g}_{m}"]) if f"{g}_{m}" in c else "—" for g in ("seen", "unseen")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def fmt(cell: dict) -> str:
@@ -510,6 +558,8 @@ def markdown(
             lines.append("| " + " | ".join(cells) + " |")
         mm = rows[0]["mean_mesh"]
         lines += ["", verdict(table, rows)]
+        if table == "views":
+            lines += _cameras_table(rows)
         if "h36m_mpjpe" in rows[0] and "h36m_mpjpe" in rows[-1]:
             h_verdict = verdict(table, rows, "h36m").split(". ", 1)[1]
             lines += ["", "Human3.6M zero-shot: " + h_verdict]

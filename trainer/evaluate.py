@@ -62,6 +62,7 @@ def evaluate(
     reg = source.levels.h36m_regressor.astype(np.float64)
     mean_mesh = mean_train_mesh(source, baseline_samples).astype(np.float64)
     sums = {"model": dict.fromkeys(METRICS, 0.0), "mean_mesh": dict.fromkeys(METRICS, 0.0)}
+    per_view: dict[int, dict[str, float]] = {}  # camera -> model metric sums and "samples"
     n = 0
     for batch in tqdm(source.eval_loader(split, batch_size, max_samples), desc="eval"):
         pred = model(model_input(batch, cfg["model"]["input"]))["vertices"][-1].double().numpy()
@@ -72,6 +73,8 @@ def evaluate(
             m = mesh_metrics(p, gt_v, gt_j, reg)
             for k in METRICS:
                 sums[name][k] += float(m[k].sum())
+            if name == "model":
+                _add_per_view(per_view, batch["view"].numpy(), m)
         n += gt_v.shape[0]
     if n == 0:
         raise ValueError(f"{source.root}: split {split!r} yielded no samples")
@@ -81,8 +84,23 @@ def evaluate(
         samples=n,
         step=step,
         pa_mpjpe_reduction=1.0 - res["model"]["pa_mpjpe"] / res["mean_mesh"]["pa_mpjpe"],
+        trained_views=cfg["data"].get("views"),
+        per_view={
+            str(v): {k: d[k] / d["samples"] for k in METRICS} | {"samples": int(d["samples"])}
+            for v, d in sorted(per_view.items())
+        },
     )
     return res
+
+
+def _add_per_view(acc: dict[int, dict[str, float]], views: np.ndarray, m: dict) -> None:
+    """Add per-sample metrics ``m`` to the per-camera sums in ``acc``."""
+    for v in np.unique(views):
+        sel = views == v
+        d = acc.setdefault(int(v), dict.fromkeys(METRICS, 0.0) | {"samples": 0.0})
+        for k in METRICS:
+            d[k] += float(np.asarray(m[k])[sel].sum())
+        d["samples"] += float(sel.sum())
 
 
 def format_table(res: dict) -> str:
@@ -97,4 +115,16 @@ def format_table(res: dict) -> str:
     red = 100 * res["pa_mpjpe_reduction"]
     where = "below" if red >= 0 else "above"
     lines.append(f"model PA-MPJPE {abs(red):.1f}% {where} the mean-mesh baseline")
+    return "\n".join(lines)
+
+
+def format_per_view(res: dict) -> str:
+    """The model's metrics per camera of the split (views it was trained on marked *)."""
+    trained = res.get("trained_views")
+    lines = [f"{'view':<8s}{'samples':>8s}{'MPJPE':>10s}{'PA-MPJPE':>10s}{'PVE':>10s}"]
+    for v, r in res["per_view"].items():
+        mark = "*" if trained in (None, "all") or int(v) in trained else " "
+        cells = "".join(f"{r[k]:10.1f}" for k in METRICS)
+        lines.append(f"{v + mark:<8s}{r['samples']:8d}{cells}")
+    lines.append("* = a view the model was trained on")
     return "\n".join(lines)

@@ -191,6 +191,45 @@ def test_verdicts_judge_the_direction_against_the_spread(datasets):
     assert "one seed, no spread" in verdict("input", summarize(one, res)["input"])
 
 
+def test_table2_per_camera_split_into_trained_and_other_views(datasets):
+    """Each run's per-camera val metrics are pooled (sample-weighted) over the views it trained
+    on and over the others, then averaged over seeds: checked against a hand computation."""
+    lo, hi = datasets
+    plan = make_plan(lo, hi, tables=["2"], seeds=[0, 1], **plan_kw())
+    res = fake_results(plan, {"views": [[(60.0, 50.0), (62.0, 52.0)]] * 4})
+    for key, r in res.items():
+        seed = int(plan.runs[key].cfg["train"]["seed"])
+        r["config"] = plan.runs[key].cfg
+        r["val"]["per_view"] = {
+            str(v): {"mpjpe": 50.0 + v + seed, "pa_mpjpe": 40.0 - v, "samples": 10 + v}
+            for v in range(8)
+        }
+    rows = summarize(plan, res)["views"]
+    assert [r["label"] for r in rows] == ["1", "2", "4", "8"]
+
+    def pooled(views, seed, metric):
+        val = [(50.0 + v + seed) if metric == "mpjpe" else (40.0 - v) for v in views]
+        n = [10 + v for v in views]
+        return sum(a * b for a, b in zip(val, n)) / sum(n)
+
+    for r, k in zip(rows, (1, 2, 4, 8)):
+        seen, other = list(range(k)), list(range(k, 8))
+        for m in ("mpjpe", "pa_mpjpe"):
+            want = [pooled(seen, s, m) for s in (0, 1)]
+            np.testing.assert_allclose(r["cameras"][f"seen_{m}"]["values"], want)
+            if other:
+                want = np.mean([pooled(other, s, m) for s in (0, 1)])
+                assert r["cameras"][f"unseen_{m}"]["mean"] == pytest.approx(want)
+            else:
+                assert f"unseen_{m}" not in r["cameras"]
+    md = markdown(plan, {"views": rows}, "x", {})
+    lines = md.split("Per camera (val split, same runs):", 1)[1].strip().splitlines()
+    assert lines[0].startswith("| Number of views | MPJPE, trained views |")
+    one = pooled([0], 0, "mpjpe"), pooled([0], 1, "mpjpe")
+    assert lines[2].startswith(f"| 1 | {np.mean(one):.1f} ± {np.std(one, ddof=1):.1f} |")
+    assert lines[5].startswith("| 8 |") and lines[5].count("—") == 2
+
+
 def test_h36m_hook_matches_a_direct_eval_h36m(datasets, tmp_path):
     from tests.trainer.test_h36m import ACTIONS, poses32, write_files
     from trainer.h36m import evaluate_h36m

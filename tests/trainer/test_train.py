@@ -130,22 +130,24 @@ def _reference_metrics(root: Path, model_pt: Path):
         sc = np.trace(np.diag(s) @ d) / (p0**2).sum()
         return np.linalg.norm(sc * p0 @ r + g.mean(0) - g, axis=1).mean()
 
-    out = {"model": [], "mean_mesh": []}
+    out: dict = {"model": [], "mean_mesh": []}
     for b in ShardDataset(root, "val", views="all", batch_size=1000, shuffle=False):
         with torch.no_grad():
             pred = model(b["heatmaps"])["vertices"][-1].double().numpy()
         gv, gj = b["vertices"].double().numpy(), b["joints3d"].double().numpy()
         for i in range(len(gv)):
+            out.setdefault(("view", int(b["view"][i])), [])
             for name, p in (("model", pred[i]), ("mean_mesh", mean_mesh)):
                 pj = reg @ p
                 pjc, gjc = (pj - pj[0])[sel], (gj[i] - gj[i][0])[sel]
-                out[name].append(
-                    (
-                        1000 * np.linalg.norm(pjc - gjc, axis=1).mean(),
-                        1000 * pa(pjc, gjc),
-                        1000 * np.linalg.norm((p - pj[0]) - (gv[i] - gj[i][0]), axis=1).mean(),
-                    )
+                row = (
+                    1000 * np.linalg.norm(pjc - gjc, axis=1).mean(),
+                    1000 * pa(pjc, gjc),
+                    1000 * np.linalg.norm((p - pj[0]) - (gv[i] - gj[i][0]), axis=1).mean(),
                 )
+                out[name].append(row)
+                if name == "model":
+                    out[("view", int(b["view"][i]))].append(row)
     return {k: np.mean(v, 0) for k, v in out.items()}
 
 
@@ -158,6 +160,14 @@ def test_evaluate_matches_independent_reference(runs, fake_data):
     for name in ("model", "mean_mesh"):
         got = [res[name][k] for k in ("mpjpe", "pa_mpjpe", "pve")]
         np.testing.assert_allclose(got, ref[name], rtol=1e-4)
+    views = sorted(k[1] for k in ref if isinstance(k, tuple))
+    assert [int(v) for v in res["per_view"]] == views == [0, 1]
+    for v in views:
+        r = res["per_view"][str(v)]
+        assert r["samples"] == 12
+        got = [r[k] for k in ("mpjpe", "pa_mpjpe", "pve")]
+        np.testing.assert_allclose(got, ref[("view", v)], rtol=1e-4)
+    assert abs(res["per_view"]["0"]["pve"] - res["per_view"]["1"]["pve"]) > 1e-6
 
 
 def test_resume_refuses_a_checkpoint_of_other_data(runs, tmp_path):
@@ -205,6 +215,11 @@ def test_cli_eval_json_and_demo_figures(runs, fake_data, tmp_path):
     png2 = loss_curve(run / "log.csv", tmp_path / "l.png")
     assert png.stat().st_size > 10_000 and png2.stat().st_size > 10_000
     assert main(["eval", "--ckpt", str(tmp_path / "nothing"), "--data", str(fake_data)]) == 2
+    from trainer.evaluate import format_per_view
+
+    table = format_per_view(res).splitlines()
+    assert len(table) == 4 and table[1].startswith("0*") and table[2].startswith("1*")
+    assert f"{res['per_view']['1']['pve']:10.1f}" in table[2]
 
 
 @pytest.mark.slow
