@@ -262,6 +262,7 @@ def evaluate_h36m(
     mean_mesh = mean_train_mesh(source, baseline_samples).astype(np.float64)
 
     errs: dict[str, dict[str, dict[str, list[np.ndarray]]]] = {}
+    per_cam: dict[str, dict[str, list[np.ndarray]]] = {c: {} for c in CAMERA_IDS}  # model only
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
     for s in subjects:
@@ -281,6 +282,7 @@ def evaluate_h36m(
                 kps.append(kp[:n][idx])  # detections may be longer than the mocap: truncate
                 gts.append(camera_frame_joints(pos[idx], cam))
             kp, gt = np.concatenate(kps), np.concatenate(gts)  # the 4 cameras, one batch stream
+            cam_of = np.repeat(np.arange(len(CAMERA_IDS)), len(idx))
             for sl in _chunks(len(kp), batch_size):
                 hm = torch.from_numpy(heatmaps_from_2d(kp[sl], res, sigma, crop_scale, nose))
                 x = model_input({"heatmaps": hm.to(device)}, kind)
@@ -289,6 +291,10 @@ def evaluate_h36m(
                 for name, p in (("model", pred), ("mean_mesh", base)):
                     for k, v in joint_errors(p, gt[sl], reg).items():
                         group[name].setdefault(k, []).append(v)
+                        if name == "model":
+                            for c in np.unique(cam_of[sl]):
+                                sel = cam_of[sl] == c
+                                per_cam[CAMERA_IDS[c]].setdefault(k, []).append(v[sel])
 
     def summary(d: dict[str, list[np.ndarray]]) -> dict[str, float]:
         return {k: float(np.concatenate(d[k]).mean()) for k in METRICS}
@@ -330,6 +336,11 @@ def evaluate_h36m(
         "baseline": "mean pelvis-centred camera-frame train-split mesh of the checkpoint's shards",
         "samples": int(sum(r["samples"] for r in per_action.values())),
         "per_action": per_action,
+        "per_camera": {
+            c: {"samples": int(sum(len(v) for v in d["mpjpe"])), "model": summary(d)}
+            for c, d in per_cam.items()
+            if d
+        },
         "all": overall,
         "action_mean": action_mean,
         "paper_table2": {str(k): {"mpjpe": m, "pa_mpjpe": p} for k, (m, p) in PAPER_TABLE2.items()},
@@ -361,6 +372,11 @@ def format_h36m_table(res: dict) -> str:
         lines.append(row(a, str(r["samples"]), r))
     lines.append(row("all samples", str(res["samples"]), res["all"]))
     lines.append(row("mean of actions", "", res["action_mean"]))
+    cams = ", ".join(
+        f"{c} {r['model']['mpjpe']:.1f}/{r['model']['pa_mpjpe']:.1f}"
+        for c, r in res.get("per_camera", {}).items()
+    )
+    lines.append(f"model per camera (MPJPE/PA-MPJPE): {cams}")
     paper = ", ".join(
         f"{k} view{'s' if k != '1' else ''} {v['mpjpe']}/{v['pa_mpjpe']}"
         for k, v in res["paper_table2"].items()

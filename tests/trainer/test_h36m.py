@@ -20,7 +20,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from cameras.h36m import DATA_FILE
+from cameras.h36m import CAMERA_IDS, DATA_FILE
 from shards.testing import make_fake_dataset
 from tests.cameras.vp3d_reference import project_pixels, world_to_camera
 from tests.trainer.helpers import TINY_MODEL
@@ -145,6 +145,7 @@ def test_matches_an_independent_recomputation(setup):
     cam = json.loads(DATA_FILE.read_text())
     kp2d = np.load(setup["p2"], allow_pickle=True)["positions_2d"].item()
     errs: dict = {}
+    cams: dict = {}
     for s, actions in setup["poses"].items():
         for a, pos in actions.items():
             idx = np.arange(0, len(pos), STRIDE)
@@ -166,6 +167,10 @@ def test_matches_an_independent_recomputation(setup):
                     e = errs.setdefault(a.split()[0], {}).setdefault(name, ([], []))
                     e[0].extend(1000 * np.linalg.norm(pj - gj, axis=-1).mean(-1))
                     e[1].extend(1000 * similarity_pa(pj, gj))
+                    if name == "model":
+                        c = cams.setdefault(i, ([], []))
+                        c[0].extend(1000 * np.linalg.norm(pj - gj, axis=-1).mean(-1))
+                        c[1].extend(1000 * similarity_pa(pj, gj))
     assert sorted(res["per_action"]) == sorted(errs) == ["Directions", "Walking"]
     n_all = sum(len(range(0, n, STRIDE)) for acts in ACTIONS.values() for n in acts.values())
     assert res["samples"] == 4 * n_all
@@ -179,6 +184,12 @@ def test_matches_an_independent_recomputation(setup):
     assert res["action_mean"]["model"]["mpjpe"] == pytest.approx(
         np.mean([np.mean(errs[a]["model"][0]) for a in errs]), rel=1e-5
     )
+    assert list(res["per_camera"]) == list(CAMERA_IDS)
+    for i, (m, pa) in cams.items():
+        got = res["per_camera"][CAMERA_IDS[i]]
+        assert got["samples"] == n_all
+        assert got["model"]["mpjpe"] == pytest.approx(np.mean(m), rel=1e-5)
+        assert got["model"]["pa_mpjpe"] == pytest.approx(np.mean(pa), rel=1e-5)
     assert res["regressor"] == "unknown"  # the fake dataset records none
     want = {"res": 32, "sigma": 2.0 * 32 / 56, "crop_scale": 1.2, "nose": True}
     assert res["protocol"]["heatmaps"] == want
