@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.plan import SPLITS, PlanConfig, central_mask, resample_indices
@@ -43,106 +44,125 @@ def _table(rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
     return out
 
 
+@dataclass
+class _Report:
+    """What the dry run prints: report lines, the errors that would stop a build, warnings."""
+
+    lines: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """(report lines, error lines) of a dry run with build arguments ``args``."""
-    from pipeline import amass
-    from pipeline.body_models import load_body_model, model_file
-    from pipeline.build import (
-        PreflightError,
-        h36m_warning,
-        load_config,
-        scan_archive,
-    )
-    from pipeline.joints import KeypointRegressor, find_h36m_regressor
-    from pipeline.subsets import check_listing, split_reason, summary_lines
+    from pipeline.build import PreflightError, load_config
 
-    lines: list[str] = ["dry run: headers only; nothing is computed or written, Ray is not started"]
-    errors: list[str] = []
-    warnings: list[str] = []
+    r = _Report(["dry run: headers only; nothing is computed or written, Ray is not started"])
     try:
         cfg = load_config(args.config, vars(args), args.set)
     except PreflightError as e:
-        return lines, [str(e)]
+        return r.lines, [str(e)]
     pcfg = PlanConfig(**cfg["plan"])
     mt = cfg["build"]["model_type"]
-    lines.append(
+    r.lines.append(
         f"config      {args.config or 'defaults'}: model_type {mt}, target {pcfg.meshes} meshes, "
         f"{pcfg.fps:g} fps, central {pcfg.central:g}, min_pose_dist {pcfg.min_pose_dist:g}, "
         f"views {cfg['render']['views']}, res {cfg['render']['res']}"
     )
-
-    # --- archive
     root = Path(args.amass)
+    infos, entries, skips, kinds = _archive(r, root, mt)
+    if infos:
+        _subsets_and_splits(r, root, mt, pcfg, infos, entries, skips)
+    _body_models(r, Path(args.body_models), mt, kinds)
+    _skipped(r, skips, pcfg)
+    _output(r, Path(args.out))
+    return r.lines, r.errors
+
+
+def _archive(r: _Report, root: Path, mt: str) -> tuple[list, list, list, dict]:
+    """Scan the archive's headers: (infos, usable entries, skipped files, kinds)."""
+    from pipeline import amass
+    from pipeline.build import scan_archive
+
     entries, skips, kinds = [], [], {}
     infos: list = []
     if not root.is_dir():
-        errors.append(f"{root}: AMASS folder not found")
-    else:
-        infos, bad = amass.scan(root, on_error="skip")
-        entries, skips, kinds = scan_archive(root, mt, (infos, bad))
-        fam = Counter(i.model_type for i in infos)
-        how = Counter(f"{i.model_type} by {i.model_type_from}" for i in infos)
-        lines.append(
-            f"amass       {root}: {len(infos) + len(bad)} sequence files, "
-            + ", ".join(f"{n} {k}" for k, n in sorted(fam.items()))
-            + f", {len(bad)} unreadable"
-            + (f" (family from: {', '.join(f'{n} {k}' for k, n in sorted(how.items()))})")
+        r.errors.append(f"{root}: AMASS folder not found")
+        return infos, entries, skips, kinds
+    infos, bad = amass.scan(root, on_error="skip")
+    entries, skips, kinds = scan_archive(root, mt, (infos, bad))
+    fam = Counter(i.model_type for i in infos)
+    how = Counter(f"{i.model_type} by {i.model_type_from}" for i in infos)
+    r.lines.append(
+        f"amass       {root}: {len(infos) + len(bad)} sequence files, "
+        + ", ".join(f"{n} {k}" for k, n in sorted(fam.items()))
+        + f", {len(bad)} unreadable"
+        + (f" (family from: {', '.join(f'{n} {k}' for k, n in sorted(how.items()))})")
+    )
+    if not entries:
+        first = f"; first: {skips[0]['input']}: {skips[0]['reason']}" if skips else ""
+        r.errors.append(
+            f"{root}: no usable {mt} AMASS sequences (*_poses.npz, *_stageii.npz; "
+            f"{len(skips)} files skipped{first})"
         )
-        if not entries:
-            first = f"; first: {skips[0]['input']}: {skips[0]['reason']}" if skips else ""
-            errors.append(
-                f"{root}: no usable {mt} AMASS sequences (*_poses.npz, *_stageii.npz; "
-                f"{len(skips)} files skipped{first})"
-            )
+    return infos, entries, skips, kinds
 
-    # --- subsets and splits
-    if infos:
-        by_sub: dict[str, list] = defaultdict(list)
-        for e in entries:
-            by_sub[e.subset].append(e)
-        other = Counter(i.subset for i in infos if i.model_type != mt)
-        other_fam = {i.subset: i.model_type for i in infos if i.model_type != mt}
-        rows = [["subset", "split", "sequences", "hours", "fps", "split because"]]
-        for sub in sorted({i.subset for i in infos}):
-            es = by_sub.get(sub, [])
-            if not es:
-                why = f"{other[sub]} {other_fam[sub]} files, skipped (the build poses {mt})"
-                rows.append([sub, "-", "0", "-", "-", why])
-                continue
-            why = split_reason(sub, pcfg.splits)
-            if other[sub]:
-                why += f"; {other[sub]} {other_fam[sub]} files skipped"
-            rows.append([sub, pcfg.split_of(sub), str(len(es)),
-                         f"{sum(e.duration for e in es) / 3600:.3f}",
-                         _fps_list([e.fps for e in es]), why])  # fmt: skip
-        lines.append(
-            f"subsets     {len(rows) - 1} (split by the config's lists; folder names of both "
-            "AMASS releases match)"
-        )
-        lines += _table(rows, right={2, 3})
-        rows = [["split", "subsets", "sequences", "hours", f"frames at {pcfg.fps:g} fps"]]
-        for split in SPLITS:
-            es = [e for e in entries if pcfg.split_of(e.subset) == split]
-            subs = sorted({e.subset for e in es})
-            rows.append([split, str(len(subs)), str(len(es)),
-                         f"{sum(e.duration for e in es) / 3600:.3f}",
-                         str(sum(_candidates(e.frames, e.fps, pcfg) for e in es))])  # fmt: skip
-        lines.append(
-            f"splits      (frames: central {pcfg.central:g} of each sequence, before keep_rate "
-            "and pose thinning)"
-        )
-        lines += _table(rows, right={1, 2, 3, 4})
-        warnings += summary_lines(
-            check_listing(entries, pcfg.splits, str(root), [s["input"] for s in skips])
-        )
 
-    # --- body models and regressors
-    bm = Path(args.body_models)
+def _subsets_and_splits(
+    r: _Report, root: Path, mt: str, pcfg: PlanConfig, infos: list, entries: list, skips: list
+) -> None:
+    """A row per subset (its split and why), a row per split, the subset-listing warnings."""
+    from pipeline.subsets import check_listing, split_reason, summary_lines
+
+    by_sub: dict[str, list] = defaultdict(list)
+    for e in entries:
+        by_sub[e.subset].append(e)
+    other = Counter(i.subset for i in infos if i.model_type != mt)
+    other_fam = {i.subset: i.model_type for i in infos if i.model_type != mt}
+    rows = [["subset", "split", "sequences", "hours", "fps", "split because"]]
+    for sub in sorted({i.subset for i in infos}):
+        es = by_sub.get(sub, [])
+        if not es:
+            why = f"{other[sub]} {other_fam[sub]} files, skipped (the build poses {mt})"
+            rows.append([sub, "-", "0", "-", "-", why])
+            continue
+        why = split_reason(sub, pcfg.splits)
+        if other[sub]:
+            why += f"; {other[sub]} {other_fam[sub]} files skipped"
+        rows.append([sub, pcfg.split_of(sub), str(len(es)),
+                     f"{sum(e.duration for e in es) / 3600:.3f}",
+                     _fps_list([e.fps for e in es]), why])  # fmt: skip
+    r.lines.append(
+        f"subsets     {len(rows) - 1} (split by the config's lists; folder names of both "
+        "AMASS releases match)"
+    )
+    r.lines += _table(rows, right={2, 3})
+    rows = [["split", "subsets", "sequences", "hours", f"frames at {pcfg.fps:g} fps"]]
+    for split in SPLITS:
+        es = [e for e in entries if pcfg.split_of(e.subset) == split]
+        subs = sorted({e.subset for e in es})
+        rows.append([split, str(len(subs)), str(len(es)),
+                     f"{sum(e.duration for e in es) / 3600:.3f}",
+                     str(sum(_candidates(e.frames, e.fps, pcfg) for e in es))])  # fmt: skip
+    r.lines.append(
+        f"splits      (frames: central {pcfg.central:g} of each sequence, before keep_rate "
+        "and pose thinning)"
+    )
+    r.lines += _table(rows, right={1, 2, 3, 4})
+    r.warnings += summary_lines(
+        check_listing(entries, pcfg.splits, str(root), [s["input"] for s in skips])
+    )
+
+
+def _body_models(r: _Report, bm: Path, mt: str, kinds: dict) -> None:
+    """Whether each needed gender's model file loads, then where each regressor comes from."""
+    from pipeline.body_models import load_body_model, model_file
+
     genders = sorted({g for _, g in kinds.values()} | {"neutral"})
-    lines.append(f"body models {bm} ({mt}; genders the archive uses, plus neutral for topology)")
+    r.lines.append(f"body models {bm} ({mt}; genders the archive uses, plus neutral for topology)")
     neutral = None
     if not bm.is_dir():
-        errors.append(f"{bm}: body-model folder not found")
+        r.errors.append(f"{bm}: body-model folder not found")
     else:
         for g in genders:
             path = model_file(bm, mt, g)
@@ -154,59 +174,67 @@ def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 state = f"UNUSABLE ({msg})"
                 if g == "neutral" or any(kg == g for _, kg in kinds.values()):
-                    errors.append(f"{bm}: {mt} {g} body model unusable ({msg})")
-            lines.append(f"  {g:<8} {_rel(path, bm)}  {state}")
+                    r.errors.append(f"{bm}: {mt} {g} body model unusable ({msg})")
+            r.lines.append(f"  {g:<8} {_rel(path, bm)}  {state}")
     if neutral is not None:
-        try:
-            kr = KeypointRegressor.from_body_models(
-                bm, mt, neutral.num_vertices, neutral.num_joints
-            )
-            search = find_h36m_regressor(bm, mt, neutral.num_vertices)
-        except ValueError as e:
-            errors.append(f"{bm}: unusable topology/regressors ({str(e).splitlines()[0]})")
-        else:
-            lines.append("regressors")
-            for name, p in kr.provenance.items():
-                where = "  ".join(p[k] for k in ("file", "sha256", "detail") if p.get(k))
-                lines.append(f"  {name:<8} {p['source']}  {where}".rstrip())
-            used = {p.get("file") for p in kr.provenance.values()}
-            for rel, why in search.ignored:
-                lines.append(f"  not used: {rel} ({why})")
-            if search.path is not None and _rel(search.path, bm) not in used:
-                lines.append(
-                    f"  not used: {_rel(search.path, bm)} (the shipped joint_regressors.npz "
-                    "defines both joint sets of this generated model)"
-                )
-            approx = h36m_warning(kr.provenance, bm)
-            if approx:
-                warnings.append(approx)
+        _regressors(r, bm, mt, neutral)
 
-    # --- skipped inputs
-    lines.append(f"skipped     {len(skips)} file(s)" + (" by reason:" if skips else ""))
+
+def _regressors(r: _Report, bm: Path, mt: str, neutral) -> None:
+    """Each joint set's source, the regressor files found but not used, the H36M warning."""
+    from pipeline.build import h36m_warning
+    from pipeline.joints import KeypointRegressor, find_h36m_regressor
+
+    try:
+        kr = KeypointRegressor.from_body_models(bm, mt, neutral.num_vertices, neutral.num_joints)
+        search = find_h36m_regressor(bm, mt, neutral.num_vertices)
+    except ValueError as e:
+        r.errors.append(f"{bm}: unusable topology/regressors ({str(e).splitlines()[0]})")
+        return
+    r.lines.append("regressors")
+    for name, p in kr.provenance.items():
+        where = "  ".join(p[k] for k in ("file", "sha256", "detail") if p.get(k))
+        r.lines.append(f"  {name:<8} {p['source']}  {where}".rstrip())
+    used = {p.get("file") for p in kr.provenance.values()}
+    for rel, why in search.ignored:
+        r.lines.append(f"  not used: {rel} ({why})")
+    if search.path is not None and _rel(search.path, bm) not in used:
+        r.lines.append(
+            f"  not used: {_rel(search.path, bm)} (the shipped joint_regressors.npz "
+            "defines both joint sets of this generated model)"
+        )
+    approx = h36m_warning(kr.provenance, bm)
+    if approx:
+        r.warnings.append(approx)
+
+
+def _skipped(r: _Report, skips: list, pcfg: PlanConfig) -> None:
+    """Skipped input files grouped by reason, most frequent first."""
+    r.lines.append(f"skipped     {len(skips)} file(s)" + (" by reason:" if skips else ""))
     reasons: dict[str, list[str]] = defaultdict(list)
     for s in skips:
         reasons[s["reason"]].append(s["input"])
     for reason, paths in sorted(reasons.items(), key=lambda kv: -len(kv[1])):
         ex = ", ".join(paths[:2]) + (f", +{len(paths) - 2} more" if len(paths) > 2 else "")
-        lines.append(f"  {len(paths):>5} x {reason}  ({ex})")
+        r.lines.append(f"  {len(paths):>5} x {reason}  ({ex})")
     if pcfg.min_pose_dist > 0:
-        lines.append(
+        r.lines.append(
             "  (files whose poses fail to load are found only when the build loads them for "
             "pose thinning)"
         )
 
-    # --- output folder
-    out = Path(args.out)
+
+def _output(r: _Report, out: Path) -> None:
+    """What the output folder holds, then the warnings a build would print."""
     if (out / "plan.json").exists():
         state = "holds a plan: a build resumes it if the plan matches, else stops"
     elif out.exists():
         state = "exists, no plan yet"
     else:
         state = "absent, would be created"
-    lines.append(f"out         {out}: {state}")
-    lines.append(f"warnings    {len(warnings)}")
-    lines += [f"  {w}" for w in warnings]
-    return lines, errors
+    r.lines.append(f"out         {out}: {state}")
+    r.lines.append(f"warnings    {len(r.warnings)}")
+    r.lines += [f"  {w}" for w in r.warnings]
 
 
 def dry_run(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,50 @@ def _chunks(n: int, size: int) -> Iterable[slice]:
         yield slice(a, min(a + size, n))
 
 
+def _load_checked(p3: Path, p2: Path, subjects: list[str]) -> tuple[dict, dict]:
+    """Both VideoPose3D files, every requested subject and each of its actions in both."""
+    pos3d, pos2d = load_h36m_3d(p3), load_h36m_2d(p2)
+    for s in subjects:
+        for path, d in ((p3, pos3d), (p2, pos2d)):
+            if s not in d:
+                raise ValueError(f"{path}: subject {s!r} missing (has {', '.join(d)})")
+        for action in pos3d[s]:
+            if action not in pos2d[s]:
+                raise ValueError(f"{p2}: action {action!r} of subject {s!r} missing")
+    return pos3d, pos2d
+
+
+@dataclass
+class _Scorer:
+    """The model, its input codec and baseline: scores (keypoints, ground truth) batches."""
+
+    model: torch.nn.Module
+    kind: str
+    device: torch.device
+    res: int
+    sigma: float
+    crop_scale: float
+    nose: bool
+    reg: np.ndarray
+    mean_mesh: np.ndarray
+    batch_size: int
+
+    def score(self, kp: np.ndarray, gt: np.ndarray, cam_of: np.ndarray, group: dict, per_cam):
+        """Add per-sample errors of model and baseline to ``group``, the model's per camera."""
+        for sl in _chunks(len(kp), self.batch_size):
+            hm = heatmaps_from_2d(kp[sl], self.res, self.sigma, self.crop_scale, self.nose)
+            x = model_input({"heatmaps": torch.from_numpy(hm).to(self.device)}, self.kind)
+            pred = self.model(x)["vertices"][-1].double().cpu().numpy()
+            base = np.broadcast_to(self.mean_mesh, pred.shape)
+            for name, p in (("model", pred), ("mean_mesh", base)):
+                for k, v in joint_errors(p, gt[sl], self.reg).items():
+                    group[name].setdefault(k, []).append(v)
+                    if name == "model":
+                        for c in np.unique(cam_of[sl]):
+                            sel = cam_of[sl] == c
+                            per_cam[CAMERA_IDS[c]].setdefault(k, []).append(v[sel])
+
+
 @torch.no_grad()
 def evaluate_h36m(
     ckpt: str | Path,
@@ -235,14 +280,7 @@ def evaluate_h36m(
         raise ValueError("--subjects: no subject given")
     t0 = time.perf_counter()
     p3, p2 = Path(h36m_3d), Path(h36m_2d)
-    pos3d, pos2d = load_h36m_3d(p3), load_h36m_2d(p2)
-    for s in subjects:
-        for path, d in ((p3, pos3d), (p2, pos2d)):
-            if s not in d:
-                raise ValueError(f"{path}: subject {s!r} missing (has {', '.join(d)})")
-        for action in pos3d[s]:
-            if action not in pos2d[s]:
-                raise ValueError(f"{p2}: action {action!r} of subject {s!r} missing")
+    pos3d, pos2d = _load_checked(p3, p2, subjects)
     cams = {s: load_h36m_cameras(s) for s in subjects}
 
     model, cfg, source, step = load_model(ckpt, data)
@@ -257,14 +295,16 @@ def evaluate_h36m(
     crop_scale = float(render.get("crop_scale") or SCALE)
     if source.num_keypoints != len(COCO_FROM_H36M17):
         raise ValueError(f"{source.root}: {source.num_keypoints} heatmap channels, COCO-17 needed")
-    batch_size = batch_size or int(cfg["eval"]["batch_size"])
-    reg = source.levels.h36m_regressor.astype(np.float64)
-    mean_mesh = mean_train_mesh(source, baseline_samples).astype(np.float64)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scorer = _Scorer(
+        model.to(device), kind, device, res, sigma, crop_scale, nose,
+        source.levels.h36m_regressor.astype(np.float64),
+        mean_train_mesh(source, baseline_samples).astype(np.float64),
+        batch_size or int(cfg["eval"]["batch_size"]),
+    )  # fmt: skip
 
     errs: dict[str, dict[str, dict[str, list[np.ndarray]]]] = {}
     per_cam: dict[str, dict[str, list[np.ndarray]]] = {c: {} for c in CAMERA_IDS}  # model only
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device)
     for s in subjects:
         for action in sorted(pos3d[s]):
             pos = np.asarray(pos3d[s][action])
@@ -281,44 +321,11 @@ def evaluate_h36m(
                     )
                 kps.append(kp[:n][idx])  # detections may be longer than the mocap: truncate
                 gts.append(camera_frame_joints(pos[idx], cam))
-            kp, gt = np.concatenate(kps), np.concatenate(gts)  # the 4 cameras, one batch stream
             cam_of = np.repeat(np.arange(len(CAMERA_IDS)), len(idx))
-            for sl in _chunks(len(kp), batch_size):
-                hm = torch.from_numpy(heatmaps_from_2d(kp[sl], res, sigma, crop_scale, nose))
-                x = model_input({"heatmaps": hm.to(device)}, kind)
-                pred = model(x)["vertices"][-1].double().cpu().numpy()
-                base = np.broadcast_to(mean_mesh, pred.shape)
-                for name, p in (("model", pred), ("mean_mesh", base)):
-                    for k, v in joint_errors(p, gt[sl], reg).items():
-                        group[name].setdefault(k, []).append(v)
-                        if name == "model":
-                            for c in np.unique(cam_of[sl]):
-                                sel = cam_of[sl] == c
-                                per_cam[CAMERA_IDS[c]].setdefault(k, []).append(v[sel])
-
-    def summary(d: dict[str, list[np.ndarray]]) -> dict[str, float]:
-        return {k: float(np.concatenate(d[k]).mean()) for k in METRICS}
-
-    per_action = {
-        a: {
-            "samples": int(sum(len(v) for v in g["model"]["mpjpe"])),
-            **{name: summary(g[name]) for name in ("model", "mean_mesh")},
-        }
-        for a, g in sorted(errs.items())
-    }
-    if not per_action:
+            # the 4 cameras, one batch stream
+            scorer.score(np.concatenate(kps), np.concatenate(gts), cam_of, group, per_cam)
+    if not errs:
         raise ValueError(f"{p3}: no actions for subjects {', '.join(subjects)}")
-    overall = {
-        name: {
-            k: float(np.concatenate([v for g in errs.values() for v in g[name][k]]).mean())
-            for k in METRICS
-        }
-        for name in ("model", "mean_mesh")
-    }
-    action_mean = {
-        name: {k: float(np.mean([r[name][k] for r in per_action.values()])) for k in METRICS}
-        for name in ("model", "mean_mesh")
-    }
     views = cfg["data"]["views"]
     return {
         "protocol": {
@@ -334,6 +341,28 @@ def evaluate_h36m(
         "train_views": "all" if views is None else views,
         "regressor": regressor_provenance(source.root),
         "baseline": "mean pelvis-centred camera-frame train-split mesh of the checkpoint's shards",
+        **_summaries(errs, per_cam),
+        "paper_table2": {str(k): {"mpjpe": m, "pa_mpjpe": p} for k, (m, p) in PAPER_TABLE2.items()},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _summaries(errs: dict, per_cam: dict) -> dict:
+    """Means of the per-sample errors: per action, per camera, over all samples, and the mean
+    of the per-action means."""
+
+    def summary(d: dict[str, list[np.ndarray]]) -> dict[str, float]:
+        return {k: float(np.concatenate(d[k]).mean()) for k in METRICS}
+
+    per_action = {
+        a: {
+            "samples": int(sum(len(v) for v in g["model"]["mpjpe"])),
+            **{name: summary(g[name]) for name in ("model", "mean_mesh")},
+        }
+        for a, g in sorted(errs.items())
+    }
+    names = ("model", "mean_mesh")
+    return {
         "samples": int(sum(r["samples"] for r in per_action.values())),
         "per_action": per_action,
         "per_camera": {
@@ -341,10 +370,17 @@ def evaluate_h36m(
             for c, d in per_cam.items()
             if d
         },
-        "all": overall,
-        "action_mean": action_mean,
-        "paper_table2": {str(k): {"mpjpe": m, "pa_mpjpe": p} for k, (m, p) in PAPER_TABLE2.items()},
-        "seconds": round(time.perf_counter() - t0, 2),
+        "all": {
+            name: {
+                k: float(np.concatenate([v for g in errs.values() for v in g[name][k]]).mean())
+                for k in METRICS
+            }
+            for name in names
+        },
+        "action_mean": {
+            name: {k: float(np.mean([r[name][k] for r in per_action.values()])) for k in METRICS}
+            for name in names
+        },
     }
 
 
