@@ -190,18 +190,28 @@ def _periodic_pulse(t: np.ndarray, period: float, rise: float, hold: float, fall
     return np.clip(out, 0.0, 1.0)
 
 
+def _both(e: np.ndarray, name: str, axis: int, left) -> None:
+    """Set Euler ``axis`` of ``left_<name>`` to ``left`` and of ``right_<name>`` to its mirror
+    image (x-reflection: the right side negates the y and z angles)."""
+    e[:, _J[f"left_{name}"], axis] = left
+    e[:, _J[f"right_{name}"], axis] = left if axis == 0 else -left
+
+
+def _pair(name: str) -> list[int]:
+    """Joint indices of ``left_<name>`` and ``right_<name>``."""
+    return [_J[f"left_{name}"], _J[f"right_{name}"]]
+
+
 def _base_track(t: np.ndarray, rng: np.random.Generator) -> Track:
     """Relaxed standing pose with breathing, gentle head motion and mild finger curl."""
     n = t.size
     e = np.zeros((n, 52, 3))
     ph = rng.uniform(0, 2 * np.pi, 8)
     # Arms hanging slightly away from the body, elbows a little bent.
-    down = rng.uniform(1.15, 1.3)
-    e[:, _J["left_shoulder"], 2] = -down
-    e[:, _J["right_shoulder"], 2] = down
+    _both(e, "shoulder", 2, -rng.uniform(1.15, 1.3))
     e[:, _J["left_elbow"], 1] = -rng.uniform(0.15, 0.35)
     e[:, _J["right_elbow"], 1] = rng.uniform(0.15, 0.35)
-    e[:, _J["left_knee"], 0] = e[:, _J["right_knee"], 0] = 0.04
+    _both(e, "knee", 0, 0.04)
     breath = 0.02 * np.sin(2 * np.pi * 0.25 * t + ph[0])
     e[:, _J["spine3"], 0] += breath
     e[:, _J["neck"], 1] += 0.12 * np.sin(2 * np.pi * 0.13 * t + ph[1])
@@ -281,48 +291,42 @@ def _walk_gait(tr: Track, freq: float, amp: float, rng: np.random.Generator) -> 
     tr.tilt[:, 0] = 0.05 + 0.02 * np.sin(4 * np.pi * phase)
 
 
-def _walk(t, rng, amp):
-    tr = _base_track(t, rng)
+# Each builder shapes a relaxed standing Track (``_base_track``) into one kind of motion.
+
+
+def _walk(tr: Track, rng: np.random.Generator, amp: float) -> None:
     _walk_gait(tr, rng.uniform(0.85, 1.0), amp, rng)
-    tr.heading += rng.uniform(-0.15, 0.15) * t  # gentle curve
-    return tr
+    tr.heading += rng.uniform(-0.15, 0.15) * tr.t  # gentle curve
 
 
-def _run(t, rng, amp):
-    tr = _base_track(t, rng)
+def _run(tr: Track, rng: np.random.Generator, amp: float) -> None:
     phase = _leg_cycle(tr, rng.uniform(1.3, 1.5), amp, rng, _RUN_KEYS, stance=0.35)
     e = tr.euler
-    for side, sgn in (("left", 1.0), ("right", -1.0)):
-        e[:, _J[f"{side}_elbow"], 1] = -sgn * 1.4
-        e[:, _J[f"{side}_shoulder"], 2] = -sgn * 1.25
-    e[:, _J["left_shoulder"], 0] *= 1.6
-    e[:, _J["right_shoulder"], 0] *= 1.6
+    _both(e, "elbow", 1, -1.4)
+    _both(e, "shoulder", 2, -1.25)
+    e[:, _pair("shoulder"), 0] *= 1.6
     tr.tilt[:, 0] = 0.15
     # body highest mid-flight (phases 0.425, 0.925), lowest mid-stance
     tr.lift[:] = 0.04 * (0.5 + 0.5 * np.cos(4 * np.pi * (phase - 0.425)))
-    return tr
 
 
-def _squat(t, rng, amp):
-    tr = _base_track(t, rng)
+def _squat(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     d = 0.5 - 0.5 * np.cos(2 * np.pi * rng.uniform(0.3, 0.45) * t)
     d *= amp * rng.uniform(0.8, 1.0)
-    e = tr.euler
     tr.tilt[:, 0] = 0.45 * d
-    for side, sgn in (("left", 1.0), ("right", -1.0)):
-        e[:, _J[f"{side}_hip"], 0] = -1.6 * d
-        e[:, _J[f"{side}_hip"], 2] = sgn * 0.15 * d
-        e[:, _J[f"{side}_knee"], 0] = 0.04 + 2.0 * d
-        e[:, _J[f"{side}_ankle"], 0] = -0.85 * d
-        e[:, _J[f"{side}_shoulder"], 0] = -1.3 * d
-        e[:, _J[f"{side}_shoulder"], 2] *= 1 - 0.6 * d
+    _both(e, "hip", 0, -1.6 * d)
+    _both(e, "hip", 2, 0.15 * d)
+    _both(e, "knee", 0, 0.04 + 2.0 * d)
+    _both(e, "ankle", 0, -0.85 * d)
+    _both(e, "shoulder", 0, -1.3 * d)
+    e[:, _pair("shoulder"), 2] *= (1 - 0.6 * d)[:, None]
     e[:, _J["spine2"], 0] = 0.15 * d
     e[:, _J["neck"], 0] = -0.3 * d
-    return tr
 
 
-def _jump(t, rng, amp):
-    tr = _base_track(t, rng)
+def _jump(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     period = rng.uniform(1.5, 1.8)
     crouch = _periodic_pulse(t, period, 0.35, 0.05, 0.25)  # crouch, then extend at take-off
     air = np.zeros_like(t)
@@ -333,24 +337,19 @@ def _jump(t, rng, amp):
         x = np.clip((t - t0) / flight, 0.0, 1.0)
         air += np.sin(np.pi * x) ** 2
         k += 1
-    e = tr.euler
     tr.tilt[:, 0] = 0.4 * crouch
-    for side in ("left", "right"):
-        sgn = 1.0 if side == "left" else -1.0
-        e[:, _J[f"{side}_hip"], 0] = -1.1 * crouch - 0.15 * air
-        e[:, _J[f"{side}_knee"], 0] = 0.04 + 1.4 * crouch + 0.25 * air
-        e[:, _J[f"{side}_ankle"], 0] = -0.7 * crouch + 0.35 * air
-        e[:, _J[f"{side}_shoulder"], 0] = 0.6 * crouch - 1.2 * air
-        e[:, _J[f"{side}_shoulder"], 2] = -sgn * (1.2 - 0.4 * air)
+    _both(e, "hip", 0, -1.1 * crouch - 0.15 * air)
+    _both(e, "knee", 0, 0.04 + 1.4 * crouch + 0.25 * air)
+    _both(e, "ankle", 0, -0.7 * crouch + 0.35 * air)
+    _both(e, "shoulder", 0, 0.6 * crouch - 1.2 * air)
+    _both(e, "shoulder", 2, -(1.2 - 0.4 * air))
     tr.lift[:] = rng.uniform(0.2, 0.35) * amp * air
     tr.forward[:] = 0.6 * air
     tr.lock = False  # feet leave the floor / slide on purpose
-    return tr
 
 
-def _wave(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _wave(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     side = "right" if rng.random() < 0.7 else "left"
     sgn = 1.0 if side == "left" else -1.0
     up = _pulse(t, 0.2, 0.6, t[-1] - 1.6, 0.6)
@@ -360,12 +359,10 @@ def _wave(t, rng, amp):
     e[:, _J[f"{side}_elbow"], 1] = -sgn * (0.3 + up * (1.0 + wav))
     e[:, _J[f"{side}_wrist"], 2] = sgn * 0.3 * up * wav
     e[:, _J["neck"], 1] += -sgn * 0.2 * up
-    return tr
 
 
-def _reach(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _reach(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     period = rng.uniform(2.0, 2.6)
     for k, side in enumerate(("left", "right")):
         sgn = 1.0 if side == "left" else -1.0
@@ -377,14 +374,11 @@ def _reach(t, rng, amp):
         e[:, _J["spine2"], 0] += 0.15 * r
         e[:, _J["spine3"], 1] += -sgn * 0.2 * r
         tr.tilt[:, 0] += 0.1 * r
-    for side in ("left", "right"):
-        e[:, _J[f"{side}_hip"], 0] = -0.9 * tr.tilt[:, 0]
-    return tr
+    _both(e, "hip", 0, -0.9 * tr.tilt[:, 0])
 
 
-def _kick(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _kick(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     side = "right" if rng.random() < 0.6 else "left"
     sgn = 1.0 if side == "left" else -1.0
     period = rng.uniform(1.6, 2.0)
@@ -398,60 +392,48 @@ def _kick(t, rng, amp):
     e[:, _J[f"{other}_ankle"], 0] = -0.1 * chamber
     e[:, _J[f"{other}_hip"], 0] = -0.1 * chamber
     tr.tilt[:, 0] = -0.15 * strike
-    for s in ("left", "right"):
-        g = 1.0 if s == "left" else -1.0
-        e[:, _J[f"{s}_shoulder"], 2] = -g * (1.2 - 0.5 * chamber)
+    _both(e, "shoulder", 2, -(1.2 - 0.5 * chamber))
     tr.tilt[:, 2] = sgn * 0.06 * chamber
-    return tr
 
 
-def _sit(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _sit(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     dur = t[-1]
     s = _pulse(t, 0.3, 0.3 * dur, 0.25 * dur, 0.3 * dur) * amp
     tr.tilt[:, 0] = 0.35 * s
-    for side, sgn in (("left", 1.0), ("right", -1.0)):
-        e[:, _J[f"{side}_hip"], 0] = -1.5 * s
-        e[:, _J[f"{side}_hip"], 2] = sgn * 0.12 * s
-        e[:, _J[f"{side}_knee"], 0] = 0.04 + 1.55 * s
-        e[:, _J[f"{side}_ankle"], 0] = -0.4 * s
-        e[:, _J[f"{side}_shoulder"], 0] = -0.5 * s
-        e[:, _J[f"{side}_elbow"], 1] = -sgn * (0.3 + 0.9 * s)
+    _both(e, "hip", 0, -1.5 * s)
+    _both(e, "hip", 2, 0.12 * s)
+    _both(e, "knee", 0, 0.04 + 1.55 * s)
+    _both(e, "ankle", 0, -0.4 * s)
+    _both(e, "shoulder", 0, -0.5 * s)
+    _both(e, "elbow", 1, -(0.3 + 0.9 * s))
     e[:, _J["spine2"], 0] = -0.1 * s
     e[:, _J["neck"], 0] = -0.2 * s
-    return tr
 
 
-def _turn(t, rng, amp):
-    tr = _base_track(t, rng)
+def _turn(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    t = tr.t
     _walk_gait(tr, rng.uniform(0.9, 1.1), 0.5 * amp, rng)
     total = rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.0) * np.pi
     tr.heading[:] = total * _smoothstep((t - 0.2) / (t[-1] - 0.4))
-    e = tr.euler
-    e[:, _J["neck"], 1] += 0.2 * np.sign(total) * np.gradient(tr.heading, t) / np.pi
-    return tr
+    tr.euler[:, _J["neck"], 1] += 0.2 * np.sign(total) * np.gradient(tr.heading, t) / np.pi
 
 
-def _bend(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _bend(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     b = (0.5 - 0.5 * np.cos(2 * np.pi * rng.uniform(0.25, 0.35) * t)) * amp
     tr.tilt[:, 0] = 0.9 * b
-    for side in ("left", "right"):
-        e[:, _J[f"{side}_hip"], 0] = -0.8 * b
-        e[:, _J[f"{side}_knee"], 0] = 0.04 + 0.15 * b
-        e[:, _J[f"{side}_ankle"], 0] = -0.1 * b
-        e[:, _J[f"{side}_shoulder"], 0] = -1.1 * b
+    _both(e, "hip", 0, -0.8 * b)
+    _both(e, "knee", 0, 0.04 + 0.15 * b)
+    _both(e, "ankle", 0, -0.1 * b)
+    _both(e, "shoulder", 0, -1.1 * b)
     for s in ("spine1", "spine2", "spine3"):
         e[:, _J[s], 0] = 0.2 * b
     e[:, _J["neck"], 0] = -0.2 * b
-    return tr
 
 
-def _throw(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _throw(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     side = "right" if rng.random() < 0.75 else "left"
     sgn = 1.0 if side == "left" else -1.0
     period = rng.uniform(2.0, 2.5)
@@ -469,27 +451,22 @@ def _throw(t, rng, amp):
     e[:, _J[f"{other}_hip"], 0] = -0.4 * rel
     e[:, _J[f"{other}_knee"], 0] = 0.04 + 0.4 * rel
     e[:, _J[f"{other}_shoulder"], 0] = -0.6 * wind
-    return tr
 
 
-def _jacks(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _jacks(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     freq = rng.uniform(0.8, 1.1)
     o = 0.5 - 0.5 * np.cos(2 * np.pi * freq * t)
-    for side, sgn in (("left", 1.0), ("right", -1.0)):
-        e[:, _J[f"{side}_shoulder"], 2] = sgn * (-1.25 + 2.45 * o * amp)
-        e[:, _J[f"{side}_elbow"], 1] = -sgn * 0.2
-        e[:, _J[f"{side}_hip"], 2] = sgn * 0.32 * o
-        e[:, _J[f"{side}_knee"], 0] = 0.1 + 0.15 * np.sin(np.pi * o)
+    _both(e, "shoulder", 2, -1.25 + 2.45 * o * amp)
+    _both(e, "elbow", 1, -0.2)
+    _both(e, "hip", 2, 0.32 * o)
+    _both(e, "knee", 0, 0.1 + 0.15 * np.sin(np.pi * o))
     tr.lift[:] = 0.08 * np.sin(2 * np.pi * freq * t) ** 2
     tr.lock = False  # feet leave the floor / slide on purpose
-    return tr
 
 
-def _sidestep(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _sidestep(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     freq = rng.uniform(0.8, 1.0)
     phi = 2 * np.pi * freq * t
     direction = rng.choice([-1.0, 1.0])
@@ -500,21 +477,17 @@ def _sidestep(t, rng, amp):
         e[:, _J[f"{side}_hip"], 0] = -0.15 * np.clip(np.sin(p), 0, None) ** 2
     tr.lateral[:] = direction * 0.5 * _smoothstep(t / 0.5)
     tr.lock = False  # feet leave the floor / slide on purpose
-    return tr
 
 
-def _idle(t, rng, amp):
-    tr = _base_track(t, rng)
-    e = tr.euler
+def _idle(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    e, t = tr.euler, tr.t
     sway = np.sin(2 * np.pi * rng.uniform(0.15, 0.3) * t)
     tr.tilt[:, 2] = 0.04 * sway
-    e[:, _J["left_hip"], 2] = -0.04 * sway
-    e[:, _J["right_hip"], 2] = -0.04 * sway
+    e[:, _pair("hip"), 2] = (-0.04 * sway)[:, None]
     e[:, _J["spine3"], 1] = 0.15 * np.sin(2 * np.pi * 0.2 * t)
     look = _pulse(t, 0.5, 0.6, 0.8, 0.6)
     e[:, _J["neck"], 1] += 0.5 * look * rng.choice([-1.0, 1.0])
     e[:, _J["left_elbow"], 1] -= 0.8 * look
-    return tr
 
 
 #: Motion kinds: name -> (builder, (min, max) duration in seconds).
@@ -664,13 +637,15 @@ def _subject_betas(rng: np.random.Generator) -> np.ndarray:
     return betas
 
 
-def _clip(kind: str, rng: np.random.Generator, fps: float, small: bool):
+def _clip(kind: str, rng: np.random.Generator, fps: float, small: bool) -> Track:
     builder, (lo, hi) = MOTIONS[kind]
     dur = rng.uniform(1.2, 1.6) if small else rng.uniform(lo, hi)
     n = int(round(dur * fps))
     t = np.arange(n) / fps
     amp = rng.uniform(0.85, 1.1)
-    return builder(t, rng, amp)
+    tr = _base_track(t, rng)
+    builder(tr, rng, amp)
+    return tr
 
 
 def _motion_arrays(
