@@ -245,9 +245,11 @@ def test_dry_run_reports_without_working(src, models, tmp_path, capsys, monkeypa
     def no_work(*a, **k):
         raise AssertionError("the dry run started work")
 
-    monkeypatch.setattr(B, "run_ray", no_work)
-    monkeypatch.setattr(B, "run_local", no_work)
-    monkeypatch.setattr(B, "make_plan", no_work)
+    from pipeline import build_plan, build_run
+
+    monkeypatch.setattr(build_run, "run_ray", no_work)
+    monkeypatch.setattr(build_run, "run_local", no_work)
+    monkeypatch.setattr(build_plan, "make_plan", no_work)
     assert B.main(_args(root, models, out, extra=["--dry-run"])) == 0
     text = capsys.readouterr().out
     assert not out.exists()
