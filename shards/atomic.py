@@ -1,7 +1,9 @@
 """Atomic file writing, the one way every output is written (shards, topology, manifest, plan,
-unit records, the trainer's model file and ablation state): write ``<name>.tmp-<pid>`` next to
-the target, fsync it, rename it over the target. A killed writer leaves at most a ``*.tmp-*``
-file (builds delete them, ``shards verify`` reports them), never a half-written target.
+unit records, the trainer's model file and ablation state): write
+``<name>.tmp-<host>-<pid>-<random>`` next to the target (unique across the hosts of a cluster
+writing one shared folder), fsync it, rename it over the target. A killed writer leaves at
+most a ``*.tmp-*`` file (builds delete them, ``shards verify`` reports them), never a
+half-written target.
 
 In ``shards/``, the lowest package that writes files this way (``pipeline/`` and ``trainer/``
 import it).
@@ -10,6 +12,9 @@ import it).
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +23,11 @@ __all__ = ["atomic_path", "commit", "temp_path", "write_atomic"]
 
 
 def temp_path(path: str | os.PathLike) -> Path:
-    """The temporary name a write of ``path`` goes to first (``<name>.tmp-<pid>``)."""
+    """A fresh temporary name for a write of ``path``: ``<name>.tmp-<host>-<pid>-<random>``
+    (the pid alone repeats across hosts; the random part across calls)."""
     path = Path(path)
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+    return path.with_name(f"{path.name}.tmp-{host}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:

@@ -1,8 +1,8 @@
 """Atomic shard writer: HDF5 file per shard, compressed and chunked per (mesh, view) sample.
 
-A shard is written to ``<name>.tmp-<pid>``, flushed, fsync'ed, checksummed and renamed, so a
-reader never sees a half-written ``shard-NNNNNN.h5``. Compression and chunking were chosen by
-measurement (see ``shards/SCHEMA.md``).
+A shard is written to ``<name>.tmp-<host>-<pid>-<random>`` (``shards.atomic``), flushed,
+fsync'ed, checksummed and renamed, so a reader never sees a half-written ``shard-NNNNNN.h5``.
+Compression and chunking were chosen by measurement (see ``shards/SCHEMA.md``).
 """
 
 from __future__ import annotations

@@ -27,6 +27,12 @@ def test_failed_write_leaves_target_and_no_temporary(tmp_path):
 
 
 def test_temporary_name_is_what_builds_and_verify_clean_up(tmp_path):
+    import socket
+
     tmp = temp_path(tmp_path / "shard-000001.h5")
-    assert tmp.parent == tmp_path and tmp.name == f"shard-000001.h5.tmp-{os.getpid()}"
-    assert tmp.match("*.tmp-*")  # pipeline.build.clean_partial, shards.verify
+    assert tmp.parent == tmp_path and tmp.name.startswith("shard-000001.h5.tmp-")
+    assert tmp.match("*.tmp-*")  # pipeline.units.clean_partial, shards.verify
+    # unique across hosts sharing a folder (the pid alone repeats) and across calls
+    host = socket.gethostname().split(".")[0]
+    assert host.replace("_", "-") in tmp.name and f"-{os.getpid()}-" in tmp.name
+    assert temp_path(tmp_path / "shard-000001.h5") != tmp
