@@ -62,6 +62,20 @@ class Manifest:
         return sum(s.meshes for s in self.shards)
 
 
+def planned_line(plan_stats: Mapping[str, Any], target: int) -> str | None:
+    """``planned N of the target M meshes (shortfall K ...)`` when the archive offered fewer
+    candidate frames than the build's target (a shortfall is reported, never padded), else
+    None. ``plan_stats``: the plan's stats (``planned``, ``shortfall``)."""
+    short = int(plan_stats.get("shortfall", 0) or 0)
+    if short <= 0:
+        return None
+    planned = int(plan_stats.get("planned", target - short))
+    return (
+        f"planned {planned} of the target {target} meshes: shortfall {short} (the archive "
+        "offers no more candidate frames at this fps, central and min_pose_dist)"
+    )
+
+
 def write_manifest(
     root: str | os.PathLike,
     shards: Iterable[ShardInfo],

@@ -19,7 +19,7 @@ import hdf5plugin  # noqa: F401  (registers the Blosc/Zstd filters)
 import numpy as np
 from tqdm import tqdm
 
-from shards.manifest import Manifest, load_manifest
+from shards.manifest import Manifest, load_manifest, planned_line
 from shards.schema import (
     BODY_ARRAYS,
     FORMAT_NAME,
@@ -255,6 +255,9 @@ def info(root: str | os.PathLike) -> dict:
         "config_hash": man.config_hash,
         "skipped": len(man.skipped),
         "skipped_reasons": reasons,
+        "target": man.config.get("plan", {}).get("meshes"),
+        "planned": man.config.get("planned"),
+        "shortfall": man.config.get("plan_stats", {}).get("shortfall"),
     }
 
 
@@ -271,6 +274,10 @@ def format_info(d: dict) -> str:
             f"split     {split:<8} {s['shards']} shard(s)  {s['meshes']} meshes  "
             f"{s['samples_all_views']} (mesh, view) samples"
         )
+    if d.get("planned") is not None and d.get("target") is not None:
+        short = planned_line({"planned": d["planned"], "shortfall": d["shortfall"]}, d["target"])
+        short = short or f"{d['planned']} of the target {d['target']} meshes"
+        lines.append(f"planned   {short}")
     lines.append(f"config    {d['config_hash']}")
     lines.append(f"skipped   {d['skipped']} input(s)")
     for r, n in d["skipped_reasons"].items():
