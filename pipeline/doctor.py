@@ -93,11 +93,11 @@ def _archive(r: _Report, root: Path, mt: str) -> tuple[list, list, list, dict]:
     entries, skips, kinds = scan_archive(root, mt, (infos, bad))
     fam = Counter(i.model_type for i in infos)
     how = Counter(f"{i.model_type} by {i.model_type_from}" for i in infos)
+    counts = [f"{n} {k}" for k, n in sorted(fam.items())] + [f"{len(bad)} unreadable"]
+    family = ", ".join(f"{n} {k}" for k, n in sorted(how.items()))
     r.lines.append(
-        f"amass       {root}: {len(infos) + len(bad)} sequence files, "
-        + ", ".join(f"{n} {k}" for k, n in sorted(fam.items()))
-        + f", {len(bad)} unreadable"
-        + (f" (family from: {', '.join(f'{n} {k}' for k, n in sorted(how.items()))})")
+        f"amass       {root}: {len(infos) + len(bad)} sequence files, {', '.join(counts)}"
+        + (f" (family from: {family})" if family else "")
     )
     if not entries:
         first = f"; first: {skips[0]['input']}: {skips[0]['reason']}" if skips else ""
