@@ -36,13 +36,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline import build_plan, preflight
+from pipeline import build_plan, nodes, preflight
 from pipeline.build_config import BuildConfig, BuildError, PreflightError, load_config
 from pipeline.build_finish import finish
 from pipeline.build_run import run_units
 from pipeline.plan import SPLITS, PlanConfig
 from pipeline.preflight import scan_archive
 from pipeline.units import FAULT_ENV, run_unit, unit_record_path
+from shards.manifest import planned_line
 
 
 def build(args: argparse.Namespace) -> dict:
@@ -51,27 +52,34 @@ def build(args: argparse.Namespace) -> dict:
     cfg = load_config(args.config, vars(args), args.set)
     model_type, pcfg = cfg["build"]["model_type"], PlanConfig(**cfg["plan"])
     address = args.address or os.environ.get("RAY_ADDRESS")
+    paths = {k: getattr(args, k).resolve() for k in ("out", "amass", "body_models")}
+    out, amass, body_models = paths["out"], paths["amass"], paths["body_models"]
 
     # 1. preflight: folders, archive listing (the plan needs it), body models and regressors
-    preflight.check_paths(args.amass, args.body_models, args.out)
-    listing = preflight.list_archive(args.amass, model_type, pcfg)
+    preflight.check_paths(amass, body_models, out)
+    listing = preflight.list_archive(amass, model_type, pcfg)
     # 2. the sampling plan
     plan = build_plan.make(
-        args.amass, listing.entries, pcfg, listing.skips,
-        processes=build_plan.plan_processes(args.workers, args.address), progress=not args.quiet,
+        amass, listing.entries, pcfg, listing.skips,
+        processes=build_plan.plan_processes(args.workers, address), progress=not args.quiet,
     )  # fmt: skip
     needed = {listing.kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
-    topology, model_notes = preflight.check_models(args.body_models, cfg, needed)
-    digest = build_plan.save(args.out, plan, cfg)
-    # 3. the units: resume what is done, compute the rest
-    paths = {k: getattr(args, k).resolve() for k in ("out", "amass", "body_models")}
-    records, recs, t_units = run_units(
-        plan, cfg, digest, paths, workers=args.workers, address=address, quiet=args.quiet
-    )
+    topology, model_notes = preflight.check_models(body_models, cfg, needed)
+    digest = build_plan.save(out, plan, cfg)
+    # 3. the units: every node sees this world (a token in `out`, the inputs' sha256), then
+    #    resume what is done and compute the rest
+    genders = {g for _, g in needed}
+    expect = nodes.expectation(out, body_models, cfg, genders, topology)
+    try:
+        records, recs, t_units = run_units(
+            plan, cfg, digest, paths, expect,
+            workers=args.workers, address=address, quiet=args.quiet,
+        )  # fmt: skip
+    finally:
+        (out / nodes.TOKEN_NAME).unlink(missing_ok=True)
     # 4. finish: accounting, topology, manifest, verify
-    typed = {k: getattr(args, k) for k in ("out", "amass", "body_models")}
     shards, sample_skips = finish(
-        typed, plan, topology, records, cfg, digest, listing.notes + model_notes
+        paths, plan, topology, records, cfg, digest, listing.notes + model_notes
     )
     written = sum(s.meshes for s in shards)
     dt = time.perf_counter() - t0
@@ -80,6 +88,9 @@ def build(args: argparse.Namespace) -> dict:
         f"{len(plan.skips)} files skipped) to {args.out} in {dt:.1f} s",
         flush=True,
     )
+    short = planned_line(plan.stats, pcfg.meshes)
+    if short:
+        print(short, flush=True)
     return {
         "planned": plan.size,
         "written": written,

@@ -1,11 +1,15 @@
-"""The build's finish stage: check planned = written + skipped, write ``topology.h5`` and
-``manifest.json`` (last), verify the folder."""
+"""The build's finish stage: remove (and name) temporary files a retried unit left, check
+planned = written + skipped, write ``topology.h5`` and ``manifest.json`` (last), verify the
+folder. A failed check is a :class:`~pipeline.build_config.FinishError` line (exit 4) and
+leaves no manifest."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.build_config import FinishError
 from pipeline.plan import Plan
+from pipeline.units import clean_partial
 
 
 def finish(
@@ -20,15 +24,23 @@ def finish(
     from shards.writer import ShardInfo
 
     out = paths["out"]
+    left = clean_partial(out)
+    if left:
+        names = ", ".join(left[:3]) + (f", +{len(left) - 3} more" if len(left) > 3 else "")
+        print(f"removed {len(left)} leftover temporary file(s) ({names})", flush=True)
     shards = [ShardInfo(**records[u]["shard"]) for u in sorted(records) if records[u]["shard"]]
     sample_skips = [s for u in sorted(records) for s in records[u]["skips"]]
     written = sum(s.meshes for s in shards)
     if written + len(sample_skips) != plan.size:
-        raise RuntimeError(
+        raise FinishError(
             f"{out}: planned {plan.size} != written {written} + skipped {len(sample_skips)}"
         )
     if not shards:
-        raise RuntimeError(f"{out}: every planned sample was skipped; see the unit records")
+        first = sample_skips[0]["reason"] if sample_skips else "?"
+        raise FinishError(
+            f"{out}: every planned sample ({plan.size}) was skipped (first reason: {first}); "
+            f"see {out / 'units'}"
+        )
     write_topology(out, topology)
     write_manifest(
         out,
@@ -50,7 +62,10 @@ def finish(
     )
     rep = verify(out, checksums=False)  # checksums were taken from the written files
     if not rep.ok:
-        raise RuntimeError("; ".join(rep.lines()[:5]))
+        (out / "manifest.json").unlink(missing_ok=True)
+        f, why = rep.errors[0]
+        more = f" (+{len(rep.errors) - 1} more)" if len(rep.errors) > 1 else ""
+        raise FinishError(f"{f}: {why}{more}; the folder failed verification, no manifest")
     return shards, sample_skips
 
 

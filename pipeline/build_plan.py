@@ -70,16 +70,3 @@ def save(out: Path, plan: Plan, cfg: dict) -> str:
     plot_plan(plan, out / "plan.png")
     (out / "build_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
     return digest
-
-
-def shortfall_line(stats: dict, target: int) -> str | None:
-    """``planned N of the target M meshes (shortfall K: ...)`` when the archive offered fewer
-    candidates than the target, else None (a shortfall is reported, never padded)."""
-    short = int(stats.get("shortfall", 0))
-    if short <= 0:
-        return None
-    planned = int(stats.get("planned", target - short))
-    return (
-        f"planned {planned} of the target {target} meshes (shortfall {short}: the archive "
-        f"offers only {planned} candidate frames at this fps/central/min_pose_dist)"
-    )

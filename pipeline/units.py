@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.nodes import check_here, check_motion, node_path
 from pipeline.plan import Plan
 from pipeline.process import Context, RenderConfig, process_unit
 from shards.atomic import write_atomic
@@ -28,6 +29,7 @@ UNITS_DIR = "units"
 FAULT_ENV = "MPT_BUILD_FAULT"  # testing hook: "<unit>[:<flag file>]" -> os._exit mid-shard
 
 _CTX: dict[tuple, Context] = {}
+_CONTEXTS_BUILT = [0]  # how many Contexts this process built (one per worker and build)
 
 
 def shard_name(unit: int) -> str:
@@ -41,9 +43,12 @@ def unit_record_path(out: Path, unit: int) -> Path:
 
 
 def make_jobs(
-    plan: Plan, units: list[int], paths: dict[str, Path], cfg: dict, digest: str
-) -> list[dict]:
-    """One job per unit; ``paths``: ``out``, ``amass``, ``body_models`` (absolute)."""
+    plan: Plan, units: list[int], paths: dict[str, Path], cfg: dict, digest: str,
+    expect: dict | None = None, sizes: dict[str, int | None] | None = None,
+) -> list[dict]:  # fmt: skip
+    """One job per unit; ``paths``: ``out``, ``amass``, ``body_models`` (absolute).
+    ``expect`` (:func:`pipeline.nodes.expectation`) and the motion files' ``sizes``: what the
+    node running the unit must see first (None: no check, the driver runs the units)."""
     jobs = []
     for u in units:
         a, b = (int(x) for x in plan.units[u])
@@ -63,6 +68,12 @@ def make_jobs(
                 "paths": [plan.sequences[s] for s in plan.seq[a:b]],
                 "frames": plan.frame[a:b].tolist(),
                 "ids": list(range(a, b)),
+                "expect": expect,
+                "sizes": None
+                if sizes is None
+                else {
+                    p: sizes[p] for p in dict.fromkeys(plan.sequences[s] for s in plan.seq[a:b])
+                },  # fmt: skip
             }
         )
     return jobs
@@ -73,9 +84,10 @@ def _context(job: dict) -> Context:
     key = (job["amass"], job["body_models"], job["model_type"], json.dumps(job["render"]))
     if key not in _CTX:
         _CTX.clear()
+        _CONTEXTS_BUILT[0] += 1
         _CTX[key] = Context(
-            Path(job["amass"]),
-            Path(job["body_models"]),
+            node_path(job["amass"]),
+            node_path(job["body_models"]),
             RenderConfig(**job["render"]),
             model_type=job["model_type"],
         )
@@ -103,15 +115,24 @@ def warm_up(job: dict) -> int:
 
 
 def run_unit(job: dict) -> dict:
-    """Compute and write one unit; return (and persist) its record."""
+    """Compute and write one unit; return (and persist) its record. A node that does not see
+    the driver's world (``job["expect"]``, ``job["sizes"]``) computes nothing and returns
+    ``{"unit", "refused": one line, "node_id"}`` instead."""
     import torch
 
     torch.set_num_threads(1)
     from shards.writer import ShardWriter, write_shard
 
-    out = Path(job["out"])
-    ctx = _context(job)
     u = job["unit"]
+    refused = (job.get("expect") and check_here(job["expect"])) or (
+        job.get("sizes") and check_motion(job["amass"], job["sizes"])
+    )
+    if refused:
+        return {"unit": u, "refused": refused, "node_id": _node_id()}
+    out = node_path(job["out"])
+    for p in out.glob(f"{shard_name(u)}.tmp-*"):  # an earlier attempt's partial shard
+        p.unlink(missing_ok=True)
+    ctx = _context(job)
     t0, c0 = time.perf_counter(), time.process_time()
     store = bool(job.get("store_vertices", False))
     res = process_unit(
@@ -146,11 +167,17 @@ def run_unit(job: dict) -> dict:
         "skips": res.skips,
         "seconds": round(time.perf_counter() - t0, 4),
         "cpu_seconds": round(time.process_time() - c0, 4),
+        "worker": {"pid": os.getpid(), "contexts_built": _CONTEXTS_BUILT[0]},
     }
-    rp = unit_record_path(out, u)
-    rp.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(rp, json.dumps(record) + "\n")
+    write_atomic(unit_record_path(out, u), json.dumps(record) + "\n")  # units/: the driver's
     return record
+
+
+def _node_id() -> str:
+    """This Ray node's id ("" outside Ray)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def _fault_now(unit: int) -> bool:
@@ -196,10 +223,10 @@ def load_done(out: Path, plan: Plan, digest: str, store_vertices: bool = False) 
     return done
 
 
-def clean_partial(out: Path) -> int:
-    """Delete temporary files left by killed writers; return how many."""
-    n = 0
-    for p in list(out.glob("*.tmp-*")) + list((out / UNITS_DIR).glob("*.tmp-*")):
+def clean_partial(out: Path) -> list[str]:
+    """Delete temporary files left by killed writers; return their names."""
+    gone = []
+    for p in sorted(out.glob("*.tmp-*")) + sorted((out / UNITS_DIR).glob("*.tmp-*")):
         p.unlink(missing_ok=True)
-        n += 1
-    return n
+        gone.append(p.relative_to(out).as_posix())
+    return gone
