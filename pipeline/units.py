@@ -167,7 +167,7 @@ def run_unit(job: dict) -> dict:
         "skips": res.skips,
         "seconds": round(time.perf_counter() - t0, 4),
         "cpu_seconds": round(time.process_time() - c0, 4),
-        "worker": {"pid": os.getpid(), "contexts_built": _CONTEXTS_BUILT[0]},
+        "worker": {"pid": os.getpid(), "node": _node_id(), "contexts_built": _CONTEXTS_BUILT[0]},
     }
     write_atomic(unit_record_path(out, u), json.dumps(record) + "\n")  # units/: the driver's
     return record
