@@ -24,6 +24,7 @@ def finish(
     from shards.writer import ShardInfo
 
     out = paths["out"]
+    (out / "manifest.json").unlink(missing_ok=True)  # an earlier build's: written again last
     left = clean_partial(out)
     if left:
         names = ", ".join(left[:3]) + (f", +{len(left) - 3} more" if len(left) > 3 else "")

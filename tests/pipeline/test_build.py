@@ -119,7 +119,10 @@ def test_ray_1_and_2_workers_identical_with_retry_and_resume(inputs, reference, 
         cmd, env={**env, B.FAULT_ENV: "1"}, cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 1, r.stderr[-2000:]
-    assert "failed after 1 retries" in r.stderr and "rerun" in r.stderr
+    err = [x for x in r.stderr.splitlines() if x.startswith("error")]
+    assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "unit 1 lost its worker process" in err[0] and "after 1 retries" in err[0], err
+    assert "rerun" in err[0]
     assert not (one / "manifest.json").exists()
     last = len(np.load(one / "plan.npz")["units"]) - 1
     assert not (one / f"shard-{last:06d}.h5").exists()
@@ -130,6 +133,12 @@ def test_ray_1_and_2_workers_identical_with_retry_and_resume(inputs, reference, 
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert flag.exists()  # the last unit crashed once and was retried
+    # its crashed attempt's partial shard is gone (before, shard-N.h5.tmp-PID stayed)
+    assert not list(one.rglob("*.tmp-*"))
+    # one Context per worker process: warm-up and units share it (before, `python -m`
+    # pickled them by value from __main__, each with its own)
+    recs = [json.loads(p.read_text()) for p in (one / "units").glob("unit-*.json")]
+    assert recs and all(rec["worker"]["contexts_built"] == 1 for rec in recs)
     assert "units done" in r.stdout and not r.stdout.split("plan ")[1].startswith("0 units")
     assert B.main(_args(*inputs, two, 2)) == 0
     _assert_same(one, reference)
