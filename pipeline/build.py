@@ -17,10 +17,16 @@ Local Ray with ``--workers N`` (``0`` runs units in this process, no Ray); a clu
    stop the build before any work with one line naming the path and the reason (exit 2);
    likely mistakes are ``warning:`` lines and manifest ``notes``;
 2. the sampling plan (:mod:`pipeline.build_plan`), saved in the output folder;
-3. the units (:mod:`pipeline.build_run`, a unit itself in :mod:`pipeline.units`): resumable,
-   finished units (shard + ``units/unit-NNNNNN.json`` record) are kept;
+3. the units (:mod:`pipeline.build_run`, a unit itself in :mod:`pipeline.units`): with Ray,
+   every node first proves it sees the driver's output folder and inputs
+   (:mod:`pipeline.nodes`); resumable, finished units (shard + ``units/unit-NNNNNN.json``
+   record) are kept;
 4. finish (:mod:`pipeline.build_finish`): planned = written + skipped, topology, manifest,
    verify.
+
+Every failure is one ``error:`` line with the exit code of its kind
+(:mod:`pipeline.build_config`; docs/build.md, "Exit codes"): 1 a unit or Ray failed (rerun to
+resume), 2 preflight, 3 a node differs from the driver, 4 the final checks.
 
 ``--dry-run`` prints what a build would use instead (:mod:`pipeline.doctor`).
 """
@@ -169,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         tail = "; finished units are kept, rerun the same command to resume"
         print(f"error: {e}{tail if e.exit_code == 1 else ''}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # e.g. a full disk while an in-process unit writes its shard
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}; finished units are kept, rerun the same "
+              "command to resume", file=sys.stderr)  # fmt: skip
+        return 1
 
 
 if __name__ == "__main__":
