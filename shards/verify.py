@@ -277,7 +277,7 @@ def format_info(d: dict) -> str:
     if d.get("planned") is not None and d.get("target") is not None:
         short = planned_line({"planned": d["planned"], "shortfall": d["shortfall"]}, d["target"])
         short = short or f"{d['planned']} of the target {d['target']} meshes"
-        lines.append(f"planned   {short}")
+        lines.append(f"plan      {short}")
     lines.append(f"config    {d['config_hash']}")
     lines.append(f"skipped   {d['skipped']} input(s)")
     for r, n in d["skipped_reasons"].items():
