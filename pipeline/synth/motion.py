@@ -515,7 +515,7 @@ def _box(tr: Track, rng: np.random.Generator, amp: float) -> None:
     start = 0.3
     while start < t[-1]:
         side = "left" if rng.random() < 0.5 else "right"
-        punch[side] += _pulse(t, start, 0.12, 0.05, 0.2) * rng.uniform(0.7, 1.0)
+        punch[side] += _pulse(t, start, 0.15, 0.05, 0.25) * rng.uniform(0.7, 1.0)
         start += rng.uniform(0.35, 0.75)
     for side, sgn in (("left", 1.0), ("right", -1.0)):
         p = np.clip(punch[side], 0.0, 1.0) * amp
@@ -827,6 +827,7 @@ def _secondary(tr: Track, stand: Track) -> None:
         col[:, 1] = 0.3 * sh[:, 0]
         e[:, _J[f"{side}_collar"]] += flip(col)
         arm = np.gradient(flip(e[:, _J[f"{side}_shoulder"]] + e[:, _J[f"{side}_elbow"]]), t, axis=0)
+        arm = gaussian_filter1d(arm, sigma=0.05 / (t[1] - t[0]), axis=0, mode="nearest")
         e[:, _J[f"{side}_wrist"]] += flip(-0.08 * arm)  # the hand drags behind the arm
         ankle = e[:, _J[f"{side}_ankle"], 0] - stand.euler[:, _J[f"{side}_ankle"], 0]
         e[:, _J[f"{side}_foot"], 0] -= 0.5 * np.clip(ankle, 0.0, None)  # toes bend at push-off
@@ -867,8 +868,8 @@ TEXTURE: dict[str, tuple[float, float, float]] = {
     "shoulders": (4.0, 2.0, 0.7),
     "elbows": (4.0, 3.8, 0.75),
     "wrists": (5.0, 2.5, 0.85),
-    "root": (1.5, 0.8, 0.35),  # pelvis tilt axes
-    "heading": (4.0, 1.5, 0.4),
+    "root": (1.5, 0.8, 0.0),  # pelvis tilt axes (no jitter: it would shake the planted feet)
+    "heading": (4.0, 1.5, 0.0),
 }
 
 
