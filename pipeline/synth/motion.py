@@ -1065,7 +1065,7 @@ def generate_archive(
     """Write the AMASS-format archive under ``out_dir``; return the sequence files written.
 
     Default: 4 SMPL+H subsets, 10 subjects (both genders), every subject performing 8 of the
-    ``MOTIONS`` kinds (each kind at least 4 times overall), about 6 minutes of motion at
+    ``MOTIONS`` kinds (each kind at least 3 times overall), about 6 minutes of motion at
     60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). ``small`` writes 1 subject per
     subset with 2 clips of ~1.4 s (for tests).
 

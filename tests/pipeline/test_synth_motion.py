@@ -183,11 +183,11 @@ def test_smooth_in_time(clips):
         # mocap texture makes them rough: the real AMASS clip of issue 22 (dmpl_sample.npz,
         # 120 fps) reaches 419 m/s^2 (joints, shipped female model), 157 (trans), 2,507 rad/s^2
         acc = np.linalg.norm(np.diff(pos, 2, axis=0), axis=-1).max() * fps**2
-        assert acc < 4000, (p.name, acc)  # box punches reach ~3,300 (see issue 22 report)
+        assert acc < 2500, (p.name, acc)
         tacc = np.linalg.norm(np.diff(trans, 2, axis=0), axis=-1).max() * fps**2
         assert tacc < 160, (p.name, tacc)
         ang_acc = np.abs(np.diff(poses[:, 3:66], 2, axis=0)).max() * fps**2
-        assert ang_acc < 2600, (p.name, ang_acc)  # rad/s^2
+        assert ang_acc < 4000, (p.name, ang_acc)  # rad/s^2 (box punches reach ~3,300)
         # root orientation: rotation between consecutive frames stays small
         r = Rotation.from_rotvec(poses[:, :3])
         step = (r[1:] * r[:-1].inv()).magnitude().max() * fps
@@ -211,7 +211,7 @@ def test_upright_z_up_and_feet_on_floor(clips):
         # (a deep forward bend may bring the head down to pelvis height, as a real one does)
         deep = kind in ("bend", "floor_reach")
         assert np.median(head - pelvis) > (0.3 if deep else 0.4), (p.name, head - pelvis)
-        assert np.all(head > pelvis + (-0.15 if deep else 0.2)), p.name
+        assert np.all(head > pelvis + (-0.3 if deep else 0.2)), p.name
         # a kick chambers the knee up to hip height; deep squats and landings bring the hips
         # to knee height
         slack = {"squat": 0.06, "sit": 0.06, "crouch": 0.06, "jump": 0.15, "lunge": 0.1}.get(
@@ -219,7 +219,7 @@ def test_upright_z_up_and_feet_on_floor(clips):
         )
         if kind != "kick":
             assert np.all(pelvis > pos[:, [4, 5], 2].max(axis=1) - slack), p.name
-        assert 0.5 < np.median(pelvis) < 1.2
+        assert (0.35 if kind == "crouch" else 0.5) < np.median(pelvis) < 1.2  # crouch: low
 
 
 def test_walk_moves_along_facing(full_archive):
