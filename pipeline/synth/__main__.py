@@ -1,4 +1,6 @@
-"""CLI: ``python -m pipeline.synth --out DIR [--seed 0] [--small] [--preview PNG]``."""
+"""CLI: ``python -m pipeline.synth --out DIR [--seed 0] [--small] [--preview PNG]``;
+``python -m pipeline.synth stats PATH... [--ref PATH...]`` prints motion statistics
+(:mod:`pipeline.synth.stats`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,11 @@ from pipeline.synth import generate
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stats"]:
+        from pipeline.synth.stats import main as stats_main
+
+        return stats_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m pipeline.synth", description=__doc__)
     ap.add_argument("--out", type=Path, required=True, help="output root (body_models/, amass/)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the motion archive")

@@ -19,6 +19,7 @@ so equal seeds give byte-identical archives.
 
 from __future__ import annotations
 
+import copy
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from smplx.lbs import batch_rigid_transform
 from tqdm import tqdm
 
 from pipeline.synth import SHIPPED_BODY_MODELS
+from pipeline.synth.stats import GROUPS
 from shards.atomic import atomic_path
 from shards.schema import GENDERS
 
@@ -111,12 +113,12 @@ def _lr(name: str, left: list[tuple[float, float]]) -> dict[int, np.ndarray]:
 def _build_limits() -> dict[int, np.ndarray]:
     lim: dict[int, np.ndarray] = {}
     lim.update(_lr("hip", [(-2.1, 0.6), (-0.7, 0.7), (-0.5, 0.9)]))
-    lim.update(_lr("knee", [(-0.05, 2.6), (-0.3, 0.3), (-0.2, 0.2)]))
+    lim.update(_lr("knee", [(0.0, 2.6), (-0.3, 0.3), (-0.2, 0.2)]))
     lim.update(_lr("ankle", [(-0.9, 0.8), (-0.4, 0.4), (-0.4, 0.4)]))
     lim.update(_lr("foot", [(-0.6, 0.6), (-0.3, 0.3), (-0.3, 0.3)]))
     lim.update(_lr("collar", [(-0.4, 0.4), (-0.4, 0.4), (-0.4, 0.5)]))
     lim.update(_lr("shoulder", [(-1.8, 1.8), (-1.3, 1.3), (-1.5, 1.5)]))
-    lim.update(_lr("elbow", [(-0.8, 0.8), (-2.6, 0.05), (-0.3, 0.3)]))
+    lim.update(_lr("elbow", [(-0.8, 0.8), (-2.6, 0.0), (-0.3, 0.3)]))
     lim.update(_lr("wrist", [(-1.0, 1.0), (-0.8, 0.8), (-1.0, 1.0)]))
     for s in ("spine1", "spine2", "spine3"):
         lim[_J[s]] = np.array([(-0.5, 0.9), (-0.5, 0.5), (-0.4, 0.4)])
@@ -211,7 +213,6 @@ def _base_track(t: np.ndarray, rng: np.random.Generator) -> Track:
     _both(e, "shoulder", 2, -rng.uniform(1.15, 1.3))
     e[:, _J["left_elbow"], 1] = -rng.uniform(0.15, 0.35)
     e[:, _J["right_elbow"], 1] = rng.uniform(0.15, 0.35)
-    _both(e, "knee", 0, 0.04)
     breath = 0.02 * np.sin(2 * np.pi * 0.25 * t + ph[0])
     e[:, _J["spine3"], 0] += breath
     e[:, _J["neck"], 1] += 0.12 * np.sin(2 * np.pi * 0.13 * t + ph[1])
@@ -239,7 +240,7 @@ def _base_track(t: np.ndarray, rng: np.random.Generator) -> Track:
 _WALK_KEYS = {
     "hip": ([0.0, 0.15, 0.5, 0.6, 0.75, 0.88, 1.0], [0.45, 0.40, -0.18, -0.26, 0.15, 0.47, 0.45]),
     "knee": ([0.0, 0.15, 0.4, 0.6, 0.73, 0.9, 1.0], [0.08, 0.30, 0.08, 0.65, 1.05, 0.25, 0.08]),
-    "ankle": ([0.0, 0.1, 0.4, 0.6, 0.7, 0.9, 1.0], [0.0, 0.1, -0.15, 0.3, 0.1, -0.05, 0.0]),
+    "ankle": ([0.0, 0.1, 0.45, 0.62, 0.72, 0.9, 1.0], [0.0, 0.1, -0.2, 0.45, 0.05, -0.05, 0.0]),
 }
 
 
@@ -247,7 +248,7 @@ _WALK_KEYS = {
 _RUN_KEYS = {
     "hip": ([0.0, 0.35, 0.5, 0.7, 0.85, 1.0], [0.45, -0.35, -0.2, 0.5, 0.65, 0.45]),
     "knee": ([0.0, 0.15, 0.35, 0.6, 0.85, 1.0], [0.35, 0.75, 0.35, 1.9, 0.5, 0.35]),
-    "ankle": ([0.0, 0.15, 0.35, 0.6, 0.85, 1.0], [0.0, -0.3, 0.5, 0.2, -0.1, 0.0]),
+    "ankle": ([0.0, 0.18, 0.35, 0.6, 0.9, 1.0], [0.0, -0.4, 0.6, 0.1, -0.05, 0.0]),
 }
 
 
@@ -280,6 +281,8 @@ def _leg_cycle(
         e[:, _J[f"{side}_hip"], 2] = sgn * 0.04 * np.sin(2 * np.pi * ph)
         # the arm swings forward (-x) while the same-side leg swings back
         e[:, _J[f"{side}_shoulder"], 0] = 0.5 * amp * hip - 0.1
+        # the elbow bends as the arm swings forward (the same-side leg back)
+        e[:, _J[f"{side}_elbow"], 1] -= sgn * 0.4 * amp * np.clip(0.2 - hip, 0.0, None)
     twist = np.sin(2 * np.pi * phase)
     tr.tilt[:, 1] = 0.08 * amp * twist  # pelvis turns with the forward leg
     e[:, _J["spine2"], 1] = -0.06 * amp * twist
@@ -295,14 +298,15 @@ def _walk_gait(tr: Track, freq: float, amp: float, rng: np.random.Generator) -> 
 
 
 def _walk(tr: Track, rng: np.random.Generator, amp: float) -> None:
-    _walk_gait(tr, rng.uniform(0.85, 1.0), amp, rng)
+    _walk_gait(tr, rng.uniform(0.75, 0.9), amp, rng)
     tr.heading += rng.uniform(-0.15, 0.15) * tr.t  # gentle curve
 
 
 def _run(tr: Track, rng: np.random.Generator, amp: float) -> None:
     phase = _leg_cycle(tr, rng.uniform(1.3, 1.5), amp, rng, _RUN_KEYS, stance=0.35)
     e = tr.euler
-    _both(e, "elbow", 1, -1.4)
+    e[:, _J["left_elbow"], 1] = -(1.4 + 0.35 * np.sin(2 * np.pi * phase))  # arms pump
+    e[:, _J["right_elbow"], 1] = 1.4 - 0.35 * np.sin(2 * np.pi * phase)
     _both(e, "shoulder", 2, -1.25)
     e[:, _pair("shoulder"), 0] *= 1.6
     tr.tilt[:, 0] = 0.15
@@ -326,9 +330,13 @@ def _squat(tr: Track, rng: np.random.Generator, amp: float) -> None:
 
 
 def _jump(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Jumps in place / forward: crouch, a quick extension at take-off (ankles snap), flight,
+    and a landing absorbed by knees, hips and ankles."""
     e, t = tr.euler, tr.t
     period = rng.uniform(1.5, 1.8)
-    crouch = _periodic_pulse(t, period, 0.35, 0.05, 0.25)  # crouch, then extend at take-off
+    crouch = _periodic_pulse(t, period, 0.35, 0.05, 0.15)  # crouch, then extend at take-off
+    push = _periodic_pulse(t - 0.5, period, 0.1, 0.1, 0.15)  # toes push off, point in flight
+    land = _periodic_pulse(t - 0.95, period, 0.1, 0.0, 0.35)  # absorb the landing
     air = np.zeros_like(t)
     k = 0
     flight = 0.4
@@ -337,10 +345,12 @@ def _jump(tr: Track, rng: np.random.Generator, amp: float) -> None:
         x = np.clip((t - t0) / flight, 0.0, 1.0)
         air += np.sin(np.pi * x) ** 2
         k += 1
-    tr.tilt[:, 0] = 0.4 * crouch
-    _both(e, "hip", 0, -1.1 * crouch - 0.15 * air)
-    _both(e, "knee", 0, 0.04 + 1.4 * crouch + 0.25 * air)
-    _both(e, "ankle", 0, -0.7 * crouch + 0.35 * air)
+    tr.tilt[:, 0] = 0.4 * crouch + 0.2 * land
+    for s in ("spine1", "spine2", "spine3"):
+        e[:, _J[s], 0] += 0.1 * land
+    _both(e, "hip", 0, -1.1 * crouch - 0.15 * air - 0.6 * land)
+    _both(e, "knee", 0, 1.4 * crouch + 0.25 * air + 0.8 * land)
+    _both(e, "ankle", 0, -0.6 * crouch + 0.55 * push - 0.4 * land)
     _both(e, "shoulder", 0, 0.6 * crouch - 1.2 * air)
     _both(e, "shoulder", 2, -(1.2 - 0.4 * air))
     tr.lift[:] = rng.uniform(0.2, 0.35) * amp * air
@@ -355,7 +365,7 @@ def _wave(tr: Track, rng: np.random.Generator, amp: float) -> None:
     up = _pulse(t, 0.2, 0.6, t[-1] - 1.6, 0.6)
     e[:, _J[f"{side}_shoulder"], 2] = (1 - up) * e[:, _J[f"{side}_shoulder"], 2] + up * sgn * 0.2
     e[:, _J[f"{side}_shoulder"], 0] = -1.4 * up
-    wav = 0.35 * amp * np.sin(2 * np.pi * rng.uniform(1.3, 2.0) * t)
+    wav = 0.5 * amp * np.sin(2 * np.pi * rng.uniform(1.8, 2.6) * t)
     e[:, _J[f"{side}_elbow"], 1] = -sgn * (0.3 + up * (1.0 + wav))
     e[:, _J[f"{side}_wrist"], 2] = sgn * 0.3 * up * wav
     e[:, _J["neck"], 1] += -sgn * 0.2 * up
@@ -383,7 +393,7 @@ def _kick(tr: Track, rng: np.random.Generator, amp: float) -> None:
     sgn = 1.0 if side == "left" else -1.0
     period = rng.uniform(1.6, 2.0)
     chamber = _periodic_pulse(t, period, 0.3, 0.05, 0.5)
-    strike = _periodic_pulse(t - 0.25, period, 0.2, 0.1, 0.35)
+    strike = _periodic_pulse(t - 0.25, period, 0.13, 0.1, 0.35)
     e[:, _J[f"{side}_hip"], 0] = -(0.7 * chamber + 0.7 * strike) * amp
     e[:, _J[f"{side}_knee"], 0] = 0.04 + 1.4 * chamber * (1 - 0.85 * strike)
     e[:, _J[f"{side}_ankle"], 0] = -0.4 * strike
@@ -392,6 +402,8 @@ def _kick(tr: Track, rng: np.random.Generator, amp: float) -> None:
     e[:, _J[f"{other}_ankle"], 0] = -0.1 * chamber
     e[:, _J[f"{other}_hip"], 0] = -0.1 * chamber
     tr.tilt[:, 0] = -0.15 * strike
+    for s in ("spine1", "spine2", "spine3"):
+        e[:, _J[s], 0] -= 0.12 * strike  # the trunk leans back against the kick
     _both(e, "shoulder", 2, -(1.2 - 0.5 * chamber))
     tr.tilt[:, 2] = sgn * 0.06 * chamber
 
@@ -438,11 +450,11 @@ def _throw(tr: Track, rng: np.random.Generator, amp: float) -> None:
     sgn = 1.0 if side == "left" else -1.0
     period = rng.uniform(2.0, 2.5)
     wind = _periodic_pulse(t, period, 0.6, 0.1, 0.25)
-    rel = _periodic_pulse(t - 0.75, period, 0.2, 0.1, 0.6)
+    rel = _periodic_pulse(t - 0.75, period, 0.12, 0.1, 0.6)
     e[:, _J[f"{side}_shoulder"], 2] = -sgn * (1.2 * (1 - wind) * (1 - rel) - 0.1 * wind)
     e[:, _J[f"{side}_shoulder"], 0] = 0.4 * wind - 1.3 * rel * amp
     e[:, _J[f"{side}_elbow"], 1] = -sgn * (0.3 + 1.4 * wind * (1 - rel) + 0.2 * rel)
-    twist = sgn * (0.35 * wind - 0.45 * rel)
+    twist = sgn * (0.5 * wind - 0.7 * rel)
     for s in ("spine1", "spine2", "spine3"):
         e[:, _J[s], 1] = twist / 3
     tr.tilt[:, 1] = 0.5 * twist
@@ -454,15 +466,71 @@ def _throw(tr: Track, rng: np.random.Generator, amp: float) -> None:
 
 
 def _jacks(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Jumping jacks: two hops a cycle (feet apart, together), arms up overhead and down;
+    ankles push off and knees absorb each landing."""
     e, t = tr.euler, tr.t
-    freq = rng.uniform(0.8, 1.1)
-    o = 0.5 - 0.5 * np.cos(2 * np.pi * freq * t)
+    period = 1.0 / rng.uniform(0.85, 1.1)
+    o = 0.5 - 0.5 * np.cos(2 * np.pi * t / period)  # 0 closed, 1 open
+    hop = _periodic_pulse(t - period / 4 + 0.35, period / 2, 0.1, 0.1, 0.1)  # mid-transition
     _both(e, "shoulder", 2, -1.25 + 2.45 * o * amp)
-    _both(e, "elbow", 1, -0.2)
-    _both(e, "hip", 2, 0.32 * o)
-    _both(e, "knee", 0, 0.1 + 0.15 * np.sin(np.pi * o))
-    tr.lift[:] = 0.08 * np.sin(2 * np.pi * freq * t) ** 2
+    _both(e, "elbow", 1, -(0.2 + 0.4 * o))
+    _both(e, "hip", 2, 0.5 * o)
+    _both(e, "hip", 0, -0.2 * (1 - hop))
+    _both(e, "knee", 0, 0.4 * (1 - hop))
+    _both(e, "ankle", 0, 0.5 * hop - 0.2 * (1 - hop))
+    tr.lift[:] = 0.1 * hop
     tr.lock = False  # feet leave the floor / slide on purpose
+
+
+def _skip(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Rope skipping: quick low hops (two feet, or feet taking turns), ankles doing the work,
+    knees soft, forearms turning the rope."""
+    e, t = tr.euler, tr.t
+    period = 1.0 / rng.uniform(1.8, 2.4)
+    alternate = rng.random() < 0.5
+    for k, side in enumerate(("left", "right")):
+        shift = 0.5 * period * k if alternate else 0.0
+        hop = _periodic_pulse(t - shift, period * (2 if alternate else 1), 0.08, 0.08, 0.1)
+        e[:, _J[f"{side}_ankle"], 0] = 0.55 * hop - 0.15
+        e[:, _J[f"{side}_knee"], 0] = 0.35 * (1 - hop) + (0.5 * hop if alternate else 0.0)
+        e[:, _J[f"{side}_hip"], 0] = -0.2 * (1 - hop) - (0.4 * hop if alternate else 0.0)
+    rope = 2 * np.pi * t / period
+    _both(e, "shoulder", 2, -0.9 + 0.1 * np.sin(rope))
+    _both(e, "shoulder", 0, -0.3 + 0.1 * np.cos(rope))
+    _both(e, "elbow", 1, -(1.0 + 0.25 * np.sin(rope)))
+    _both(e, "wrist", 2, 0.4 * np.cos(rope))
+    hop = _periodic_pulse(t, period / (2 if alternate else 1), 0.08, 0.08, 0.1)
+    tr.lift[:] = 0.06 * hop
+    tr.lock = False  # feet leave the floor / slide on purpose
+
+
+def _box(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Shadow boxing: guard up, quick straight punches at irregular intervals (the elbow
+    extends, the shoulder drives forward, the trunk twists into it) on bouncing knees."""
+    e, t = tr.euler, tr.t
+    _both(e, "shoulder", 0, -0.7)
+    _both(e, "shoulder", 2, -1.0)
+    _both(e, "elbow", 1, -2.0)
+    punch = {"left": np.zeros_like(t), "right": np.zeros_like(t)}
+    start = 0.3
+    while start < t[-1]:
+        side = "left" if rng.random() < 0.5 else "right"
+        punch[side] += _pulse(t, start, 0.15, 0.05, 0.25) * rng.uniform(0.7, 1.0)
+        start += rng.uniform(0.35, 0.75)
+    for side, sgn in (("left", 1.0), ("right", -1.0)):
+        p = np.clip(punch[side], 0.0, 1.0) * amp
+        e[:, _J[f"{side}_shoulder"], 0] -= 0.7 * p
+        e[:, _J[f"{side}_shoulder"], 2] += sgn * 0.4 * p
+        e[:, _J[f"{side}_elbow"], 1] += sgn * 1.8 * p
+        e[:, _J[f"{side}_collar"], 1] -= sgn * 0.3 * p  # the shoulder blade drives forward
+        for s in ("spine1", "spine2", "spine3"):
+            e[:, _J[s], 1] -= sgn * 0.15 * p
+        tr.tilt[:, 1] -= sgn * 0.12 * p
+    bounce = _periodic_pulse(t, 1.0 / rng.uniform(1.6, 2.2), 0.1, 0.05, 0.2)  # on the toes
+    _both(e, "knee", 0, 0.25 + 0.2 * bounce)
+    _both(e, "hip", 0, -0.15 - 0.1 * bounce)
+    _both(e, "ankle", 0, 0.3 - 0.45 * bounce)
+    tr.tilt[:, 0] += 0.15
 
 
 def _sidestep(tr: Track, rng: np.random.Generator, amp: float) -> None:
@@ -475,6 +543,7 @@ def _sidestep(tr: Track, rng: np.random.Generator, amp: float) -> None:
         e[:, _J[f"{side}_hip"], 2] = sgn * 0.3 * amp * np.clip(np.sin(p), 0, None) ** 2
         e[:, _J[f"{side}_knee"], 0] = 0.1 + 0.3 * np.clip(np.sin(p), 0, None) ** 2
         e[:, _J[f"{side}_hip"], 0] = -0.15 * np.clip(np.sin(p), 0, None) ** 2
+        e[:, _J[f"{side}_ankle"], 0] = 0.6 * np.clip(np.sin(p - 0.6), 0, None) ** 6  # push-off
     tr.lateral[:] = direction * 0.5 * _smoothstep(t / 0.5)
     tr.lock = False  # feet leave the floor / slide on purpose
 
@@ -488,6 +557,116 @@ def _idle(tr: Track, rng: np.random.Generator, amp: float) -> None:
     look = _pulse(t, 0.5, 0.6, 0.8, 0.6)
     e[:, _J["neck"], 1] += 0.5 * look * rng.choice([-1.0, 1.0])
     e[:, _J["left_elbow"], 1] -= 0.8 * look
+
+
+def _crouch(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Crouch down (forearms over the knees), shift the weight and look around, stand up."""
+    e, t = tr.euler, tr.t
+    dur = t[-1]
+    c = _pulse(t, 0.3, 0.25 * dur, 0.35 * dur, 0.25 * dur) * amp
+    shift = np.sin(2 * np.pi * rng.uniform(0.4, 0.7) * t) * c
+    tr.tilt[:, 0] = 0.5 * c
+    tr.tilt[:, 2] = 0.1 * shift
+    _both(e, "hip", 0, -1.7 * c)
+    _both(e, "hip", 2, 0.25 * c)
+    _both(e, "knee", 0, 2.0 * c)
+    _both(e, "ankle", 0, -0.5 * c)
+    e[:, _pair("hip"), 2] -= (0.1 * shift)[:, None]
+    _both(e, "shoulder", 0, -0.8 * c)
+    _both(e, "elbow", 1, -(0.3 + 0.9 * c))
+    e[:, _J["neck"], 1] += 0.6 * c * np.sin(2 * np.pi * rng.uniform(0.2, 0.35) * t)
+
+
+def _floor_reach(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Reach one hand to the floor, bending at hips and knees and twisting towards it; the
+    hands take turns."""
+    e, t = tr.euler, tr.t
+    period = rng.uniform(2.2, 2.8)
+    first = int(rng.integers(2))
+    for k, side in enumerate(("left", "right")):
+        sgn = 1.0 if side == "left" else -1.0
+        r = _periodic_pulse(t - ((k + first) % 2) * period, 2 * period, 0.7, 0.3, 0.7) * amp
+        tr.tilt[:, 0] += 0.8 * r
+        tr.tilt[:, 1] += sgn * 0.15 * r
+        e[:, _pair("hip"), 0] -= (1.4 * r)[:, None]
+        e[:, _pair("knee"), 0] += (1.0 * r)[:, None]
+        e[:, _pair("ankle"), 0] -= (0.4 * r)[:, None]
+        for s in ("spine1", "spine2", "spine3"):
+            e[:, _J[s], 0] += 0.15 * r
+            e[:, _J[s], 1] += sgn * 0.1 * r
+        e[:, _J[f"{side}_shoulder"], 0] -= 1.0 * r
+        e[:, _J[f"{side}_elbow"], 1] *= 1 - 0.8 * r
+        other = "right" if side == "left" else "left"
+        e[:, _J[f"{other}_shoulder"], 0] -= 0.5 * r  # hand on the knee
+        e[:, _J[f"{other}_elbow"], 1] *= 1 + 1.5 * r
+
+
+def _lunge(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Forward lunges, legs taking turns: the front thigh comes forward (about 57 deg), the
+    back thigh goes back and its knee sinks towards the floor, the back foot on its toes."""
+    e, t = tr.euler, tr.t
+    period = rng.uniform(1.8, 2.4)
+    first = int(rng.integers(2))
+    for k, (front, back) in enumerate((("left", "right"), ("right", "left"))):
+        d = _periodic_pulse(t - ((k + first) % 2) * period, 2 * period, 0.6, 0.3, 0.6) * amp
+        tr.tilt[:, 0] += 0.1 * d
+        e[:, _J[f"{front}_hip"], 0] -= 1.1 * d
+        e[:, _J[f"{front}_knee"], 0] += 1.3 * d
+        e[:, _J[f"{front}_ankle"], 0] -= 0.3 * d
+        e[:, _J[f"{back}_hip"], 0] += 0.35 * d
+        e[:, _J[f"{back}_knee"], 0] += 0.7 * d
+        e[:, _J[f"{back}_ankle"], 0] += 0.1 * d
+        e[:, _J[f"{back}_foot"], 0] -= 0.4 * d
+        e[:, _J[f"{front}_shoulder"], 0] += 0.4 * d  # arms swing against the legs
+        e[:, _J[f"{back}_shoulder"], 0] -= 0.6 * d
+
+
+#: Free dance: key-pose channels (Euler of the left joint; the right mirrors) and their ranges.
+_DANCE_KEYS = {
+    ("left_shoulder", 0): (-1.6, 0.4),
+    ("right_shoulder", 0): (-1.6, 0.4),
+    ("left_shoulder", 2): (-1.3, 0.6),
+    ("right_shoulder", 2): (-1.3, 0.6),
+    ("left_elbow", 1): (-1.8, -0.1),
+    ("right_elbow", 1): (-1.8, -0.1),
+    ("spine2", 1): (-0.3, 0.3),
+    ("spine2", 2): (-0.15, 0.15),
+    ("neck", 1): (-0.4, 0.4),
+    ("left_hip", 2): (-0.05, 0.25),
+    ("right_hip", 2): (-0.05, 0.25),
+}
+
+
+def _dance(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Free dance to a beat: knees bounce on every beat, the pelvis sways every two, and arms,
+    trunk, head and the side steps move through random key poses, one per beat."""
+    e, t = tr.euler, tr.t
+    beat = rng.uniform(1.6, 2.2)  # Hz
+    bt = np.arange(int(t[-1] * beat) + 3) / beat
+    lo, hi = np.array(list(_DANCE_KEYS.values())).T
+    keys = CubicSpline(bt, rng.uniform(lo, hi, (bt.size, lo.size)), bc_type="natural")(t)
+    for c, (name, axis) in enumerate(_DANCE_KEYS):
+        mirror = -1.0 if name.startswith("right_") and axis else 1.0
+        e[:, _J[name], axis] = mirror * keys[:, c] * amp
+    bounce = _periodic_pulse(t, 1.0 / beat, 0.1, 0.05, 0.2)  # down on every beat
+    _both(e, "knee", 0, 0.3 * bounce * amp)
+    _both(e, "hip", 0, -0.15 * bounce * amp)
+    _both(e, "ankle", 0, 0.45 * (1 - bounce) * amp - 0.2)  # up on the toes between beats
+    tr.tilt[:, 2] = 0.1 * np.sin(np.pi * beat * t) * amp
+    for s in ("spine1", "spine3"):  # the whole spine twists and bends with the chest
+        e[:, _J[s], 1:] = 0.7 * e[:, _J["spine2"], 1:]
+    tr.tilt[:, 1] = 0.5 * e[:, _J["spine2"], 1]
+
+
+def _turn_in_place(tr: Track, rng: np.random.Generator, amp: float) -> None:
+    """Turn on the spot by 180-360 deg with small quick steps, head and chest leading."""
+    t = tr.t
+    _walk_gait(tr, rng.uniform(1.2, 1.5), 0.3 * amp, rng)
+    total = rng.choice([-1.0, 1.0]) * rng.uniform(1.0, 2.0) * np.pi
+    tr.heading[:] = total * _smoothstep((t - 0.3) / (t[-1] - 0.6))
+    rate = np.gradient(tr.heading, t)
+    tr.euler[:, _J["neck"], 1] += 0.15 * rate
+    tr.euler[:, _J["spine3"], 1] += 0.05 * rate
 
 
 #: Motion kinds: name -> (builder, (min, max) duration in seconds).
@@ -506,7 +685,217 @@ MOTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
     "jumping_jacks": (_jacks, (3.5, 5.0)),
     "sidestep": (_sidestep, (3.0, 4.5)),
     "idle": (_idle, (3.0, 4.5)),
+    "crouch": (_crouch, (4.0, 5.5)),
+    "floor_reach": (_floor_reach, (4.5, 6.0)),
+    "lunge": (_lunge, (4.0, 5.5)),
+    "dance": (_dance, (4.0, 6.0)),
+    "turn_in_place": (_turn_in_place, (3.5, 5.0)),
+    "box": (_box, (3.5, 5.0)),
+    "skip": (_skip, (3.0, 4.5)),
 }
+
+
+# --------------------------------------------------------------------------------------------
+# What makes clips unlike each other: subject style, tempo, amplitude, posture, mocap texture
+# --------------------------------------------------------------------------------------------
+#
+# Every builder writes one nominal performance. Four general layers, applied to every clip in
+# this order, make it one subject's, one take's:
+#   1. clock: the builder runs on a warped clock (subject tempo, drifting from rep to rep);
+#   2. _vary: the motion's deviation from the standing pose is scaled by slowly drifting gains
+#      (per repetition, and left and right apart), and the right side trails the left a little;
+#   3. _secondary: joints that follow others (collars lift with the arms, wrists and toes
+#      lag behind the limb, the head stays level);
+#   4. _posture + _texture: the subject's standing posture (pelvis tilt with its compensation,
+#      toe-out, shoulder girdle, wrists, spine curve) and band-limited noise on every joint and
+#      the root (slow postural wander, sway, and the small fast jitter of mocap).
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one subject moves (drawn once per subject by :func:`subject_style`)."""
+
+    tempo: float  # clock rate over the builders' nominal tempo
+    energy: float  # gain of the motion over the standing pose
+    sides: tuple[float, float]  # extra left / right gains (asymmetry)
+    lag: float  # seconds the right side trails the left in two-sided (non-gait) motions
+    pelvis_tilt: float  # forward pelvis tilt of the standing posture, radians
+    posture: np.ndarray  # (52, 3) static Euler offsets of the standing posture
+    texture: float  # gain of the mocap texture
+
+
+def subject_style(rng: np.random.Generator) -> Style:
+    """Draw a subject's style; left and right posture offsets differ by a few degrees."""
+    p = np.zeros((52, 3))
+    left = {  # (name, axis): (low, high) radians of the left joint; the right mirrors it
+        ("hip", 1): (0.05, 0.2),  # toe-out
+        ("hip", 2): (0.02, 0.1),  # stance a little wide
+        ("knee", 0): (0.12, 0.25),  # soft knees
+        ("ankle", 0): (-0.2, -0.05),  # dorsiflexed under soft knees
+        ("ankle", 1): (0.15, 0.35),  # feet turned out
+        ("ankle", 2): (-0.1, 0.1),
+        ("foot", 0): (-0.3, -0.1),
+        ("foot", 1): (-0.3, 0.3),
+        ("collar", 1): (-0.2, -0.05),  # shoulder girdle: protracted, raised
+        ("collar", 2): (0.1, 0.25),
+        ("shoulder", 1): (-0.3, 0.1),
+        ("wrist", 0): (-0.15, 0.15),
+        ("wrist", 1): (-0.2, 0.2),
+        ("wrist", 2): (-0.3, -0.1),
+    }
+    for (name, axis), (lo, hi) in left.items():
+        v = rng.uniform(lo, hi)
+        dl, dr = rng.normal(0.0, 0.04, 2)  # each side its own
+        p[_J[f"left_{name}"], axis] = v + dl
+        p[_J[f"right_{name}"], axis] = (v + dr) * (1.0 if axis == 0 else -1.0)
+    for name, (lo, hi) in {"spine1": (-0.2, -0.05), "spine2": (0.0, 0.1), "spine3": (0.1, 0.25),
+                           "neck": (0.1, 0.3), "head": (-0.25, -0.05)}.items():  # fmt: skip
+        p[_J[name], 0] = rng.uniform(lo, hi)  # lumbar lordosis, thoracic kyphosis, head forward
+        p[_J[name], 1:] = rng.normal(0.0, 0.05, 2)
+    sides = 1.0 + rng.normal(0.0, 0.1, 2)
+    return Style(
+        tempo=rng.uniform(1.0, 1.35),
+        energy=rng.uniform(1.0, 1.3),
+        sides=(float(sides[0]), float(sides[1])),
+        lag=rng.uniform(0.03, 0.09) * rng.choice([-1.0, 1.0]),
+        pelvis_tilt=rng.uniform(0.1, 0.22),
+        posture=p,
+        texture=rng.uniform(0.8, 1.2),
+    )
+
+
+def band_noise(
+    rng: np.random.Generator, n: int, fps: float, band: tuple[float, float], channels: int = 1
+) -> np.ndarray:
+    """(n, channels) Gaussian noise with unit RMS whose spectrum is flat inside ``band`` (Hz) and
+    zero outside (FFT filter over at least 10 s, so short clips get slow bands too)."""
+    m = max(n, int(10 * fps))
+    white = rng.standard_normal((m, channels))
+    spec = np.fft.rfft(white, axis=0)
+    f = np.fft.rfftfreq(m, 1.0 / fps)
+    spec[(f < band[0]) | (f > band[1])] = 0.0
+    x = np.fft.irfft(spec, m, axis=0)
+    return (x / np.maximum(x.std(axis=0), 1e-12))[:n]
+
+
+def warped_clock(t: np.ndarray, rng: np.random.Generator, tempo: float) -> np.ndarray:
+    """The clock a builder runs on: ``tempo`` on average, drifting +-10 % (rep to rep)."""
+    fps = 1.0 / (t[1] - t[0]) if t.size > 1 else 60.0
+    rate = tempo * (1.0 + 0.1 * band_noise(rng, t.size, fps, (0.05, 0.5))[:, 0])
+    return np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * np.diff(t))])
+
+
+_LEFT = [j for j, name in enumerate(JOINT_NAMES) if name.startswith("left_")]
+_RIGHT = [_J["right_" + JOINT_NAMES[j][5:]] for j in _LEFT]
+
+
+def _vary(tr: Track, stand: Track, rng: np.random.Generator, style: Style) -> None:
+    """Scale the motion's deviation from ``stand`` by drifting per-side gains; in two-sided
+    motions without a gait the right side trails the left by ``style.lag``."""
+    n, fps = tr.t.size, 1.0 / (tr.t[1] - tr.t[0])
+    dev = tr.euler - stand.euler
+    if tr.contact is None and n > 1:
+        src = np.clip(tr.t - style.lag, tr.t[0], tr.t[-1])
+        flat = dev[:, _RIGHT].reshape(n, -1)
+        dev[:, _RIGHT] = np.stack([np.interp(src, tr.t, c) for c in flat.T], axis=1).reshape(
+            n, len(_RIGHT), 3
+        )
+    drift = 1.0 + band_noise(rng, n, fps, (0.1, 0.6), 3) * np.array([0.12, 0.08, 0.08])
+    centre = style.energy * drift[:, 0]
+    gain = np.repeat(centre[:, None], 52, axis=1)
+    gain[:, _LEFT] *= (style.sides[0] * drift[:, 1])[:, None]
+    gain[:, _RIGHT] *= (style.sides[1] * drift[:, 2])[:, None]
+    tr.euler = stand.euler + gain[..., None] * dev
+    tr.tilt = stand.tilt + centre[:, None] * (tr.tilt - stand.tilt)
+    tr.lift = tr.lift * centre
+
+
+def _mirror(v: np.ndarray) -> np.ndarray:
+    """Right-side Euler angles as the left side's (and back): negate y and z."""
+    return v * np.array([1.0, -1.0, -1.0])
+
+
+def _secondary(tr: Track, stand: Track) -> None:
+    """Joints that follow others: collars lift and protract with the arm, wrists and toes lag
+    behind their limb's motion, the neck keeps the head level over a tilting pelvis."""
+    e, t = tr.euler, tr.t
+    for side in ("left", "right"):
+        flip = _mirror if side == "right" else (lambda v: v)
+        sh = flip(e[:, _J[f"{side}_shoulder"]] - stand.euler[:, _J[f"{side}_shoulder"]])
+        col = np.zeros_like(sh)
+        col[:, 2] = 0.5 * np.clip(sh[:, 2], 0.0, None) + 0.2 * np.clip(-sh[:, 0], 0.0, None)
+        col[:, 1] = 0.3 * sh[:, 0]
+        e[:, _J[f"{side}_collar"]] += flip(col)
+        arm = np.gradient(flip(e[:, _J[f"{side}_shoulder"]] + e[:, _J[f"{side}_elbow"]]), t, axis=0)
+        arm = gaussian_filter1d(arm, sigma=0.05 / (t[1] - t[0]), axis=0, mode="nearest")
+        e[:, _J[f"{side}_wrist"]] += flip(-0.08 * arm)  # the hand drags behind the arm
+        ankle = e[:, _J[f"{side}_ankle"], 0] - stand.euler[:, _J[f"{side}_ankle"], 0]
+        e[:, _J[f"{side}_foot"], 0] -= 0.5 * np.clip(ankle, 0.0, None)  # toes bend at push-off
+    swing = [e[:, j, 0] - stand.euler[:, j, 0] for j in _pair("shoulder")]
+    for s in ("spine2", "spine3"):  # the chest turns away from the arm that goes forward
+        e[:, _J[s], 1] += 0.08 * (swing[0] - swing[1])
+    e[:, _J["neck"], 0] -= 0.4 * (tr.tilt[:, 0] - stand.tilt[:, 0])
+    e[:, _J["neck"], 1] -= 0.3 * (tr.tilt[:, 1] - stand.tilt[:, 1])
+
+
+def _posture(tr: Track, style: Style) -> None:
+    """Add the subject's standing posture: static offsets, and a forward-tilted pelvis whose
+    tilt the hips (legs stay vertical) and the spine (trunk stays upright) take back."""
+    tr.euler += style.posture
+    a = style.pelvis_tilt
+    tr.tilt[:, 0] += a
+    tr.euler[:, _pair("hip"), 0] -= a
+    for s in ("spine1", "spine2", "spine3"):
+        tr.euler[:, _J[s], 0] -= a / 3
+
+
+#: Mocap texture: RMS (degrees, per Euler axis) of band-limited noise in each joint group in the
+#: slow (postural wander), middle (sway) and fast (jitter) bands of ``TEXTURE_BANDS`` (the fast
+#: band stops at 0.3 x the frame rate, below Nyquist at 60 fps). Planted feet keep still on
+#: average (the support lock follows them up to ~5 Hz) but carry the jitter, a few mm.
+TEXTURE_BANDS = ((0.15, 1.0), (1.0, 4.0), (4.0, 25.0))
+#: Log-normal spread of the envelope of the sway and jitter bands (0: steady).
+TEXTURE_BURST = 0.7
+TEXTURE: dict[str, tuple[float, float, float]] = {
+    "hips": (2.0, 1.5, 0.65),
+    "knees": (2.0, 1.5, 0.7),
+    "ankles": (3.0, 5.0, 1.0),
+    "feet": (3.0, 2.5, 1.0),
+    "spine": (1.5, 2.2, 0.35),
+    "neck": (3.0, 2.5, 0.5),
+    "head": (3.0, 2.5, 0.5),
+    "collars": (2.5, 3.5, 0.55),
+    "shoulders": (4.0, 2.0, 0.7),
+    "elbows": (4.0, 3.8, 0.75),
+    "wrists": (5.0, 2.5, 0.85),
+    "root": (1.5, 0.8, 0.0),  # pelvis tilt axes (no jitter: it would shake the planted feet)
+    "heading": (4.0, 1.5, 0.0),
+}
+
+
+def _texture(tr: Track, rng: np.random.Generator, style: Style) -> None:
+    """Add band-limited noise (``TEXTURE``) to every body joint, the pelvis tilt and heading.
+
+    The sway and jitter bands of a group swell and fade together under a slow log-normal
+    envelope (unit mean square): restless moments and quiet ones, not a steady hum.
+    """
+    n, fps = tr.t.size, 1.0 / (tr.t[1] - tr.t[0])
+    bands = [(lo, min(hi, 0.3 * fps)) for lo, hi in TEXTURE_BANDS]
+
+    def noise(group: str, channels: int) -> np.ndarray:
+        rms = np.radians(TEXTURE[group]) * style.texture
+        s = TEXTURE_BURST
+        envelope = np.exp(s * band_noise(rng, n, fps, (0.1, 0.5)) - s * s)
+        out = rms[0] * band_noise(rng, n, fps, bands[0], channels)
+        for r, b in zip(rms[1:], bands[1:]):
+            out += envelope * r * band_noise(rng, n, fps, b, channels)
+        return out
+
+    for group, names in GROUPS.items():
+        idx = [_J[name] for name in names]
+        tr.euler[:, idx] += noise(group, 3 * len(idx)).reshape(n, len(idx), 3)
+    tr.tilt += noise("root", 3)
+    tr.heading += noise("heading", 1)[:, 0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -637,21 +1026,28 @@ def _subject_betas(rng: np.random.Generator) -> np.ndarray:
     return betas
 
 
-def _clip(kind: str, rng: np.random.Generator, fps: float, small: bool) -> Track:
+def _clip(kind: str, rng: np.random.Generator, fps: float, small: bool, style: Style) -> Track:
+    """One clip of ``kind`` performed by a subject of ``style`` (the builder, then the layers)."""
     builder, (lo, hi) = MOTIONS[kind]
     dur = rng.uniform(1.2, 1.6) if small else rng.uniform(lo, hi)
     n = int(round(dur * fps))
     t = np.arange(n) / fps
     amp = rng.uniform(0.85, 1.1)
-    tr = _base_track(t, rng)
+    tr = _base_track(warped_clock(t, rng, style.tempo), rng)
+    stand = copy.deepcopy(tr)
     builder(tr, rng, amp)
+    tr.t = stand.t = t
+    _vary(tr, stand, rng, style)
+    _secondary(tr, stand)
+    _posture(tr, style)
+    _texture(tr, rng, style)
     return tr
 
 
 def _motion_arrays(
-    kind: str, rng: np.random.Generator, skeleton: tuple, fps: float, small: bool
+    kind: str, rng: np.random.Generator, skeleton: tuple, fps: float, small: bool, style: Style
 ) -> tuple[np.ndarray, np.ndarray]:
-    tr = _clip(kind, rng, fps, small)
+    tr = _clip(kind, rng, fps, small, style)
     start = rng.uniform(-0.5, 0.5, 2)
     heading0 = rng.uniform(-np.pi, np.pi)
     return track_to_amass(tr, skeleton, start, heading0)
@@ -669,7 +1065,7 @@ def generate_archive(
     """Write the AMASS-format archive under ``out_dir``; return the sequence files written.
 
     Default: 4 SMPL+H subsets, 10 subjects (both genders), every subject performing 8 of the
-    ``MOTIONS`` kinds (each kind at least 4 times overall), about 6 minutes of motion at
+    ``MOTIONS`` kinds (each kind at least 3 times overall), about 6 minutes of motion at
     60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). ``small`` writes 1 subject per
     subset with 2 clips of ~1.4 s (for tests).
 
@@ -688,13 +1084,14 @@ def generate_archive(
         srng = np.random.default_rng([seed, 1, si])
         betas = _subject_betas(srng)
         skeleton = body_skeleton(body_models, subj.gender, betas)
+        style = subject_style(srng)
         sdir = out_dir / subj.subset / subj.name
         _write_npz(sdir / "shape.npz", {"gender": np.array(subj.gender), "betas": betas})
         order = [kinds[(si * 5 + k) % len(kinds)] for k in range(per_subject)]
         for k, kind in enumerate(order):
             rng = np.random.default_rng([seed, 2, si, k])
             fps = float(_FPS_CHOICES[int(rng.integers(len(_FPS_CHOICES)))])
-            poses, trans = _motion_arrays(kind, rng, skeleton, fps, small)
+            poses, trans = _motion_arrays(kind, rng, skeleton, fps, small, style)
             path = sdir / f"{kind}_{k + 1:02d}_poses.npz"
             _write_npz(
                 path,
@@ -737,13 +1134,14 @@ def _write_smplx_subject(out_dir: Path, seed: int, small: bool, body_models: Pat
     srng = np.random.default_rng([seed, 3])
     betas = _subject_betas(srng)
     skeleton = body_skeleton(body_models, subj.gender, betas)  # SMPL+H stands in for SMPL-X
+    style = subject_style(srng)
     sdir = out_dir / subj.subset / subj.name
     _write_npz(sdir / "neutral_stagei.npz", {"gender": np.array(subj.gender), "betas": betas})
     written = []
     for k, kind in enumerate(("walk", "wave") if not small else ("wave",)):
         rng = np.random.default_rng([seed, 4, k])
         fps = 120.0
-        poses, trans = _motion_arrays(kind, rng, skeleton, fps, small)
+        poses, trans = _motion_arrays(kind, rng, skeleton, fps, small, style)
         n = poses.shape[0]
         t = np.arange(n) / fps
         jaw = np.zeros((n, 3))
