@@ -79,13 +79,33 @@ def norm_groups(channels: int) -> int:
     return math.gcd(channels, max(1, min(32, channels // 4)))
 
 
+class FP32BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm computed in fp32 whatever the weights' dtype: DeepSpeed's bf16 casts the
+    parameters but not the running statistics (fp32 buffers), which plain BatchNorm refuses."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        y = nn.functional.batch_norm(
+            x.float(),
+            self.running_mean,
+            self.running_var,
+            self.weight.float(),
+            self.bias.float(),
+            self.training or not self.track_running_stats,
+            self.momentum,
+            self.eps,
+        )
+        return y.to(x.dtype)
+
+
 def conv_bn(cin: int, cout: int, stride: int, norm: str = "group") -> nn.Sequential:
     """3x3 conv, normalisation, ReLU. ``norm="group"``: GroupNorm (no running statistics, the
-    same at any rank count and under bf16); ``"batch"``: BatchNorm (per-rank batch statistics,
-    fp32 running buffers)."""
+    same at any rank count); ``"batch"``: BatchNorm (per-rank batch statistics, fp32 running
+    buffers; computed in fp32 under bf16 weights)."""
     if norm not in NORMS:
         raise ValueError(f"model.norm must be one of {NORMS}, got {norm!r}")
-    layer = nn.GroupNorm(norm_groups(cout), cout) if norm == "group" else nn.BatchNorm2d(cout)
+    layer = nn.GroupNorm(norm_groups(cout), cout) if norm == "group" else FP32BatchNorm2d(cout)
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), layer, nn.ReLU(True))
 
 

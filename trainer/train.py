@@ -139,11 +139,6 @@ def deepspeed_config(cfg: dict, world_size: int, cuda: bool, steps: int | None =
     if cuda and adam and opt["params"].get("torch_adam"):
         opt["params"].setdefault("fused", True)  # torch's fused Adam: one kernel for all
     bf16 = use_bf16(cfg, cuda)
-    if bf16 and cfg["model"].get("norm", "batch") == "batch":
-        raise ValueError(
-            "model.norm=batch cannot train in bf16 under DeepSpeed (it casts the weights, not"
-            " BatchNorm's fp32 running statistics); use model.norm=group or train.precision=fp32"
-        )
     # bf16 has fp32's range: no overflow check (it reads the gradient norm back every step)
     ds["bf16"] = {"enabled": True, "check_grad_overflow": False} if bf16 else {"enabled": False}
     # DeepSpeed's bf16 at stage 0 is its fp16 optimizer (a host check of every gradient): bf16

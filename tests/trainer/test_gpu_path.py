@@ -182,14 +182,6 @@ def test_training_step_never_waits_for_the_device(bf16_demo):
     assert any(c.windows[s] for s in range(LOG_EVERY, STEPS, LOG_EVERY))  # log steps read back
 
 
-def test_bf16_with_batchnorm_is_one_line(fake_data):
-    from trainer.train import deepspeed_config
-
-    cfg = load_config(REPO / "configs/demo.yaml", ["model.norm=batch", "train.precision=bf16"])
-    with pytest.raises(ValueError, match="^model.norm=batch cannot train in bf16"):
-        deepspeed_config(cfg, 1, cuda=False)
-
-
 @pytest.mark.slow
 def test_bf16_shrunken_paper_model_trains_and_keeps_last_checkpoints(fake_data, tmp_path):
     """paper.yaml (dense upsampling, 4 heads, ZeRO-1, dropout) shrunk, in bf16; keep_last=2
