@@ -87,7 +87,10 @@ def run_train(args, overrides: list[str], out: Path, *extra: str) -> float:
     cmd = [*trainer_cmd(args.gpus), "train", "--config", str(args.config), "--data", str(args.data)]
     cmd += ["--out", str(out), *extra, "--set", *overrides]
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)  # each run picks its own rendezvous (a caller's may be in use)
+    r = subprocess.run(cmd, cwd=REPO, env=env)
     if r.returncode:
         raise SystemExit(f"gpu-check: training failed ({' '.join(cmd)})")
     return time.perf_counter() - t0

@@ -98,7 +98,7 @@ def cmd_params(args) -> int:
     flops = training_flops_per_sample(model, (cin, res, res))
     print(
         f"FLOPs per training sample (forward + backward, torch's FlopCounterMode): "
-        f"{flops / 1e9:.1f} GFLOP ({n_tok} tokens)"
+        f"{flops / 1e9:.1f} GFLOP over {n_tok} tokens"
     )
     return 0
 
