@@ -28,7 +28,7 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview figures test test-fast lint bench convergence shards train eval demo ablations anny-export clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench convergence gpu-check shards train eval demo ablations anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
@@ -37,6 +37,7 @@ help:
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
 	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
 	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~10 min)"
+	@echo "make gpu-check  on a GPU host: paper.yaml ~200 steps bf16 + exact resume; samples/s, MFU (GPUS=N)"
 	@echo "make train / eval / bench / preview / figures / lint / anny-export"
 
 setup: $(STAMP)
@@ -87,6 +88,15 @@ bench: $(DATA)/.stamp
 # lifting baseline on the same samples (~10 min on 2 cores) -> bench/convergence.{json,png}
 convergence: shards
 	$(PY) bench/convergence.py --data $(OUT) --config $(TRAIN_CONFIG)
+
+# Once on a GPU host: GPU_CONFIG for GPU_STEPS steps in bf16 from the shards, then resumed from
+# its half-way checkpoint: samples/s, data-wait share, peak memory, MFU, bit-exact resume.
+# GPUS=N runs N ranks through the DeepSpeed launcher. `bench/gpu_check.py --tiny` runs it on a CPU.
+GPU_CONFIG ?= configs/paper.yaml
+GPU_STEPS  ?= 200
+GPUS       ?= 1
+gpu-check: shards
+	$(PY) bench/gpu_check.py --data $(OUT) --config $(GPU_CONFIG) --steps $(GPU_STEPS) --gpus $(GPUS)
 
 shards: $(DATA)/.stamp
 	$(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \

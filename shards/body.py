@@ -127,6 +127,12 @@ class BodySkinner(torch.nn.Module):
     smplx layer's output minus ``transl``); ``camera_vertices(batch)`` -> the sample
     contract's ``vertices`` from a reader batch (``pose``, ``betas``, ``gender``, ``body_R``,
     ``body_t``), on this module's device. Arrays come from :meth:`from_topology`.
+
+    Every gender is skinned in one pass, with no host-device synchronisation: the genders'
+    arrays are stacked block-wise and each sample's coefficients are placed in its gender's
+    block (a one-hot), so one product per stage serves a mixed batch; the kinematic tree's
+    index tensors are buffers on the module's device. ``genders`` holds each gender as its
+    own module (CPU, for the build).
     """
 
     def __init__(
@@ -136,11 +142,55 @@ class BodySkinner(torch.nn.Module):
         if not genders:
             raise ValueError("body model: no gender arrays")
         self.model_type = model_type
-        self.genders = torch.nn.ModuleDict({g: _Gender(a) for g, a in genders.items()})
-        nvs = {int(m.v_template.shape[0]) for m in self.genders.values()}
+        self.genders = {g: _Gender(a) for g, a in genders.items()}  # not moved by .to()
+        models = list(self.genders.values())
+        nvs = {int(m.v_template.shape[0]) for m in models}
         if len(nvs) != 1:
             raise ValueError(f"body model: genders disagree on the vertex count {sorted(nvs)}")
         self.num_vertices = nvs.pop()
+        parents = models[0].parents
+        if any(not np.array_equal(m.parents, parents) for m in models):
+            raise ValueError("body model: genders disagree on the kinematic tree (parents)")
+        if len({m.num_betas for m in models}) != 1:
+            raise ValueError("body model: genders disagree on the number of betas")
+        self.num_betas = models[0].num_betas
+        self.names = list(self.genders)
+        slot = [self.names.index(g) if g in self.names else -1 for g in GENDERS]
+        self.register_buffer("slot", torch.tensor(slot, dtype=torch.int64))
+        # [template; shapedirs] of every gender, rows matching coef = [one-hot, one-hot x betas]
+        self.register_buffer(
+            "base_cm",
+            torch.cat([torch.cat([m.vt_cm for m in models])] + [m.shapedirs_cm for m in models]),
+        )
+        self.register_buffer(
+            "joint_base",
+            torch.cat(
+                [torch.stack([m.j_template.reshape(-1) for m in models])]
+                + [m.j_shapedirs for m in models]
+            ),
+        )
+        # pose correctives of every gender on the union of their non-zero rows and columns
+        full = [m.posedirs_cm if m.pose_dense else None for m in models]
+        pds = []
+        for m, f in zip(models, full):
+            if f is None:
+                f = torch.zeros(len(models[0].j_template) * 9 - 9, 3 * self.num_vertices)
+                f[m.pose_rows[:, None], m.pose_cols] = m.posedirs_cm
+            pds.append(f)
+        rows = torch.stack([pd.any(1) for pd in pds]).any(0).nonzero()[:, 0]
+        cols = torch.stack([pd.any(0) for pd in pds]).any(0).nonzero()[:, 0]
+        self.register_buffer("pose_rows", rows)
+        self.register_buffer("pose_cols", cols)
+        self.register_buffer("posedirs_cm", torch.cat([pd[rows][:, cols] for pd in pds]))
+        # skinning weights: one (J, Nv) when the genders share them, else stacked per gender
+        w = [m.weights_t for m in models]
+        self.shared_weights = all(torch.equal(x, w[0]) for x in w)
+        self.register_buffer("weights_t", w[0] if self.shared_weights else torch.cat(w))
+        self.register_buffer("parents", torch.as_tensor(parents[1:]).clone())
+        self.depth = len(models[0].levels)
+        for d, (idx, par) in enumerate(models[0].levels):
+            self.register_buffer(f"tree_idx{d}", torch.as_tensor(idx))
+            self.register_buffer(f"tree_par{d}", torch.as_tensor(par))
 
     @classmethod
     def from_topology(cls, topo) -> BodySkinner:
@@ -155,7 +205,7 @@ class BodySkinner(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self.buffers())).device
+        return self.slot.device
 
     def forward(
         self, pose: torch.Tensor, betas: torch.Tensor, gender: torch.Tensor
@@ -163,28 +213,70 @@ class BodySkinner(torch.nn.Module):
         """(N, Nv, 3) posed vertices, a dense transposed view of (N, 3, Nv)."""
         return self.forward_cm(pose, betas, gender).transpose(1, 2)
 
+    def _one_hot(self, gender: torch.Tensor) -> torch.Tensor:
+        """(N, G) float one-hot of each sample's gender among the carried ones. A gender the
+        model lacks fails: at once on the CPU (one line naming it), as a device-side assert
+        on a GPU (checking it on the host would wait for the device)."""
+        slot = self.slot[gender.long()]
+        try:
+            torch._assert_async((slot >= 0).all(), "body model: a sample's gender has no arrays")
+        except RuntimeError:
+            codes = sorted(set(gender[slot < 0].tolist()))
+            names = ", ".join(GENDERS[int(c)] for c in codes)
+            raise ValueError(f"body model: dataset carries no {names} arrays") from None
+        g = len(self.names)
+        return torch.nn.functional.one_hot(slot.clamp(min=0), g).to(torch.float32)
+
     def forward_cm(
         self, pose: torch.Tensor, betas: torch.Tensor, gender: torch.Tensor
     ) -> torch.Tensor:
-        """(N, 3, Nv) posed vertices (coordinate-major)."""
+        """(N, 3, Nv) posed vertices (coordinate-major), every gender in one pass."""
         dev = self.device
-        pose = pose.to(dev, torch.float32)
-        betas = betas.to(dev, torch.float32)
-        gender = torch.as_tensor(gender).to(dev)
-        out = torch.empty(len(pose), 3, self.num_vertices, device=dev)
+        n = len(pose)
+        hot = self._one_hot(torch.as_tensor(gender).to(dev))  # (N, G)
+        nj, nv = len(self.parents) + 1, self.num_vertices
+        b = torch.zeros(n, self.num_betas, device=dev)
+        k = min(self.num_betas, betas.shape[1])
+        b[:, :k] = betas[:, :k].to(dev, torch.float32)
+        p = torch.zeros(n, nj * 3, device=dev)
+        k = min(nj * 3, pose.shape[1])
+        p[:, :k] = pose[:, :k].to(dev, torch.float32)
         # full float32 matmuls (no TF32) on CUDA: skinning needs < 1 mm
         tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = False
         try:
-            codes = gender.unique().tolist()
-            for code in codes:
-                name = GENDERS[int(code)]
-                if name not in self.genders:
-                    raise ValueError(f"body model: dataset carries no {name} arrays")
-                if len(codes) == 1:
-                    return self.genders[name].forward_cm(pose, betas)
-                sel = (gender == code).nonzero()[:, 0]
-                out[sel] = self.genders[name].forward_cm(pose[sel], betas[sel])
+            coef = torch.cat([hot, (hot[:, :, None] * b[:, None]).reshape(n, -1)], 1)
+            v = coef @ self.base_cm  # (N, 3Nv)
+            joints = (coef @ self.joint_base).view(n, nj, 3)
+            rot = rodrigues(p.view(-1, 3)).view(n, nj, 3, 3)
+            eye = torch.eye(3, device=dev)
+            feat = (rot[:, 1:] - eye).reshape(n, -1)[:, self.pose_rows]
+            if len(self.pose_rows):
+                pf = (hot[:, :, None] * feat[:, None]).reshape(n, -1)
+                v.index_add_(1, self.pose_cols, pf @ self.posedirs_cm)
+            v = v.view(n, 3, nv)
+            rel = joints.clone()
+            rel[:, 1:] -= joints[:, self.parents]
+            # world transforms of every joint, level by level down the tree
+            g_rot = torch.empty_like(rot)
+            g_t = torch.empty_like(joints)
+            g_rot[:, 0], g_t[:, 0] = rot[:, 0], rel[:, 0]
+            for d in range(self.depth):
+                idx, par = getattr(self, f"tree_idx{d}"), getattr(self, f"tree_par{d}")
+                pr = g_rot[:, par]
+                g_rot[:, idx] = pr @ rot[:, idx]
+                g_t[:, idx] = (pr @ rel[:, idx, :, None])[..., 0] + g_t[:, par]
+            # relative to the rest pose: x -> G_R (x - J) + G_t
+            a_t = g_t - (g_rot @ joints[..., None])[..., 0]
+            a = torch.cat([g_rot, a_t[..., None]], -1)  # (N, J, 3, 4)
+            a = a.permute(0, 2, 3, 1).reshape(n * 12, nj)
+            if not self.shared_weights:  # each sample's rows in its gender's block
+                a = (hot.repeat_interleave(12, 0)[:, :, None] * a[:, None]).reshape(n * 12, -1)
+            # blend per vertex as one GEMM: (N * 12, [G] J) @ ([G] J, Nv)
+            t = (a @ self.weights_t).view(n, 3, 4, nv)
+            out = t[:, :, 3].clone()
+            for c in range(3):
+                out.addcmul_(t[:, :, c], v[:, None, c])
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
         return out

@@ -93,6 +93,13 @@ def cmd_params(args) -> int:
         f"to {blocks / 1e6:.1f}M (position tables sized to its {n_tok} tokens, METRO's "
         f"linear input residual in every block)."
     )
+    from trainer.flops import training_flops_per_sample
+
+    flops = training_flops_per_sample(model, (cin, res, res))
+    print(
+        f"FLOPs per training sample (forward + backward, torch's FlopCounterMode): "
+        f"{flops / 1e9:.1f} GFLOP over {n_tok} tokens"
+    )
     return 0
 
 

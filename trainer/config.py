@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from shards.config import ConfigError, Section, load
 
@@ -26,6 +26,7 @@ class ModelConfig(Section):
     feat_dim: int = 256  # global feature / grid-token width
     pool: Literal["flatten", "mean"] = "flatten"  # global feature from the flattened last map
     keypoints: bool = True  # soft-argmax (x, y, peak) of every input channel into the feature
+    norm: Literal["group", "batch"] = "group"  # encoder: GroupNorm (rank-count free) or BatchNorm
     upsample: Literal["dense", "sparse"] = "dense"  # learned coarse -> full: Linear or U's sparsity
     grid_tokens: bool = True  # append the encoder's grid as extra tokens (Graphormer-style)
     hidden: list[int] = [256, 128, 64]  # hidden size of each transformer block
@@ -47,7 +48,8 @@ class LossConfig(Section):  # METRO's weights and forms (trainer/losses.py)
 
 
 class TrainConfig(Section):
-    steps: int = 1000
+    steps: int | None = None  # optimizer steps (1000 when neither steps nor epochs is set)
+    epochs: float | None = None  # or: passes over the train split (steps from the manifest)
     batch_size: int = 32  # global batch (all ranks)
     lr: float = 2.0e-4
     warmup_frac: float = 0.1
@@ -59,6 +61,19 @@ class TrainConfig(Section):
     num_workers: int = 1
     threads: int | None = None  # torch threads; None = cores minus DataLoader workers
     deepspeed_config: str = "configs/deepspeed.json"  # what DeepSpeed owns (clipping, Adam)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    compile: bool = False  # torch.compile the model
+    keep_last: int | None = None  # keep only the newest N checkpoints (None: all)
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self):
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("set train.steps or train.epochs, not both")
+        if self.steps is None and self.epochs is None:
+            self.steps = 1000
+        if self.keep_last is not None and self.keep_last < 1:
+            raise ValueError("train.keep_last must be at least 1 (or null: keep all)")
+        return self
 
 
 class DataConfig(Section):

@@ -33,11 +33,14 @@ def load_model(ckpt: str | Path, data: str | Path) -> tuple[MeshRegressor, dict,
     return model.eval(), cfg, source, int(blob.get("step", 0))
 
 
-def mean_train_mesh(source: DataSource, max_samples: int | None = None) -> np.ndarray:
-    """Mean pelvis-centred camera-frame mesh over the train split (the trivial baseline)."""
+def mean_train_mesh(
+    source: DataSource, max_samples: int | None = None, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Mean pelvis-centred camera-frame mesh over the train split (the trivial baseline);
+    the meshes are skinned on ``device``."""
     total, n = None, 0
-    for batch in source.eval_loader(source.train_split, 256, max_samples):
-        v = (batch["vertices"] - batch["joints3d"][:, :1]).double()
+    for batch in source.eval_loader(source.train_split, 256, max_samples, device):
+        v = (batch["vertices"].cpu() - batch["joints3d"][:, :1]).double()
         total = v.sum(0) if total is None else total + v.sum(0)
         n += v.shape[0]
     if n == 0:
@@ -53,20 +56,28 @@ def evaluate(
     batch_size: int | None = None,
     max_samples: int | None = None,
     baseline_samples: int | None = 8192,
+    device: str | torch.device | None = None,
 ) -> dict:
-    """Metrics of the trained model and of the mean-training-mesh baseline on ``split``."""
+    """Metrics of the trained model and of the mean-training-mesh baseline on ``split``.
+
+    The model (fp32) and the skinning of the ground truth run on ``device`` (default: the GPU
+    when there is one, as in training); the metrics are float64 numpy on the CPU.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg, source, step = load_model(ckpt, data)
+    model = model.to(device)
     split = split or cfg["data"]["val_split"]
     batch_size = batch_size or int(cfg["eval"]["batch_size"])
     max_samples = max_samples if max_samples is not None else cfg["eval"]["max_samples"]
     reg = source.levels.h36m_regressor.astype(np.float64)
-    mean_mesh = mean_train_mesh(source, baseline_samples).astype(np.float64)
+    mean_mesh = mean_train_mesh(source, baseline_samples, device).astype(np.float64)
     sums = {"model": dict.fromkeys(METRICS, 0.0), "mean_mesh": dict.fromkeys(METRICS, 0.0)}
     per_view: dict[int, dict[str, float]] = {}  # camera -> model metric sums and "samples"
     n = 0
-    for batch in tqdm(source.eval_loader(split, batch_size, max_samples), desc="eval"):
-        pred = model(model_input(batch, cfg["model"]["input"]))["vertices"][-1].double().numpy()
-        gt_v = batch["vertices"].double().numpy()
+    for batch in tqdm(source.eval_loader(split, batch_size, max_samples, device), desc="eval"):
+        x = model_input(batch, cfg["model"]["input"]).to(device)
+        pred = model(x)["vertices"][-1].double().cpu().numpy()
+        gt_v = batch["vertices"].double().cpu().numpy()
         gt_j = batch["joints3d"].double().numpy()
         base = np.broadcast_to(mean_mesh, gt_v.shape)
         for name, p in (("model", pred), ("mean_mesh", base)):

@@ -21,6 +21,7 @@ Layout (supplementary F of the MPT paper, METRO/Graphormer without graph convolu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,10 +71,42 @@ def input_channels(kind: str, num_keypoints: int = 17) -> int:
     return table[kind]
 
 
-def conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
+NORMS = ("group", "batch")
+
+
+def norm_groups(channels: int) -> int:
+    """GroupNorm's group count: at most 32 groups, at least 4 channels each (dividing evenly)."""
+    return math.gcd(channels, max(1, min(32, channels // 4)))
+
+
+class FP32BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm computed in fp32 whatever the weights' dtype: DeepSpeed's bf16 casts the
+    parameters but not the running statistics (fp32 buffers), which plain BatchNorm refuses."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        y = nn.functional.batch_norm(
+            x.float(),
+            self.running_mean,
+            self.running_var,
+            self.weight.float(),
+            self.bias.float(),
+            self.training or not self.track_running_stats,
+            self.momentum,
+            self.eps,
+        )
+        return y.to(x.dtype)
+
+
+def conv_bn(cin: int, cout: int, stride: int, norm: str = "group") -> nn.Sequential:
+    """3x3 conv, normalisation, ReLU. ``norm="group"``: GroupNorm (no running statistics, the
+    same at any rank count); ``"batch"``: BatchNorm (per-rank batch statistics, fp32 running
+    buffers; computed in fp32 under bf16 weights)."""
+    if norm not in NORMS:
+        raise ValueError(f"model.norm must be one of {NORMS}, got {norm!r}")
+    layer = nn.GroupNorm(norm_groups(cout), cout) if norm == "group" else FP32BatchNorm2d(cout)
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), layer, nn.ReLU(True))
 
 
 def soft_argmax(x: torch.Tensor) -> torch.Tensor:
@@ -109,13 +142,15 @@ class HeatmapEncoder(nn.Module):
         res: int,
         pool: str = "flatten",
         keypoints: bool = True,
+        norm: str = "group",
     ):
         super().__init__()
         if pool not in ("flatten", "mean"):
             raise ValueError(f"model.pool must be 'flatten' or 'mean', got {pool!r}")
-        layers = [conv_bn(in_channels, channels[0], 2), conv_bn(channels[0], channels[0], 1)]
+        c0 = channels[0]
+        layers = [conv_bn(in_channels, c0, 2, norm), conv_bn(c0, c0, 1, norm)]
         for cin, cout in zip(channels[:-1], channels[1:]):
-            layers += [conv_bn(cin, cout, 2), conv_bn(cout, cout, 1)]
+            layers += [conv_bn(cin, cout, 2, norm), conv_bn(cout, cout, 1, norm)]
         self.body = nn.Sequential(*layers)
         self.pool = pool
         g = self.grid_side(res, len(channels))
@@ -268,6 +303,7 @@ class MeshRegressor(nn.Module):
             res,
             pool=str(m["pool"]),
             keypoints=bool(m["keypoints"]),
+            norm=str(m.get("norm", "batch")),
         )
         n_grid = HeatmapEncoder.grid_side(res, len(m["enc_channels"])) ** 2
         self.use_grid = bool(m["grid_tokens"])
@@ -317,14 +353,18 @@ class MeshRegressor(nn.Module):
 def masked_heatmap_modeling(
     heatmaps: torch.Tensor, max_ratio: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Zero a random fraction (uniform in [0, max_ratio] per sample) of keypoint channels."""
+    """Zero a random fraction (uniform in [0, max_ratio] per sample) of keypoint channels.
+
+    The mask is drawn on ``generator``'s device (the heatmaps' without one): the trainer's
+    generator lives on its device, so nothing crosses between host and device.
+    """
     if max_ratio <= 0:
         return heatmaps
     b, k = heatmaps.shape[:2]
-    # drawn on the CPU (the generator's device), so a CPU generator drives GPU training too
-    ratio = torch.rand(b, 1, generator=generator) * max_ratio
-    keep = (torch.rand(b, k, generator=generator) >= ratio).to(heatmaps.device)
-    return heatmaps * keep[:, :, None, None].to(heatmaps.dtype)
+    dev = generator.device if generator is not None else heatmaps.device
+    ratio = torch.rand(b, 1, generator=generator, device=dev) * max_ratio
+    keep = torch.rand(b, k, generator=generator, device=dev) >= ratio
+    return heatmaps * keep.to(heatmaps.device, heatmaps.dtype)[:, :, None, None]
 
 
 def count(module: nn.Module) -> int:

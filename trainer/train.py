@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from shards.atomic import atomic_path
 from trainer.data import DataSource, model_input
 from trainer.losses import mesh_losses
 from trainer.model import MeshRegressor, masked_heatmap_modeling
+from trainer.nosync import sync_free_clipping
 
 REPO = Path(__file__).resolve().parent.parent
 CKPT_DIR = "checkpoints"
@@ -64,11 +66,36 @@ TRAINER_OWNED_DS_KEYS = (
 )
 
 
-def deepspeed_config(cfg: dict, world_size: int, cuda: bool) -> dict:
+def use_bf16(cfg: dict, cuda: bool) -> bool:
+    """``train.precision``: bf16, fp32, or auto (bf16 on CUDA, fp32 on the CPU)."""
+    p = cfg["train"].get("precision", "auto")
+    return p == "bf16" or (p == "auto" and cuda)
+
+
+def train_steps(cfg: dict, source: DataSource) -> int:
+    """``train.steps``, or ``train.epochs`` x the train split's samples (meshes x views used,
+    from the manifest) / ``train.batch_size``."""
+    t = cfg["train"]
+    if t.get("steps") is not None:
+        return int(t["steps"])
+    views = cfg["data"]["views"]
+    per_mesh = int(source.manifest.dims["V"]) if views in (None, "all") else len(views)
+    meshes = sum(s.meshes for s in source.manifest.split_shards(source.train_split))
+    steps = int(float(t["epochs"]) * meshes * per_mesh) // int(t["batch_size"])
+    if steps < 1:
+        raise ValueError(
+            f"{source.root}: train.epochs={t['epochs']} of {meshes * per_mesh} samples is"
+            f" not one batch of {t['batch_size']}"
+        )
+    return steps
+
+
+def deepspeed_config(cfg: dict, world_size: int, cuda: bool, steps: int | None = None) -> dict:
     """The DeepSpeed config: what DeepSpeed owns from the JSON at ``train.deepspeed_config``
     (gradient clipping, optimizer type and its betas/eps/weight decay, ...), plus the batch
-    sizes, lr schedule, precision and ZeRO stage from ``cfg`` and the device. A JSON that sets
-    one of the trainer's keys (:data:`TRAINER_OWNED_DS_KEYS`) is refused, naming the key."""
+    sizes, lr schedule over ``steps`` (default ``train.steps``), precision and ZeRO stage from
+    ``cfg`` and the device (torch's fused Adam on CUDA). A JSON that sets one of the trainer's
+    keys (:data:`TRAINER_OWNED_DS_KEYS`) is refused, naming the key."""
     t = cfg["train"]
     path = resolve(t["deepspeed_config"])
     try:
@@ -89,7 +116,10 @@ def deepspeed_config(cfg: dict, world_size: int, cuda: bool) -> dict:
     batch = int(t["batch_size"])
     if batch % world_size:
         raise ValueError(f"train.batch_size {batch} is not divisible by world size {world_size}")
-    steps = int(t["steps"])
+    steps = t["steps"] if steps is None else steps
+    if steps is None:
+        raise ValueError("train.epochs: the step count comes from the dataset (train_steps)")
+    steps = int(steps)
     ds["train_batch_size"] = batch
     ds["train_micro_batch_size_per_gpu"] = batch // world_size
     ds["gradient_accumulation_steps"] = 1
@@ -104,8 +134,19 @@ def deepspeed_config(cfg: dict, world_size: int, cuda: bool) -> dict:
             "warmup_type": "linear",
         },
     }
-    ds["bf16"] = {"enabled": bool(cuda)}
-    ds.setdefault("zero_optimization", {})["stage"] = int(t["zero_stage"])
+    opt = ds["optimizer"]
+    adam = str(opt.get("type", "")).lower() in ("adam", "adamw")
+    if cuda and adam and opt["params"].get("torch_adam"):
+        opt["params"].setdefault("fused", True)  # torch's fused Adam: one kernel for all
+    bf16 = use_bf16(cfg, cuda)
+    # bf16 has fp32's range: no overflow check (it reads the gradient norm back every step)
+    ds["bf16"] = {"enabled": True, "check_grad_overflow": False} if bf16 else {"enabled": False}
+    # DeepSpeed's bf16 at stage 0 is its fp16 optimizer (a host check of every gradient): bf16
+    # runs on the ZeRO optimizer, stage 1 at least (the same update; on 1 rank, no partitions)
+    stage = max(int(t["zero_stage"]), 1 if bf16 else 0)
+    ds.setdefault("zero_optimization", {})["stage"] = stage
+    # no throughput timer: it synchronises the device at every step
+    ds.setdefault("timers", {}).setdefault("throughput", {"enabled": False})
     return ds
 
 
@@ -157,6 +198,15 @@ def client_state(
 def latest_tag(ckpt_dir: Path) -> str | None:
     f = ckpt_dir / "latest"
     return f.read_text().strip() if f.exists() else None
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` step tags (never ``latest``'s); return the deleted."""
+    tags = sorted(p.name for p in ckpt_dir.glob("step*") if p.is_dir())
+    drop = [tag for tag in tags[:-keep] if tag != latest_tag(ckpt_dir)]
+    for tag in drop:
+        shutil.rmtree(ckpt_dir / tag, ignore_errors=True)
+    return drop
 
 
 class Logger:
@@ -215,9 +265,15 @@ def save_model_file(engine, cfg: dict, out: Path, step: int, tag: str, rank: int
             return
         state = get_fp32_state_dict_from_zero_checkpoint(str(out / CKPT_DIR), tag)
     else:
+        state = engine.module.state_dict()
+        if engine.bfloat16_enabled():  # the optimizer's fp32 master weights, not bf16 copies
+            from deepspeed.utils import safe_get_full_fp32_param
+
+            for name, p in engine.module.named_parameters():  # a collective: every rank
+                full = safe_get_full_fp32_param(p)
+                state[name] = state[name] if full is None else full
         if rank != 0:
             return
-        state = engine.module.state_dict()
     state = {k: v.detach().float().cpu() for k, v in state.items()}
     with atomic_path(out / MODEL_FILE) as tmp:
         torch.save({"config": cfg, "state_dict": state, "step": step}, tmp)
@@ -329,16 +385,21 @@ def train(
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     cuda = torch.cuda.is_available()
 
+    steps = train_steps(cfg, source)  # train.steps, or from train.epochs and the manifest
     model = MeshRegressor(cfg["model"], source.levels, source.in_channels, source.res)
-    ds_cfg = deepspeed_config(cfg, world, cuda)
+    ds_cfg = deepspeed_config(cfg, world, cuda, steps)
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=model.parameters(), config=ds_cfg
     )
+    sync_free_clipping(engine)  # no host read of the gradient norm (trainer/nosync.py)
+    if t.get("compile"):
+        engine.compile()
     device = engine.device
     dtype = torch.bfloat16 if ds_cfg["bf16"]["enabled"] else torch.float32
     regressor = torch.from_numpy(source.levels.h36m_regressor).float().to(device)
     down = [d.to(device) for d in source.down_tensors()]
-    mhm_gen = torch.Generator().manual_seed(int(t["seed"]) * 1000 + rank)
+    # the masking RNG lives on the device: the mask is drawn there, nothing crosses per step
+    mhm_gen = torch.Generator(device=device).manual_seed(int(t["seed"]) * 1000 + rank)
 
     ckpt_dir = out / CKPT_DIR
     step, position = 0, (0, 0)
@@ -350,47 +411,52 @@ def train(
     if rank == 0:
         (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
-    steps = int(t["steps"])
     end = steps if stop_at is None else min(steps, int(stop_at))
     micro = ds_cfg["train_micro_batch_size_per_gpu"]
     pos_box = [position]
     loader = source.train_iter(rank, world, micro, position, pos_box, device=device)
     logger = Logger(out, rank == 0)
     bar = tqdm(total=steps, initial=step, disable=rank != 0, desc="train", dynamic_ncols=True)
-    window = {"wait": 0.0, "time": 0.0, "n": 0}
+    # The host never waits for the device between log steps: a log step reads the losses
+    # back (that waits), so the wall time from one log step to the next is the device's time
+    # for those steps; data_wait is the host's time in next(loader) over that wall time.
+    window = {"wait": 0.0, "n": 0, "start": time.perf_counter()}
     last: dict = {}
     engine.train()
     while step < end:
         t0 = time.perf_counter()
         batch = next(loader)
-        t1 = time.perf_counter()
+        window["wait"] += time.perf_counter() - t0
         if on_batch is not None:
             on_batch(step, batch)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         parts = optimisation_step(engine, batch, cfg, dtype, mhm_gen, regressor, down)
-        if cuda:
-            torch.cuda.synchronize()
         step += 1
-        window["wait"] += t1 - t0
-        window["time"] += time.perf_counter() - t0
         window["n"] += 1
         bar.update(1)
         if step % int(t["log_every"]) == 0 or step == steps:
             lr = scheduler.get_last_lr()[0] if scheduler is not None else float(t["lr"])
-            last = mean_over_ranks(parts, world)
+            last = mean_over_ranks(parts, world)  # waits for the device
+            wall = max(time.perf_counter() - window["start"], 1e-9)
             last.update(
                 lr=lr,
-                samples_per_s=window["n"] * micro * world / max(window["time"], 1e-9),
-                data_wait=window["wait"] / max(window["time"], 1e-9),
+                samples_per_s=window["n"] * micro * world / wall,
+                data_wait=window["wait"] / wall,
             )
+            if cuda:  # the allocator's own count: no device sync
+                last["peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
             logger.log(step, last)
             bar.set_postfix(loss=f"{last['total']:.4f}", lr=f"{lr:.2e}")
-            window = {"wait": 0.0, "time": 0.0, "n": 0}
+            window = {"wait": 0.0, "n": 0, "start": time.perf_counter()}
         if step % int(t["ckpt_every"]) == 0 or step == end:
+            t0 = time.perf_counter()
             tag = f"step{step:08d}"
             client = client_state(identity, step, pos_box[0], mhm_gen, device, world)
             engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
             save_model_file(engine, cfg, out, step, tag, rank)
+            if rank == 0 and t.get("keep_last"):
+                prune_checkpoints(ckpt_dir, int(t["keep_last"]))
+            window["start"] += time.perf_counter() - t0  # checkpointing is not step time
     bar.close()
     logger.close()
     return {"step": step, **last}

@@ -95,15 +95,24 @@ DS_DEMO_CPU_2 = {  # configs/deepspeed.json + demo.yaml's train section at 800 s
     },
     "bf16": {"enabled": False},
     "zero_optimization": {"stage": 0},
+    "timers": {"throughput": {"enabled": False}},
 }
 
 
 def test_deepspeed_config_fills_what_the_trainer_owns():
     cfg = load_config(REPO / "configs/demo.yaml", ["train.steps=800"])
     assert deepspeed_config(cfg, 2, cuda=False) == DS_DEMO_CPU_2
-    paper = deepspeed_config(load_config(REPO / "configs/paper.yaml"), 4, cuda=True)
-    assert paper["bf16"] == {"enabled": True} and paper["zero_optimization"] == {"stage": 1}
+    paper = deepspeed_config(load_config(REPO / "configs/paper.yaml"), 4, cuda=True, steps=1000)
+    assert paper["bf16"] == {"enabled": True, "check_grad_overflow": False}
+    assert paper["zero_optimization"] == {"stage": 1}
     assert paper["train_micro_batch_size_per_gpu"] == 64
+    assert paper["scheduler"]["params"]["total_num_steps"] == 1000
+    assert paper["optimizer"]["params"]["fused"] is True  # torch's fused Adam on CUDA
+    # bf16 forced on the CPU: DeepSpeed's bf16 runs on the ZeRO optimizer (stage >= 1)
+    demo_bf16 = load_config(REPO / "configs/demo.yaml", ["train.precision=bf16"])
+    forced = deepspeed_config(demo_bf16, 1, cuda=False)
+    assert forced["bf16"]["enabled"] and forced["zero_optimization"]["stage"] == 1
+    assert "fused" not in forced["optimizer"]["params"]  # plain torch Adam on the CPU
 
 
 @pytest.mark.parametrize(
@@ -131,7 +140,7 @@ def test_deepspeed_json_keeps_its_own_zero_keys(tmp_path):
     path = tmp_path / "ds.json"
     path.write_text(json.dumps(ds))
     cfg = load_config(REPO / "configs/paper.yaml", [f"train.deepspeed_config={path}"])
-    zero = deepspeed_config(cfg, 1, cuda=False)["zero_optimization"]
+    zero = deepspeed_config(cfg, 1, cuda=False, steps=10)["zero_optimization"]
     assert zero == {"offload_optimizer": {"device": "cpu"}, "stage": 1}
 
 

@@ -188,3 +188,30 @@ def test_paper_losses_follow_metros_published_forms():
     torch.testing.assert_close(parts["joints3d"], l_3d)
     torch.testing.assert_close(parts["joints2d"], l_2d)
     torch.testing.assert_close(total, 100 * l_v + 1000 * l_3d + 100 * l_2d)
+
+
+def test_encoder_norms_run_with_bf16_weights_and_fp32_buffers():
+    """DeepSpeed's bf16 casts parameters, not buffers: BatchNorm's running statistics stay fp32
+    (plain nn.BatchNorm2d then fails: 'expected scalar type BFloat16 but found Float'). Both
+    encoder norms run so, and batch norm matches its fp32 self to bf16 precision."""
+    import pytest
+
+    lv = toy_levels()
+    x = torch.rand(4, 17, 32, 32)
+    for norm in ("group", "batch"):
+        cfg = small_cfg() | {"norm": norm}
+        torch.manual_seed(0)
+        model = MeshRegressor(cfg, lv, in_channels=17, res=32)
+        ref = model(x)["joints"]
+        for p in model.parameters():  # as deepspeed's bf16 does
+            p.data = p.data.bfloat16()
+        got = model(x.bfloat16())["joints"]
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float(), ref, atol=0.15, rtol=0.1)
+    plain = torch.nn.BatchNorm2d(4)
+    for p in plain.parameters():
+        p.data = p.data.bfloat16()
+    with pytest.raises(RuntimeError, match="expected scalar type"):
+        plain(torch.rand(2, 4, 3, 3).bfloat16())
+    with pytest.raises(ValueError, match="model.norm must be one of"):
+        MeshRegressor(small_cfg() | {"norm": "layer"}, lv, in_channels=17, res=32)
