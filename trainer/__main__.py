@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = collective_failure(e)
         if msg is None:
             raise
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"\nerror: {msg}", file=sys.stderr)  # on its own line after a progress bar
         return 3
 
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import random
@@ -149,6 +150,22 @@ def extensions_dir() -> Path:
     return Path.home() / ".cache" / "torch_extensions" / key
 
 
+def groups_inherit_timeout(timeout: timedelta) -> None:
+    """Make process groups created without a timeout take ``timeout``: torch gives such a group
+    its backend's default (30 min on gloo, 10 on NCCL), not the world group's, and DeepSpeed
+    makes its data-parallel group (every gradient all-reduce) that way."""
+    new_group = torch.distributed.new_group
+    new_group = getattr(new_group, "__wrapped__", new_group)
+
+    @functools.wraps(new_group)
+    def with_timeout(*args, **kwargs):
+        if len(args) < 2 and kwargs.get("timeout") is None:
+            kwargs["timeout"] = timeout
+        return new_group(*args, **kwargs)
+
+    torch.distributed.new_group = with_timeout
+
+
 def start(timeout_s: float, env: MutableMapping[str, str] | None = None) -> Ranks:
     """Detect and export this process's rank, then open the process group (once per process)
     with ``timeout_s`` on every collective: a rank that hangs or never joins ends the job."""
@@ -159,9 +176,9 @@ def start(timeout_s: float, env: MutableMapping[str, str] | None = None) -> Rank
         env.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
         import deepspeed
 
-        deepspeed.init_distributed(
-            dist_backend=None, verbose=False, timeout=timedelta(seconds=float(timeout_s))
-        )
+        timeout = timedelta(seconds=float(timeout_s))
+        deepspeed.init_distributed(dist_backend=None, verbose=False, timeout=timeout)
+        groups_inherit_timeout(timeout)
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     if (rank, world) != (r.rank, r.world) and r.source != "single":
         raise ValueError(f"process group is rank {rank} of {world}, environment says {r}")
