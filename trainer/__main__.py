@@ -191,18 +191,23 @@ def prediction_samples(ckpt: Path, data: Path, n: int = 6) -> tuple[list[dict], 
 
 
 def cmd_demo(args) -> int:
+    from trainer.distributed import detect
     from trainer.evaluate import evaluate, format_table
     from trainer.figures import loss_curve, predictions_figure
     from trainer.train import CKPT_DIR, LOG_FILE, StaleCheckpointError, train
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out)
+    rank = detect().rank  # under a launcher every rank trains; rank 0 evaluates and draws
     try:
         train(cfg, args.data, out, resume=not args.restart)
     except StaleCheckpointError as err:  # the demo's own run folder: start it afresh
-        print(f"{err}\nstarting the demo run afresh in {out}")
-        shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
+        if rank == 0:
+            print(f"{err}\nstarting the demo run afresh in {out}")
+            shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
         train(cfg, args.data, out, resume=False)
+    if rank:
+        return 0
     res = evaluate(out, args.data)
     (out / "eval.json").write_text(json.dumps(res, indent=2))
     print(format_table(res))
@@ -244,8 +249,11 @@ def cmd_ablate(args) -> int:
         samples=samples or 7680,
         eval_samples=eval_samples,
     )
-    print(md.read_text())
-    print(f"written: {md} (+ results.json, one PNG per table)")
+    from trainer.distributed import detect
+
+    if detect().rank == 0:  # another rank of a launched job writes nothing
+        print(md.read_text())
+        print(f"written: {md} (+ results.json, one PNG per table)")
     return 0
 
 
@@ -330,6 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ShardError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # a collective that timed out or lost a rank: one line
+        from trainer.distributed import collective_failure
+
+        msg = collective_failure(e)
+        if msg is None:
+            raise
+        print(f"\nerror: {msg}", file=sys.stderr)  # on its own line after a progress bar
+        return 3
 
 
 if __name__ == "__main__":

@@ -28,10 +28,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from cameras.plotting import save_figure
 from shards.atomic import write_atomic
+from trainer import distributed as dist
 from trainer.config import load_config
 from trainer.evaluate import evaluate
 from trainer.train import CKPT_DIR, MODEL_FILE, StaleCheckpointError, train
@@ -238,6 +240,21 @@ def write_json(path: Path, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
+def ranks(plan: Plan) -> tuple[int, int]:
+    """(rank, world size): (0, 1) for one process; under a launcher the process group is
+    started here (with the first run's ``train.dist_timeout_s``) for rank 0's decisions."""
+    if dist.detect().world == 1 or not plan.runs:
+        return 0, 1
+    r = dist.start(float(next(iter(plan.runs.values())).cfg["train"]["dist_timeout_s"]))
+    return r.rank, r.world
+
+
+def finished(run_dir: Path, key: str) -> dict | None:
+    """The run's result if it is finished and its model is still there."""
+    res = read_result(run_dir, key)
+    return res if res is not None and (run_dir / MODEL_FILE).exists() else None
+
+
 def read_result(run_dir: Path, key: str) -> dict | None:
     """The finished result of the run ``key`` in ``run_dir``, or None."""
     path = run_dir / RESULT_FILE
@@ -315,15 +332,17 @@ def execute(
     A run folder holds its config's identity in its name; its ``result.json`` is written last
     (atomically), so a run killed before it resumes from its checkpoint on the next invocation.
     Checkpoints of a finished run are removed unless ``keep_checkpoints`` (``model.pt`` stays).
+    Under a launcher every rank trains; rank 0 decides what to do, evaluates and writes (the
+    other ranks' results are empty).
     """
+    rank, world = ranks(plan)
+    log = log if rank == 0 else (lambda _: None)
     root = Path(out) / RUNS_DIR
     results: dict[str, dict] = {}
     todo = len(plan.runs)
     for i, run in enumerate(plan.runs.values(), 1):
         run_dir = root / run.name
-        res = read_result(run_dir, run.key)
-        if res is not None and not (run_dir / MODEL_FILE).exists():
-            res = None  # its model is gone: train it again
+        res = dist.on_rank0(partial(finished, run_dir, run.key), rank, world)
         what = f"[{i}/{todo}] {run.name}"
         if res is None or res.get("eval_key") != eval_key(run):
             t0 = time.perf_counter()
@@ -334,9 +353,12 @@ def execute(
                     summary = train(run.cfg, run.data, run_dir, resume=True)
                 except StaleCheckpointError as err:  # same identity, other manifest bytes
                     log(f"{what}: {err}; starting it afresh")
-                    shutil.rmtree(run_dir / CKPT_DIR, ignore_errors=True)
+                    if rank == 0:
+                        shutil.rmtree(run_dir / CKPT_DIR, ignore_errors=True)
                     summary = train(run.cfg, run.data, run_dir, resume=False)
                 summary["wall_s"] = time.perf_counter() - t0
+                if rank:  # evaluation, results and clean-up on rank 0
+                    continue
             else:
                 log(f"{what}: evaluating again (evaluation settings changed)")
                 summary = res["train"]
@@ -651,4 +673,6 @@ def ablate(
     plan = make_plan(data, data_hires, **plan_kw)
     Path(out).mkdir(parents=True, exist_ok=True)
     results = execute(plan, out, h36m=h36m, keep_checkpoints=keep_checkpoints, log=log)
+    if dist.detect().rank:  # another rank of a launched job: rank 0 writes the report
+        return plan, results, Path(out) / "ABLATIONS.md"
     return plan, results, report(plan, results, out, command)

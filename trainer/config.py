@@ -59,7 +59,8 @@ class TrainConfig(Section):
     ckpt_every: int = 500
     seed: int = 0
     num_workers: int = 1
-    threads: int | None = None  # torch threads; None = cores minus DataLoader workers
+    threads: int | None = None  # torch threads per rank; None: OMP_NUM_THREADS, else from cores
+    dist_timeout_s: float = 600.0  # several ranks: a collective waiting longer ends the job
     deepspeed_config: str = "configs/deepspeed.json"  # what DeepSpeed owns (clipping, Adam)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     compile: bool = False  # torch.compile the model

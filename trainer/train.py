@@ -10,16 +10,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from shards.atomic import atomic_path
+from shards.atomic import atomic_path, write_atomic
+from trainer import distributed as dist
 from trainer.data import DataSource, model_input
 from trainer.losses import mesh_losses
 from trainer.model import MeshRegressor, masked_heatmap_modeling
@@ -31,18 +30,13 @@ MODEL_FILE = "model.pt"
 LOG_FILE = "log.csv"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = dist.free_port
 
 
 def ensure_dist_env() -> None:
-    """Single process without a launcher: set the variables torch.distributed expects."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return
-    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    """Export rank and world size (launcher, MPI, SLURM or a single process) for
+    torch.distributed (:mod:`trainer.distributed`)."""
+    dist.export(dist.detect())
 
 
 def resolve(path: str | Path) -> Path:
@@ -209,6 +203,40 @@ def prune_checkpoints(ckpt_dir: Path, keep: int) -> list[str]:
     return drop
 
 
+#: beside DeepSpeed's files in a checkpoint's folder: what resuming checks before loading it
+CKPT_META = "trainer.json"
+
+
+def write_checkpoint_meta(ckpt_dir: Path, tag: str, identity: dict, step: int, world: int):
+    """Rank 0, before DeepSpeed saves ``tag``: identity, step and rank count of the checkpoint."""
+    (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
+    meta = {"identity": identity, "step": step, "world": world}
+    write_atomic(ckpt_dir / tag / CKPT_META, json.dumps(meta))
+
+
+def resume_tag(ckpt_dir: Path, identity: dict, world: int) -> str | None:
+    """The checkpoint to resume from (``latest``), checked against this run before DeepSpeed
+    reads it: same dataset and model, same rank count (ZeRO's optimizer partitions and every
+    rank's data position belong to the count that saved them). Rank 0 calls it."""
+    tag = latest_tag(ckpt_dir)
+    meta_file = ckpt_dir / str(tag) / CKPT_META
+    if tag is None or not meta_file.exists():  # a checkpoint from before: checked after loading
+        return tag
+    meta = json.loads(meta_file.read_text())
+    for key, value in meta["identity"].items():
+        if value != identity[key]:
+            raise StaleCheckpointError(
+                f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
+                " use --restart or another --out"
+            )
+    if int(meta["world"]) != world:
+        raise ValueError(
+            f"{ckpt_dir / tag}: saved by {meta['world']} ranks, this run has {world}; resume "
+            f"with {meta['world']} ranks, or start afresh (--restart or another --out)"
+        )
+    return tag
+
+
 class Logger:
     """CSV + TensorBoard on rank 0."""
 
@@ -294,12 +322,18 @@ def run_identity(cfg: dict, data: str | Path) -> dict:
 
 
 def resume_from(
-    engine, ckpt_dir: Path, identity: dict, rank: int, world: int, mhm_gen: torch.Generator
+    engine,
+    ckpt_dir: Path,
+    identity: dict,
+    rank: int,
+    world: int,
+    mhm_gen: torch.Generator,
+    tag: str | None = None,
 ) -> tuple[int, tuple[int, int]]:
-    """Load the latest checkpoint of ``ckpt_dir`` into ``engine`` (model, optimizer,
-    scheduler), check it was trained on this dataset and model with this many ranks, restore
-    this rank's RNG streams; return (step, this rank's data position)."""
-    _, client = engine.load_checkpoint(str(ckpt_dir))
+    """Load checkpoint ``tag`` (default: the latest) of ``ckpt_dir`` into ``engine`` (model,
+    optimizer, scheduler), check it was trained on this dataset and model with this many
+    ranks, restore this rank's RNG streams; return (step, this rank's data position)."""
+    _, client = engine.load_checkpoint(str(ckpt_dir), tag=tag)
     for key, value in client.get("identity", {}).items():
         if value != identity[key]:
             raise StaleCheckpointError(
@@ -372,21 +406,27 @@ def train(
     import deepspeed
     from tqdm import tqdm
 
-    ensure_dist_env()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = cfg["train"]
-    torch.manual_seed(int(t["seed"]))
-    threads = t.get("threads")
-    if threads is None:  # leave the DataLoader workers a core each
-        threads = max(1, (os.cpu_count() or 1) - int(t["num_workers"]))
-    torch.set_num_threads(int(threads))
-    deepspeed.init_distributed(dist_backend=None, verbose=False)
-    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    # rank and world from the launcher, MPI or SLURM; every collective times out
+    ranks = dist.start(float(t["dist_timeout_s"]))
+    rank, world = ranks.rank, ranks.world
+    dist.own_run_folder(out, rank, world)  # one run per run folder, shared by all its ranks
+    threads, _ = dist.choose_threads(t.get("threads"), int(t["num_workers"]), world)
+    torch.set_num_threads(threads)
+    ckpt_dir = out / CKPT_DIR
+    identity = run_identity(cfg, data)
+    # rank 0 decides what to resume from, checked before DeepSpeed starts
+    tag = dist.on_rank0(lambda: resume_tag(ckpt_dir, identity, world) if resume else None,
+                        rank, world)  # fmt: skip
+    dist.seed_everything(int(t["seed"]))  # the same initial weights on every rank
     cuda = torch.cuda.is_available()
 
     steps = train_steps(cfg, source)  # train.steps, or from train.epochs and the manifest
     model = MeshRegressor(cfg["model"], source.levels, source.in_channels, source.res)
+    if rank:  # then every rank its own dropout stream (rank 0 goes on with the config's seed)
+        dist.seed_everything(int(t["seed"]), rank)
     ds_cfg = deepspeed_config(cfg, world, cuda, steps)
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=model.parameters(), config=ds_cfg
@@ -401,11 +441,9 @@ def train(
     # the masking RNG lives on the device: the mask is drawn there, nothing crosses per step
     mhm_gen = torch.Generator(device=device).manual_seed(int(t["seed"]) * 1000 + rank)
 
-    ckpt_dir = out / CKPT_DIR
     step, position = 0, (0, 0)
-    identity = run_identity(cfg, data)
-    if resume and latest_tag(ckpt_dir):
-        step, position = resume_from(engine, ckpt_dir, identity, rank, world, mhm_gen)
+    if tag:
+        step, position = resume_from(engine, ckpt_dir, identity, rank, world, mhm_gen, tag)
     if rank == 0:  # a resumed run re-logs the steps after its checkpoint; a fresh one all
         truncate_log(out / LOG_FILE, step)
     if rank == 0:
@@ -415,6 +453,7 @@ def train(
     micro = ds_cfg["train_micro_batch_size_per_gpu"]
     pos_box = [position]
     loader = source.train_iter(rank, world, micro, position, pos_box, device=device)
+    loader = dist.first_batch_agreed(loader, world)  # a rank without data stops every rank
     logger = Logger(out, rank == 0)
     bar = tqdm(total=steps, initial=step, disable=rank != 0, desc="train", dynamic_ncols=True)
     # The host never waits for the device between log steps: a log step reads the losses
@@ -452,6 +491,8 @@ def train(
             t0 = time.perf_counter()
             tag = f"step{step:08d}"
             client = client_state(identity, step, pos_box[0], mhm_gen, device, world)
+            if rank == 0:
+                write_checkpoint_meta(ckpt_dir, tag, identity, step, world)
             engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
             save_model_file(engine, cfg, out, step, tag, rank)
             if rank == 0 and t.get("keep_last"):
@@ -459,4 +500,7 @@ def train(
             window["start"] += time.perf_counter() - t0  # checkpointing is not step time
     bar.close()
     logger.close()
-    return {"step": step, **last}
+    dist.barrier(world)  # rank 0's model.pt is written when train() returns on any rank
+    if rank == 0:
+        dist.release_run_folder(out)
+    return {"step": step, **last, "threads": torch.get_num_threads()}
