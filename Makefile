@@ -28,7 +28,7 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview figures test test-fast lint bench convergence shards train eval demo ablations anny-export clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench convergence robustness shards train eval demo ablations anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
@@ -37,6 +37,7 @@ help:
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
 	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
 	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~10 min)"
+	@echo "make robustness  demo model with/without 2D augmentation vs 2D noise on Human3.6M (~30 min)"
 	@echo "make train / eval / bench / preview / figures / lint / anny-export"
 
 setup: $(STAMP)
@@ -87,6 +88,13 @@ bench: $(DATA)/.stamp
 # lifting baseline on the same samples (~10 min on 2 cores) -> bench/convergence.{json,png}
 convergence: shards
 	$(PY) bench/convergence.py --data $(OUT) --config $(TRAIN_CONFIG)
+
+# Robustness to imperfect 2D input: the demo model trained with and without train.augment at
+# ROB_SAMPLES samples each, evaluated through eval-h36m (stand-in files of the test split) at
+# 0/5/10/20 px of 2D noise (~30 min on 2 cores) -> bench/robustness.{json,png}
+ROB_SAMPLES ?= 48000
+robustness: shards
+	$(PY) bench/robustness.py --data $(OUT) --config $(TRAIN_CONFIG) --samples $(ROB_SAMPLES)
 
 shards: $(DATA)/.stamp
 	$(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \

@@ -130,6 +130,8 @@ def cmd_eval_h36m(args) -> int:
         subjects=subjects,
         stride=args.stride,
         nose=not args.no_nose,
+        noise_px=args.noise_px,
+        noise_seed=args.noise_seed,
     )
     print(json.dumps(res, indent=2) if args.json else format_h36m_table(res))
     return 0
@@ -272,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-nose", action="store_true", help="leave COCO's nose empty (default: H36M 'Nose')"
     )
+    p.add_argument(
+        "--noise-px", type=float, default=0.0,
+        help="add Gaussian noise of this std (image px, per axis) to the 2D keypoints (default 0)",
+    )  # fmt: skip
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of --noise-px (default 0)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_eval_h36m)
     p = sub.add_parser("params", help="parameter count by part")

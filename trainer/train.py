@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from shards.atomic import atomic_path
+from shards.heatmaps import dataset_codec
+from trainer.augment import make_augmenter
 from trainer.data import DataSource, model_input
 from trainer.losses import mesh_losses
 from trainer.model import MeshRegressor, masked_heatmap_modeling
@@ -339,6 +341,10 @@ def train(
     regressor = torch.from_numpy(source.levels.h36m_regressor).float().to(device)
     down = [d.to(device) for d in source.down_tensors()]
     mhm_gen = torch.Generator().manual_seed(int(t["seed"]) * 1000 + rank)
+    # detector-like input (train.augment): seeded per (seed, rank, step), so resume is exact
+    augment = make_augmenter(
+        cfg, dataset_codec(source.manifest.dims, source.manifest.config)[1], rank
+    )
 
     ckpt_dir = out / CKPT_DIR
     step, position = 0, (0, 0)
@@ -367,6 +373,8 @@ def train(
         if on_batch is not None:
             on_batch(step, batch)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if augment is not None:
+            batch = augment(batch, step)
         parts = optimisation_step(engine, batch, cfg, dtype, mhm_gen, regressor, down)
         if cuda:
             torch.cuda.synchronize()
