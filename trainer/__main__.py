@@ -216,7 +216,19 @@ def cmd_ablate(args) -> int:
 
     if (args.h36m_3d is None) != (args.h36m_2d is None):
         raise ValueError("give both --h36m-3d and --h36m-2d, or neither")
-    h36m = H36M(Path(args.h36m_3d), Path(args.h36m_2d), args.h36m_stride) if args.h36m_3d else None
+    if args.h36m_standin and args.h36m_3d:
+        raise ValueError("give --h36m-standin or --h36m-3d/--h36m-2d, not both")
+    if args.h36m_standin:  # Human3.6M-layout files of the build's test split
+        from tools.h36m_standin import write_standin
+
+        args.h36m_3d, args.h36m_2d = write_standin(
+            Path(args.data), Path(args.out) / "h36m_standin", "test"
+        )
+    h36m = (
+        H36M(Path(args.h36m_3d), Path(args.h36m_2d), args.h36m_stride, args.h36m_noise_px)
+        if args.h36m_3d
+        else None
+    )
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0, 1, 2]
     samples, eval_samples = args.samples, args.eval_samples
     if args.quick:
@@ -319,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--h36m-3d", default=None, help="data_3d_h36m.npz (zero-shot eval-h36m)")
     p.add_argument("--h36m-2d", default=None, help="2D keypoints file for eval-h36m")
     p.add_argument("--h36m-stride", type=int, default=None, help="eval-h36m --stride")
+    p.add_argument(
+        "--h36m-standin", action="store_true",
+        help="eval-h36m on stand-in files of --data's test split (tools/h36m_standin.py)",
+    )  # fmt: skip
+    p.add_argument(
+        "--h36m-noise-px", type=float, default=10.0,
+        help="also eval-h36m with this 2D noise, px (Table 2's columns; 0: clean only)",
+    )  # fmt: skip
     p.set_defaults(fn=cmd_ablate)
     argv = list(sys.argv[1:] if argv is None else argv)
     # the deepspeed launcher passes --local_rank=N (also in LOCAL_RANK); drop it

@@ -225,3 +225,44 @@ def test_probabilities_outside_0_1_are_one_line_config_errors():
         load_config(None, ["train.augment.jitter.p=1.5"])
     with pytest.raises(ValueError, match="unknown key"):
         load_config(None, ["train.augment.jiter.p=0.5"])
+
+
+@pytest.mark.slow
+def test_trainer_resume_augments_each_step_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    """3 steps + resume for 3 = 6 straight steps: the same augmented input at every step and
+    the same weights bit for bit; the input differs from the stored heatmaps."""
+    from pathlib import Path
+
+    import trainer.train as T
+    from shards.testing import make_fake_dataset
+    from tests.trainer.helpers import TINY_MODEL
+
+    repo = Path(__file__).resolve().parents[2]
+    data = make_fake_dataset(tmp_path / "ds", n_meshes=24, views=2, res=32, nv=60, shards=2)
+    every = [f"train.augment.{n}.p=0.7" for n in DEFAULTS["train"]["augment"]]
+    cfg = load_config(
+        repo / "configs/demo.yaml",
+        [*TINY_MODEL, *every, "train.steps=6", "train.batch_size=8", "train.ckpt_every=3",
+         "train.num_workers=0", "train.log_every=1"],
+    )  # fmt: skip
+    seen: dict[str, list] = {"straight": [], "resumed": []}
+    stored: list = []
+    step_fn = T.optimisation_step
+    key = ["straight"]
+
+    def record(engine, batch, *a, **kw):
+        seen[key[0]].append(batch["heatmaps"].clone())
+        return step_fn(engine, batch, *a, **kw)
+
+    monkeypatch.setattr(T, "optimisation_step", record)
+    T.train(cfg, data, tmp_path / "straight", on_batch=lambda s, b: stored.append(b["heatmaps"]))
+    key[0] = "resumed"
+    T.train(cfg, data, tmp_path / "resumed", stop_at=3)
+    T.train(cfg, data, tmp_path / "resumed")
+    assert len(seen["straight"]) == len(seen["resumed"]) == 6
+    for x, y in zip(seen["straight"], seen["resumed"]):
+        assert torch.equal(x, y)
+    assert any(not torch.equal(x, s) for x, s in zip(seen["straight"], stored))
+    a = torch.load(tmp_path / "straight/model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed/model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
