@@ -216,9 +216,7 @@ def cmd_ablate(args) -> int:
 
     if (args.h36m_3d is None) != (args.h36m_2d is None):
         raise ValueError("give both --h36m-3d and --h36m-2d, or neither")
-    if args.h36m_standin and args.h36m_3d:
-        raise ValueError("give --h36m-standin or --h36m-3d/--h36m-2d, not both")
-    if args.h36m_standin:  # Human3.6M-layout files of the build's test split
+    if args.h36m_standin and not args.h36m_3d:  # Human3.6M-layout files of the test split
         from tools.h36m_standin import write_standin
 
         args.h36m_3d, args.h36m_2d = write_standin(
@@ -333,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--h36m-stride", type=int, default=None, help="eval-h36m --stride")
     p.add_argument(
         "--h36m-standin", action="store_true",
-        help="eval-h36m on stand-in files of --data's test split (tools/h36m_standin.py)",
+        help="without --h36m-3d/2d: eval-h36m on stand-in files of --data's test split",
     )  # fmt: skip
     p.add_argument(
         "--h36m-noise-px", type=float, default=10.0,
