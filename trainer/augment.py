@@ -111,13 +111,12 @@ def encode(
     y = torch.where(draw, kp[..., 1], 0.0)
     grid = torch.arange(res, dtype=torch.float64, device=kp.device)
     inv = (1.0 / (2.0 * sig * sig))[..., None]
-    gx = torch.exp(-((grid - x[..., None]) ** 2) * inv)
+    gx = torch.exp(-((grid - x[..., None]) ** 2) * inv) * draw[..., None]  # 0: not drawn
     gy = torch.exp(-((grid - y[..., None]) ** 2) * inv)
+    if height is not None:  # on the 1-D profile: the full grid costs one product
+        gy = gy * height.to(torch.float64)[..., None]
     val = gy[..., :, None] * gx[..., None, :]
-    if height is not None:
-        val = val * height.to(torch.float64)[..., None, None]
-    q = torch.floor(val * 255.0 + 0.5)
-    q = torch.where(draw[..., None, None], q, 0.0)
+    q = val.mul_(255.0).add_(0.5).floor_()
     return q.to(torch.uint8), draw.float()
 
 
@@ -255,17 +254,16 @@ def apply(
     order = torch.where((p.swap >= 0)[:, None], order, keep)
     kp = torch.gather(kp, 1, order[..., None].expand_as(kp))
     valid = torch.gather(valid, 1, order)
-    hm, _ = encode(kp, valid, res, sigma * p.sigma, p.height)
+    hm, _ = encode(kp, valid & ~p.miss, res, sigma * p.sigma, p.height)  # missed: all zero
     # a second peak in channel ch at its partner's keypoint, merged by max
     ch = p.peak.clamp(min=1)
     mate = partners(k).to(dev)[ch]
-    ok = (p.peak >= 0) & valid[idx, mate] & valid[idx, ch]
+    ok = (p.peak >= 0) & valid[idx, mate] & valid[idx, ch] & ~p.miss[idx, ch]
     extra, _ = encode(
         kp[idx, mate][:, None], ok[:, None], res, sigma * p.sigma[idx, ch][:, None],
         p.peak_height[:, None],
     )  # fmt: skip
     hm[idx, ch] = torch.maximum(hm[idx, ch], extra[:, 0])
-    hm = hm.masked_fill(p.miss[..., None, None], 0)
     out = torch.where(p.redrawn()[:, None, None, None], hm, heatmaps)
     if joints2d is not None:
         moved = (joints2d[..., :2].to(torch.float64) - 2 * p.crop_shift[:, None]) / p.crop_scale[
