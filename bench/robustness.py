@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,7 +85,9 @@ def evaluate_noise(run: Path, data: Path, files: tuple[Path, Path], noise: list[
 
 def checks(rows: dict[str, dict]) -> list[tuple[str, bool]]:
     """Issue 20's targets as (description, met)."""
-    aug, base = rows["augmented"], rows.get("no augmentation")
+    aug, base = rows.get("augmented"), rows.get("no augmentation")
+    if aug is None:
+        return []
     clean = aug[0.0]["mpjpe"]
     out = []
     for s, factor in TARGETS.items():
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="*", default=[], help="overrides for both models")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs of the same config")
     ap.add_argument("--tag", default="", help="name of the augmented run folder (variants)")
-    ap.add_argument("--augmented-only", action="store_true", help="skip the unaugmented model")
+    ap.add_argument("--only", choices=("augmented", "no-augmentation"), help="one model only")
     args = ap.parse_args(argv)
     if not (args.data / "manifest.json").exists():
         print(f"{args.data}: no manifest.json (run `make shards` first)", file=sys.stderr)
@@ -154,11 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     noise = sorted({0.0, *map(float, args.noise)})
     from tools.h36m_standin import write_standin
 
-    files = write_standin(args.data, args.runs / "h36m_standin", "test")
+    tmp = args.runs / f"h36m_standin.tmp-{os.getpid()}"  # atomic: parallel runs share them
+    files = []
+    for f in write_standin(args.data, tmp, "test"):
+        files.append(args.runs / "h36m_standin" / f.name)
+        files[-1].parent.mkdir(parents=True, exist_ok=True)
+        os.replace(f, files[-1])
+    tmp.rmdir()
     cfgs = model_configs(args.config, args.samples, args.aug_set, args.set)
     rows, walls = {}, {}
-    if args.augmented_only:  # tuning: variants beside one baseline run
-        cfgs.pop("no augmentation")
+    augment = cfgs["augmented"]["train"]["augment"]
+    if args.only:  # tuning: variants beside one baseline run, or both trained in parallel
+        cfgs = {k: v for k, v in cfgs.items() if k.startswith(args.only[:2])}
     for name, cfg in cfgs.items():
         aug_dir = "aug" + (f"-{args.tag}" if args.tag else "")
         run = args.runs / f"{args.samples}" / (aug_dir if name == "augmented" else "noaug")
@@ -176,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": args.samples,
         "aug_set": args.aug_set,
         "set": args.set,
-        "augment": cfgs["augmented"]["train"]["augment"],
+        "augment": augment,
         "noise_seed": args.noise_seed,
         "train_s": {k: (None if v is None else round(v)) for k, v in walls.items()},
         "rows": {k: {f"{s:g}": v for s, v in r.items()} for k, r in rows.items()},
