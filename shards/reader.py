@@ -471,6 +471,8 @@ class ShardDataset(IterableDataset):
 
         out["joints2d"] = to_crop(raw["kp2d_h36m17"], raw.get("visible_h36m17"))
         out["kp2d"] = to_crop(raw["kp2d"], raw["visible"])
+        # the crop box's side in image pixels (normalised crop units -> image px: side / 2)
+        out["crop_side"] = torch.from_numpy((CROP_RES / crop[:, 0, 0]).astype(np.float32))
         if "occluded" in raw:
             out["occluded"] = torch.from_numpy(raw["occluded"].astype(bool))
         if self.with_masks:

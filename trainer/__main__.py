@@ -137,6 +137,8 @@ def cmd_eval_h36m(args) -> int:
         subjects=subjects,
         stride=args.stride,
         nose=not args.no_nose,
+        noise_px=args.noise_px,
+        noise_seed=args.noise_seed,
     )
     print(json.dumps(res, indent=2) if args.json else format_h36m_table(res))
     return 0
@@ -226,7 +228,17 @@ def cmd_ablate(args) -> int:
 
     if (args.h36m_3d is None) != (args.h36m_2d is None):
         raise ValueError("give both --h36m-3d and --h36m-2d, or neither")
-    h36m = H36M(Path(args.h36m_3d), Path(args.h36m_2d), args.h36m_stride) if args.h36m_3d else None
+    if args.h36m_standin and not args.h36m_3d:  # Human3.6M-layout files of the test split
+        from tools.h36m_standin import write_standin
+
+        args.h36m_3d, args.h36m_2d = write_standin(
+            Path(args.data), Path(args.out) / "h36m_standin", "test"
+        )
+    h36m = (
+        H36M(Path(args.h36m_3d), Path(args.h36m_2d), args.h36m_stride, args.h36m_noise_px)
+        if args.h36m_3d
+        else None
+    )
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0, 1, 2]
     samples, eval_samples = args.samples, args.eval_samples
     if args.quick:
@@ -287,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-nose", action="store_true", help="leave COCO's nose empty (default: H36M 'Nose')"
     )
+    p.add_argument(
+        "--noise-px", type=float, default=0.0,
+        help="add Gaussian noise of this std (image px, per axis) to the 2D keypoints (default 0)",
+    )  # fmt: skip
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of --noise-px (default 0)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_eval_h36m)
     p = sub.add_parser("params", help="parameter count by part")
@@ -327,6 +344,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--h36m-3d", default=None, help="data_3d_h36m.npz (zero-shot eval-h36m)")
     p.add_argument("--h36m-2d", default=None, help="2D keypoints file for eval-h36m")
     p.add_argument("--h36m-stride", type=int, default=None, help="eval-h36m --stride")
+    p.add_argument(
+        "--h36m-standin", action="store_true",
+        help="without --h36m-3d/2d: eval-h36m on stand-in files of --data's test split",
+    )  # fmt: skip
+    p.add_argument(
+        "--h36m-noise-px", type=float, default=10.0,
+        help="also eval-h36m with this 2D noise, px (Table 2's columns; 0: clean only)",
+    )  # fmt: skip
     p.set_defaults(fn=cmd_ablate)
     argv = list(sys.argv[1:] if argv is None else argv)
     # the deepspeed launcher passes --local_rank=N (also in LOCAL_RANK); drop it

@@ -11,13 +11,14 @@ precision and ZeRO stage come from here (``trainer.train.deepspeed_config``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shards.config import ConfigError, Section, load
 
 Form = Literal["l1", "mse"]
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class ModelConfig(Section):
@@ -47,6 +48,55 @@ class LossConfig(Section):  # METRO's weights and forms (trainer/losses.py)
     vertex_levels: list[float] = [0.33, 0.33, 0.33]  # coarse -> full (padded with the last)
 
 
+class JitterAug(Section):  # per-joint keypoint error (trainer/augment.py, docs/trainer.md)
+    p: Prob = 0.0  # probability per sample
+    scale: float = 1.0  # x the per-joint detector error (augment.JOINT_ERROR_PX, image px)
+    df: int = 4  # Student-t degrees of freedom (heavy tails); 0 = Gaussian
+
+
+class MissAug(Section):  # missed joints: channel zeroed
+    p: Prob = 0.0  # probability per sample
+    rate: Prob = 0.1  # probability per joint in a chosen sample
+
+
+class SwapAug(Section):  # left/right confusion of one limb pair (two channels exchanged)
+    p: Prob = 0.0  # probability per sample
+
+
+class PeakAug(Section):  # a spurious second peak at the left/right partner joint
+    p: Prob = 0.0  # probability per sample
+    height: float = 0.6  # its height ~ U(height / 2, height) (the true peak is 1)
+
+
+class SigmaAug(Section):  # blob width per joint
+    p: Prob = 0.0  # probability per sample
+    spread: float = 0.25  # sigma x U(1 - spread, 1 + spread) per joint
+
+
+class HeightAug(Section):  # peak height (confidence) per joint
+    p: Prob = 0.0  # probability per sample
+    low: float = 0.5  # height ~ U(low, 1) per joint
+
+
+class CropAug(Section):  # the detector's box is never the ground-truth box
+    p: Prob = 0.0  # probability per sample
+    shift: float = 0.03  # centre moved by U(-shift, shift) x the box side, per axis
+    scale: float = 0.05  # side x U(1 - scale, 1 + scale)
+
+
+class AugmentConfig(Section):
+    """Detector-realistic input augmentation, each with a probability and a size; all off
+    (p = 0) unless a config asks (trainer/augment.py)."""
+
+    jitter: JitterAug = JitterAug()
+    miss: MissAug = MissAug()
+    swap: SwapAug = SwapAug()
+    peak: PeakAug = PeakAug()
+    sigma: SigmaAug = SigmaAug()
+    height: HeightAug = HeightAug()
+    crop: CropAug = CropAug()
+
+
 class TrainConfig(Section):
     steps: int | None = None  # optimizer steps (1000 when neither steps nor epochs is set)
     epochs: float | None = None  # or: passes over the train split (steps from the manifest)
@@ -55,6 +105,7 @@ class TrainConfig(Section):
     warmup_frac: float = 0.1
     zero_stage: Literal[0, 1, 2, 3] = 0
     mhm_ratio: float = 0.3  # Masked Heatmap Modeling: zero up to this fraction of channels
+    augment: AugmentConfig = AugmentConfig()  # detector-like heatmaps (off by default)
     log_every: int = 10
     ckpt_every: int = 500
     seed: int = 0

@@ -270,10 +270,21 @@ def evaluate_h36m(
     batch_size: int | None = None,
     baseline_samples: int | None = 8192,
     nose: bool = True,
+    noise_px: float = 0.0,
+    noise_seed: int = 0,
 ) -> dict:
-    """MPJPE / PA-MPJPE (mm) of the model and the mean-mesh baseline per action and overall."""
+    """MPJPE / PA-MPJPE (mm) of the model and the mean-mesh baseline per action and overall.
+
+    ``noise_px`` > 0 adds zero-mean Gaussian noise of that standard deviation (image pixels,
+    each axis) to every 2D keypoint before cropping and drawing, from
+    ``numpy.random.default_rng(noise_seed)`` in the evaluation's fixed order (subjects as given,
+    actions sorted, cameras in order): same seed, same numbers.
+    """
     if int(stride) < 1:
         raise ValueError(f"--stride must be >= 1, got {stride}")
+    if not float(noise_px) >= 0:
+        raise ValueError(f"--noise-px must be >= 0, got {noise_px}")
+    noise = np.random.default_rng(int(noise_seed)) if noise_px > 0 else None
     stride = int(stride)
     subjects = list(subjects)
     if not subjects:
@@ -319,7 +330,10 @@ def evaluate_h36m(
                         f"{p2}: positions_2d[{s!r}][{action!r}][{c}] has {kp.shape[0]} frames, "
                         f"fewer than the mocap's {n} in {p3}"
                     )
-                kps.append(kp[:n][idx])  # detections may be longer than the mocap: truncate
+                kp = kp[:n][idx]  # detections may be longer than the mocap: truncate
+                if noise is not None:
+                    kp = kp + noise.normal(0.0, float(noise_px), kp.shape)
+                kps.append(kp)
                 gts.append(camera_frame_joints(pos[idx], cam))
             cam_of = np.repeat(np.arange(len(CAMERA_IDS)), len(idx))
             # the 4 cameras, one batch stream
@@ -334,6 +348,8 @@ def evaluate_h36m(
             "stride": stride,
             "joints": "H36M-14 (H36M-17 indices " + str(list(H36M_TO_14)) + "), pelvis-centred",
             "heatmaps": {"res": res, "sigma": sigma, "crop_scale": crop_scale, "nose": nose},
+            "noise_px": float(noise_px),
+            "noise_seed": int(noise_seed),
             "h36m_3d": str(p3),
             "h36m_2d": str(p2),
         },
@@ -390,7 +406,12 @@ def format_h36m_table(res: dict) -> str:
     lines = [
         f"Human3.6M zero-shot from {Path(pr['h36m_2d']).name}: subjects "
         f"{','.join(pr['subjects'])}, 4 cameras, frame stride {pr['stride']}, "
-        f"{res['samples']} samples, checkpoint step {res['checkpoint']['step']}",
+        f"{res['samples']} samples, checkpoint step {res['checkpoint']['step']}"
+        + (
+            f", 2D noise {pr['noise_px']:g} px (seed {pr['noise_seed']})"
+            if pr.get("noise_px")
+            else ""
+        ),
         f"mm, {pr['joints']}",
         f"H36M-17 regressor of the dataset: {res['regressor']}",
         f"{'':18s}{'samples':>8s}{'model':>10s}{'':10s}{'mean mesh':>12s}",

@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 
 from shards.atomic import atomic_path, write_atomic
+from shards.heatmaps import dataset_codec
 from trainer import distributed as dist
+from trainer.augment import make_augmenter
 from trainer.data import DataSource, model_input
 from trainer.losses import mesh_losses
 from trainer.model import MeshRegressor, masked_heatmap_modeling
@@ -440,6 +442,10 @@ def train(
     down = [d.to(device) for d in source.down_tensors()]
     # the masking RNG lives on the device: the mask is drawn there, nothing crosses per step
     mhm_gen = torch.Generator(device=device).manual_seed(int(t["seed"]) * 1000 + rank)
+    # detector-like input (train.augment): seeded per (seed, rank, step), so resume is exact
+    augment = make_augmenter(
+        cfg, dataset_codec(source.manifest.dims, source.manifest.config)[1], rank
+    )
 
     step, position = 0, (0, 0)
     if tag:
@@ -469,6 +475,8 @@ def train(
         if on_batch is not None:
             on_batch(step, batch)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if augment is not None:
+            batch = augment(batch, step)
         parts = optimisation_step(engine, batch, cfg, dtype, mhm_gen, regressor, down)
         step += 1
         window["n"] += 1

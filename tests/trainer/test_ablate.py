@@ -106,7 +106,7 @@ def test_plan_refuses_data_that_cannot_serve_a_table(datasets, tmp_path):
         make_plan(tmp_path, tables=["2"], **plan_kw())
 
 
-def fake_results(plan, values, h36m_for=()) -> dict:
+def fake_results(plan, values, h36m_for=(), noisy_for=()) -> dict:
     """Results as execute() writes them; ``values[table][row] = [(mpjpe, pa), ...]`` by seed."""
     out = {}
     for table, rows in plan.tables.items():
@@ -124,6 +124,9 @@ def fake_results(plan, values, h36m_for=()) -> dict:
                 )
                 if row.paper in h36m_for:
                     res["h36m"] = {"overall": {"mpjpe": mp + 10, "pa_mpjpe": pa + 5}}
+                if row.paper in noisy_for:
+                    res["h36m"]["noisy"] = {"mpjpe": mp + 30, "pa_mpjpe": pa + 15}
+                    res["h36m"]["noise_px"] = 10.0
     return out
 
 
@@ -250,6 +253,12 @@ def test_h36m_hook_matches_a_direct_eval_h36m(datasets, tmp_path):
     masks = next(r for r in plan.runs.values() if r.cfg["model"]["input"] == "masks")
     direct = evaluate_h36m(tmp_path / "out" / RUNS_DIR / heat.name, heat.data, p3, p2, stride=7)
     assert results[heat.key]["h36m"]["overall"] == h36m_overall(direct)
+    noisy = evaluate_h36m(
+        tmp_path / "out" / RUNS_DIR / heat.name, heat.data, p3, p2, stride=7, noise_px=10.0
+    )  # the hook's default: Table 2's imperfect-2D columns
+    assert results[heat.key]["h36m"]["noisy"] == h36m_overall(noisy)
+    assert results[heat.key]["h36m"]["noise_px"] == 10.0
+    assert h36m_overall(noisy) != h36m_overall(direct)
     assert "h36m" not in results[masks.key]  # a masks model cannot read keypoint heatmaps
 
 
@@ -372,3 +381,31 @@ def test_cli_quick_all_three_tables(datasets, tmp_path):
     assert all(f"## Table {n}." in text for n in (2, 3, 4))
     assert len(list((tmp_path / RUNS_DIR).iterdir())) == 6  # 4 + 1 + 1 distinct runs
     assert main(args[: -len(TINY) - 1] + ["--tables", "5"]) == 2  # one-line error
+
+
+def test_table2_gains_human36m_columns_with_2d_noise(datasets):
+    lo, hi = datasets
+    plan = make_plan(lo, hi, seeds=[0, 1, 2], **plan_kw())
+    shared = [(80.0, 60.0), (81.0, 61.0), (82.0, 59.0)]
+    values = {
+        "views": [[(90.0, 70.0), (92.0, 71.0), (91.0, 69.0)]] * 3 + [shared],
+        "resolution": [shared, [(79.0, 60.5), (80.0, 60.0), (81.0, 61.5)]],
+        "input": [[(95.0, 75.0), (96.0, 76.0), (94.0, 74.0)], shared],
+    }
+    every = ("1", "2", "4", "8", "heatmaps", "112", "224")
+    summary = summarize(plan, fake_results(plan, values, h36m_for=every, noisy_for=every))
+    md = markdown(plan, summary, "x", {})
+    sections = re.split(r"\n## ", md)[1:]
+    t2 = [ln for ln in sections[0].splitlines() if ln.startswith("|")]
+    assert t2[0] == (
+        "| Number of views | MPJPE ↓ | PA-MPJPE ↓ | H36M MPJPE ↓ | H36M PA-MPJPE ↓ "
+        "| H36M MPJPE, 10 px noise ↓ | H36M PA-MPJPE, 10 px noise ↓ "
+        "| paper MPJPE ↓ | paper PA-MPJPE ↓ |"
+    )
+    assert t2[2] == (
+        "| 1 | 91.0 ± 1.0 | 70.0 ± 1.0 | 101.0 ± 1.0 | 75.0 ± 1.0 | 121.0 ± 1.0 | 85.0 ± 1.0 "
+        "| 92.5 | 61.7 |"
+    )
+    assert summary["views"][0]["h36m_noisy_mpjpe"]["values"] == [120.0, 122.0, 121.0]
+    t3 = [ln for ln in sections[1].splitlines() if ln.startswith("|")]
+    assert "noise" not in t3[0]  # only Table 2 asks about imperfect 2D

@@ -350,3 +350,32 @@ def test_standin_tool_writes_files_eval_h36m_reads(setup, tmp_path):
     assert res["samples"] == 4 * sum(
         len(range(0, len(a), STRIDE)) for acts in pos3.values() for a in acts.values()
     )
+
+
+def test_noise_px_is_seeded_and_of_the_asked_size(setup, monkeypatch):
+    import trainer.h36m as H
+
+    seen: list[np.ndarray] = []
+    draw = H.heatmaps_from_2d
+
+    def record(kp, *a, **kw):
+        seen.append(np.array(kp))
+        return draw(kp, *a, **kw)
+
+    monkeypatch.setattr(H, "heatmaps_from_2d", record)
+    clean = run_eval(setup)
+    kp_clean = np.concatenate(seen)
+    runs = {}
+    for key, s, seed in (("a", 8.0, 1), ("b", 8.0, 1), ("c", 8.0, 2), ("d", 2.0, 1)):
+        seen.clear()
+        runs[key] = (run_eval(setup, noise_px=s, noise_seed=seed), np.concatenate(seen))
+    (a, ka), (b, kb), kc, kd = runs["a"], runs["b"], runs["c"][1], runs["d"][1]
+    np.testing.assert_array_equal(ka, kb)  # same seed, same noise, same figures
+    assert a["all"] == b["all"] and a["protocol"]["noise_px"] == 8.0
+    assert not np.array_equal(ka, kc) and a["all"] != clean["all"]
+    noise = ka - kp_clean
+    assert abs(noise.mean()) < 1.0 and abs(noise.std() / 8.0 - 1) < 0.1  # N(0, 8 px) per axis
+    np.testing.assert_allclose(kd - kp_clean, noise / 4, rtol=1e-9, atol=1e-9)  # same draws, x 2/8
+    assert clean["protocol"]["noise_px"] == 0.0
+    with pytest.raises(ValueError, match="noise-px"):
+        run_eval(setup, noise_px=-1)
