@@ -205,6 +205,16 @@ def prune_checkpoints(ckpt_dir: Path, keep: int) -> list[str]:
     return drop
 
 
+def check_identity(ckpt_dir: Path, saved: dict, identity: dict) -> None:
+    """Refuse a checkpoint trained on another dataset or model than this run's."""
+    for key, value in saved.items():
+        if value != identity[key]:
+            raise StaleCheckpointError(
+                f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
+                " use --restart or another --out"
+            )
+
+
 #: beside DeepSpeed's files in a checkpoint's folder: what resuming checks before loading it
 CKPT_META = "trainer.json"
 
@@ -225,12 +235,7 @@ def resume_tag(ckpt_dir: Path, identity: dict, world: int) -> str | None:
     if tag is None or not meta_file.exists():  # a checkpoint from before: checked after loading
         return tag
     meta = json.loads(meta_file.read_text())
-    for key, value in meta["identity"].items():
-        if value != identity[key]:
-            raise StaleCheckpointError(
-                f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
-                " use --restart or another --out"
-            )
+    check_identity(ckpt_dir, meta["identity"], identity)
     if int(meta["world"]) != world:
         raise ValueError(
             f"{ckpt_dir / tag}: saved by {meta['world']} ranks, this run has {world}; resume "
@@ -336,12 +341,7 @@ def resume_from(
     optimizer, scheduler), check it was trained on this dataset and model with this many
     ranks, restore this rank's RNG streams; return (step, this rank's data position)."""
     _, client = engine.load_checkpoint(str(ckpt_dir), tag=tag)
-    for key, value in client.get("identity", {}).items():
-        if value != identity[key]:
-            raise StaleCheckpointError(
-                f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
-                " use --restart or another --out"
-            )
+    check_identity(ckpt_dir, client.get("identity", {}), identity)
     if len(client["positions"]) != world:
         raise ValueError(
             f"{ckpt_dir}: saved with {len(client['positions'])} ranks, resuming with {world}"
