@@ -67,37 +67,33 @@ def _slurm_tasks_on_node(env: Mapping[str, str]) -> int | None:
     return counts[node] if node < len(counts) else None
 
 
+#: (rank, world size, local rank, local sizes in order of preference, source) per launcher
+#: family, tried in this order; SLURM (a node-list format) is handled on its own
+_LAUNCHER_KEYS = (
+    ("RANK", "WORLD_SIZE", "LOCAL_RANK", ("LOCAL_WORLD_SIZE", "LOCAL_SIZE"), "launcher"),
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+     ("OMPI_COMM_WORLD_LOCAL_SIZE",), "mpi"),
+    ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", ("MPI_LOCALNRANKS",), "mpi"),
+)  # fmt: skip
+
+
 def detect(env: Mapping[str, str] | None = None) -> Ranks:
     """Rank, world size and local rank from the environment: launcher, MPI, SLURM, or none."""
     env = os.environ if env is None else env
-    if "RANK" in env and "WORLD_SIZE" in env:
-        local = env.get("LOCAL_WORLD_SIZE") or env.get("LOCAL_SIZE")  # torchrun / deepspeed
-        r = Ranks(
-            _int(env, "RANK"),
-            _int(env, "WORLD_SIZE"),
-            _int(env, "LOCAL_RANK") if "LOCAL_RANK" in env else 0,
-            int(local) if local else None,
-            "launcher",
-        )
-    elif "OMPI_COMM_WORLD_RANK" in env and "OMPI_COMM_WORLD_SIZE" in env:
-        local = env.get("OMPI_COMM_WORLD_LOCAL_SIZE")
-        r = Ranks(
-            _int(env, "OMPI_COMM_WORLD_RANK"),
-            _int(env, "OMPI_COMM_WORLD_SIZE"),
-            int(env.get("OMPI_COMM_WORLD_LOCAL_RANK", 0)),
-            int(local) if local else None,
-            "mpi",
-        )
-    elif "PMI_RANK" in env and "PMI_SIZE" in env:
-        local = env.get("MPI_LOCALNRANKS")
-        r = Ranks(
-            _int(env, "PMI_RANK"),
-            _int(env, "PMI_SIZE"),
-            int(env.get("MPI_LOCALRANKID", 0)),
-            int(local) if local else None,
-            "mpi",
-        )
-    elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+    for rank, world, local_rank, local_size, source in _LAUNCHER_KEYS:
+        if rank in env and world in env:
+            local = next((env[k] for k in local_size if env.get(k)), None)
+            r = Ranks(
+                _int(env, rank),
+                _int(env, world),
+                int(env.get(local_rank, 0)),
+                int(local) if local else None,
+                source,
+            )
+            break
+    else:
+        if "SLURM_PROCID" not in env or "SLURM_NTASKS" not in env:
+            return Ranks(0, 1, 0, 1, "single")
         r = Ranks(
             _int(env, "SLURM_PROCID"),
             _int(env, "SLURM_NTASKS"),
@@ -105,8 +101,6 @@ def detect(env: Mapping[str, str] | None = None) -> Ranks:
             _slurm_tasks_on_node(env),
             "slurm",
         )
-    else:
-        return Ranks(0, 1, 0, 1, "single")
     if r.world < 1 or not 0 <= r.rank < r.world:
         raise ValueError(f"environment ({r.source}): rank {r.rank} is not within world {r.world}")
     return r
