@@ -115,8 +115,10 @@ def test_ray_1_and_2_workers_identical_with_retry_and_resume(inputs, reference, 
     cmd = [sys.executable, "-m", "pipeline.build", *_args(*inputs, one, 1)]
     cmd += ["--set", "build.max_retries=1"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # generous timeouts: alone each build takes ~30 s, but a loaded 2-core machine once took
+    # >300 s for the retry run (Ray start + a worker restart + the unit again)
     r = subprocess.run(
-        cmd, env={**env, B.FAULT_ENV: "1"}, cwd=ROOT, capture_output=True, text=True, timeout=300
+        cmd, env={**env, B.FAULT_ENV: "1"}, cwd=ROOT, capture_output=True, text=True, timeout=900
     )
     assert r.returncode == 1, r.stderr[-2000:]
     err = [x for x in r.stderr.splitlines() if x.startswith("error")]
@@ -129,7 +131,7 @@ def test_ray_1_and_2_workers_identical_with_retry_and_resume(inputs, reference, 
     flag = tmp_path / "crashed-once"
     r = subprocess.run(
         cmd, env={**env, B.FAULT_ENV: f"{last}:{flag}"}, cwd=ROOT, capture_output=True,
-        text=True, timeout=300,
+        text=True, timeout=900,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert flag.exists()  # the last unit crashed once and was retried
