@@ -37,6 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from trainer.config import TINY_MODEL  # noqa: E402
+
 #: dense bf16 peak FLOP/s per GPU (vendor data sheets, SXM parts, no sparsity), by name fragment
 PEAK_TFLOPS = {
     "H200": 989.0,
@@ -50,12 +52,7 @@ PEAK_TFLOPS = {
 }
 #: --tiny: a model that trains in seconds on the CPU (on top of --config)
 TINY = [
-    "model.enc_channels=[8,16]",
-    "model.feat_dim=32",
-    "model.hidden=[32,16,16]",
-    "model.block_out=[16,16]",
-    "model.intermediate=[64,32,32]",
-    "model.layers=1",
+    *TINY_MODEL,
     "train.batch_size=16",
     "train.num_workers=0",
 ]

@@ -162,9 +162,21 @@ class TrainerConfig(Section):
 DEFAULTS: dict[str, Any] = TrainerConfig().model_dump()
 
 
+#: ``--set`` overrides for a model that trains in seconds on a CPU (on top of any config): smoke
+#: runs (``bench/gpu_check.py --tiny``) and run-level tests.
+TINY_MODEL = [
+    "model.enc_channels=[8,16]",
+    "model.feat_dim=32",
+    "model.hidden=[32,16,16]",
+    "model.block_out=[16,16]",
+    "model.intermediate=[64,32,32]",
+    "model.layers=1",
+]
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
     """Defaults, updated by the YAML file at ``path``, then by dotted ``overrides``."""
     return load(TrainerConfig, path, overrides or ()).model_dump()
 
 
-__all__ = ["ConfigError", "DEFAULTS", "TrainerConfig", "load_config"]
+__all__ = ["ConfigError", "DEFAULTS", "TINY_MODEL", "TrainerConfig", "load_config"]

@@ -26,17 +26,23 @@ def _reference(arrays, pose, betas):
     return v.numpy()
 
 
+def _skin_random(sk, rng, n):
+    """``n`` random bodies (pose, 16 betas, gender) skinned by ``sk``: (vertices, inputs...)."""
+    pose = rng.normal(scale=0.6, size=(n, 156)).astype(np.float32)
+    betas = rng.normal(size=(n, 16)).astype(np.float32)
+    gender = rng.integers(0, 3, n)
+    with torch.no_grad():
+        got = sk(torch.from_numpy(pose), torch.from_numpy(betas), torch.from_numpy(gender))
+    return got, pose, betas, gender
+
+
 def test_skinning_matches_smplx_lbs_per_gender():
     rng = np.random.default_rng(0)
     tmpl = rng.normal(size=(80, 3)).astype(np.float32) * 0.3
     body = make_fake_body(tmpl, rng)
     sk = BodySkinner(body)
     n = 24
-    pose = rng.normal(scale=0.6, size=(n, 156)).astype(np.float32)
-    betas = rng.normal(size=(n, 16)).astype(np.float32)
-    gender = rng.integers(0, 3, n)
-    with torch.no_grad():
-        got = sk(torch.from_numpy(pose), torch.from_numpy(betas), torch.from_numpy(gender))
+    got, pose, betas, gender = _skin_random(sk, rng, n)
     assert got.dtype == torch.float32 and got.shape == (n, 80, 3)
     for code, name in enumerate(GENDERS):
         sel = gender == code
@@ -135,11 +141,7 @@ def test_one_pass_skinning_with_per_gender_weights_and_sparse_correctives():
     sk = BodySkinner(body)
     assert not sk.shared_weights
     n = 30
-    pose = rng.normal(scale=0.6, size=(n, 156)).astype(np.float32)
-    betas = rng.normal(size=(n, 16)).astype(np.float32)
-    gender = rng.integers(0, 3, n)
-    with torch.no_grad():
-        got = sk(torch.from_numpy(pose), torch.from_numpy(betas), torch.from_numpy(gender))
+    got, pose, betas, gender = _skin_random(sk, rng, n)
     for code, name in enumerate(GENDERS):
         sel = gender == code
         assert sel.any()

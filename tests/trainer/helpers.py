@@ -26,14 +26,3 @@ def toy_levels(nv: int = 96, sizes: tuple[int, ...] = (24, 6), seed: int = 0) ->
     reg /= reg.sum(1, keepdims=True)
     faces = rng.integers(0, nv, size=(50, 3))
     return MeshLevels(template, faces, reg, down, up)
-
-
-#: a model that trains in a second on CPU (on top of configs/demo.yaml), for run-level tests
-TINY_MODEL = [
-    "model.enc_channels=[8,16]",
-    "model.feat_dim=32",
-    "model.hidden=[32,16,16]",
-    "model.block_out=[16,16]",
-    "model.intermediate=[64,32,32]",
-    "model.layers=1",
-]

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from shards.testing import make_fake_dataset
-from tests.trainer.helpers import TINY_MODEL
 from trainer import ablate
 from trainer.ablate import (
     PAPER,
@@ -26,6 +25,7 @@ from trainer.ablate import (
     summarize,
     verdict,
 )
+from trainer.config import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/demo.yaml"

@@ -235,7 +235,7 @@ def test_trainer_resume_augments_each_step_as_the_uninterrupted_run(tmp_path, mo
 
     import trainer.train as T
     from shards.testing import make_fake_dataset
-    from tests.trainer.helpers import TINY_MODEL
+    from trainer.config import TINY_MODEL
 
     repo = Path(__file__).resolve().parents[2]
     data = make_fake_dataset(tmp_path / "ds", n_meshes=24, views=2, res=32, nv=60, shards=2)

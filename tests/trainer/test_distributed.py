@@ -21,9 +21,8 @@ import pytest
 import torch
 
 from shards.testing import make_fake_dataset
-from tests.trainer.helpers import TINY_MODEL
 from trainer import distributed as dist
-from trainer.config import load_config
+from trainer.config import TINY_MODEL, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 OVERRIDES = [

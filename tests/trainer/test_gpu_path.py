@@ -18,8 +18,7 @@ import pytest
 import torch
 
 from shards.testing import make_fake_dataset
-from tests.trainer.helpers import TINY_MODEL
-from trainer.config import ConfigError, load_config
+from trainer.config import TINY_MODEL, ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS, LOG_EVERY = 16, 4

@@ -23,8 +23,7 @@ from scipy.spatial.transform import Rotation
 from cameras.h36m import CAMERA_IDS, DATA_FILE
 from shards.testing import make_fake_dataset
 from tests.cameras.vp3d_reference import project_pixels, world_to_camera
-from tests.trainer.helpers import TINY_MODEL
-from trainer.config import load_config
+from trainer.config import TINY_MODEL, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 REMOVED = [4, 5, 9, 10, 11, 16, 20, 21, 22, 23, 24, 28, 29, 30, 31]  # VideoPose3D's list

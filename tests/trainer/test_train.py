@@ -18,8 +18,7 @@ import torch
 
 from shards.reader import ShardDataset
 from shards.testing import make_fake_dataset
-from tests.trainer.helpers import TINY_MODEL
-from trainer.config import load_config
+from trainer.config import TINY_MODEL, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 6
