@@ -227,15 +227,28 @@ def _entries(root: Path, model_type: str):
 
 
 def candidate_frames(
-    root: Path, cfg: dict, split: str | None, stride: int = 1
+    root: Path, cfg: dict, split: str | None, stride: int = 1, planned: bool = False
 ) -> tuple[Path, list[str], np.ndarray]:
     """(load root, path per frame, frame per frame): the plan's candidate frames of ``split``
-    (None: every sequence) of an archive folder or one file, every ``stride``-th kept."""
+    (None: every sequence) of an archive folder or one file, every ``stride``-th kept.
+    ``planned``: only the frames the build's plan samples (``plan.meshes`` over the archive)."""
     from pipeline.build_plan import BodyPoseLoader
-    from pipeline.plan import PlanConfig, sequence_candidates
+    from pipeline.plan import SPLITS, PlanConfig, make_plan, sequence_candidates
 
     pcfg = PlanConfig(**cfg["plan"])
     root, entries = _entries(Path(root), cfg["build"]["model_type"])
+    loader = BodyPoseLoader(root)
+    if planned:
+        plan = make_plan(entries, pcfg, loader)
+        rows = (
+            np.arange(plan.size)
+            if split is None
+            else np.flatnonzero(plan.split == (SPLITS.index(split) if split in SPLITS else -1))
+        )
+        if rows.size == 0:
+            raise CoverageError(f"{root}: the build's plan samples no {split} frame")
+        rows = rows[:: max(1, int(stride))]
+        return root, [plan.sequences[plan.seq[i]] for i in rows], plan.frame[rows].astype(np.int64)
     if split is not None:
         entries = [e for e in entries if pcfg.split_of(e.subset) == split]
         if not entries:
@@ -243,7 +256,6 @@ def candidate_frames(
                 f"{root}: split {split} has no sequences (plan.splits: "
                 f"{json.dumps(pcfg.splits)}; every other subset is train)"
             )
-    loader = BodyPoseLoader(root)
     paths, frames = [], []
     for e in sorted(entries, key=lambda e: e.path):
         idx = sequence_candidates(e, pcfg, loader)
@@ -317,9 +329,10 @@ def load_frames(
     max_frames: int | None = None,
     zero_betas: bool = False,
     progress: bool = False,
+    planned: bool = False,
 ) -> FrameSet:
     """A split's (or a whole folder's / file's) candidate frames, posed, as a :class:`FrameSet`."""
-    root, paths, frames = candidate_frames(root, cfg, split, stride)
+    root, paths, frames = candidate_frames(root, cfg, split, stride, planned)
     if max_frames is not None and len(frames) > max_frames:
         keep = np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))
         paths, frames = [paths[i] for i in keep], frames[keep]
@@ -428,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     zb = "pose --query-amass frames with zero betas (a foreign archive's shape space)"
     p.add_argument("--zero-betas", action="store_true", help=zb)
     p.add_argument("--reference", default="train", help="reference split of --amass")
+    pl = "splits of --amass: only the frames the build's plan samples (plan.meshes)"
+    p.add_argument("--planned", action="store_true", help=pl)
     p.add_argument("--stride", type=int, default=1, help="keep every N-th candidate frame")
     p.add_argument("--max-frames", type=int, default=None, help="at most N query frames")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -446,12 +461,14 @@ def main(argv: list[str] | None = None) -> int:
             raise CoverageError(f"{a.body_models}: body-model folder not found")
         cfg = load_config(a.config, None, a.set)
         kw = dict(body_models=a.body_models, cfg=cfg, stride=a.stride, progress=not a.quiet)
-        ref = load_frames(a.reference, a.amass, split=a.reference, **kw)
+        ref = load_frames(a.reference, a.amass, split=a.reference, planned=a.planned, **kw)
         results = []
-        queries = [(q, a.amass, q, False) for q in a.query]
-        queries += [(Path(q).name, q, None, a.zero_betas) for q in a.query_amass]
-        for name, root, split, zb in queries:
-            qs = load_frames(name, root, split=split, max_frames=a.max_frames, zero_betas=zb, **kw)
+        queries = [(q, a.amass, q, False, a.planned) for q in a.query]
+        queries += [(Path(q).name, q, None, a.zero_betas, False) for q in a.query_amass]
+        for name, root, split, zb, pl in queries:
+            qs = load_frames(
+                name, root, split=split, max_frames=a.max_frames, zero_betas=zb, planned=pl, **kw
+            )
             results.append(coverage(qs, ref, progress=not a.quiet))
     except (CoverageError, PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -462,8 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"({seconds} s; exact nearest neighbours; pairs pruned by the bound: {pruned})")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"amass": str(a.amass), "config": str(a.config or "defaults"),
-                "stride": a.stride, "max_frames": a.max_frames, "seconds": seconds}  # fmt: skip
+        meta = {"amass": str(a.amass), "config": str(a.config or "defaults"), "stride": a.stride,
+                "max_frames": a.max_frames, "planned": a.planned, "zero_betas": a.zero_betas,
+                "seconds": seconds}  # fmt: skip
         a.json.write_text(json.dumps({**meta, "results": results}, indent=1) + "\n")
     if a.png:
         print(f"wrote {plot(results, a.png)}")
