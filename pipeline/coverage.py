@@ -227,11 +227,18 @@ def _entries(root: Path, model_type: str):
 
 
 def candidate_frames(
-    root: Path, cfg: dict, split: str | None, stride: int = 1, planned: bool = False
+    root: Path,
+    cfg: dict,
+    split: str | None,
+    stride: int = 1,
+    planned: bool = False,
+    progress: bool = False,
 ) -> tuple[Path, list[str], np.ndarray]:
     """(load root, path per frame, frame per frame): the plan's candidate frames of ``split``
     (None: every sequence) of an archive folder or one file, every ``stride``-th kept.
     ``planned``: only the frames the build's plan samples (``plan.meshes`` over the archive)."""
+    from tqdm import tqdm
+
     from pipeline.build_plan import BodyPoseLoader
     from pipeline.plan import SPLITS, PlanConfig, make_plan, sequence_candidates
 
@@ -239,7 +246,7 @@ def candidate_frames(
     root, entries = _entries(Path(root), cfg["build"]["model_type"])
     loader = BodyPoseLoader(root)
     if planned:
-        plan = make_plan(entries, pcfg, loader)
+        plan = make_plan(entries, pcfg, loader, progress=progress)
         rows = (
             np.arange(plan.size)
             if split is None
@@ -257,7 +264,9 @@ def candidate_frames(
                 f"{json.dumps(pcfg.splits)}; every other subset is train)"
             )
     paths, frames = [], []
-    for e in sorted(entries, key=lambda e: e.path):
+    bar = tqdm(sorted(entries, key=lambda e: e.path), desc=f"frames {split or root.name}",
+               unit="seq", disable=not progress, leave=False)  # fmt: skip
+    for e in bar:
         idx = sequence_candidates(e, pcfg, loader)
         if isinstance(idx, str):
             print(f"warning: {idx} (left out)", file=sys.stderr)
@@ -332,7 +341,7 @@ def load_frames(
     planned: bool = False,
 ) -> FrameSet:
     """A split's (or a whole folder's / file's) candidate frames, posed, as a :class:`FrameSet`."""
-    root, paths, frames = candidate_frames(root, cfg, split, stride, planned)
+    root, paths, frames = candidate_frames(root, cfg, split, stride, planned, progress)
     if max_frames is not None and len(frames) > max_frames:
         keep = np.unique(np.linspace(0, len(frames) - 1, max_frames).round().astype(int))
         paths, frames = [paths[i] for i in keep], frames[keep]
