@@ -145,18 +145,19 @@ def nearest_pa(
         bound, sse = _bounds(qc[a:b], rc, rflat, rn2, rho_r)
         first = np.argpartition(sse, seeds - 1, axis=1)[:, :seeds]  # (B, seeds)
         rows = np.repeat(np.arange(b - a), seeds)
-        best = pa_joint_errors(ref[first.ravel()], query[a + rows]).mean(1)
-        best = best.reshape(-1, seeds).min(1)
+        seed_err = pa_joint_errors(ref[first.ravel()], query[a + rows])
+        best = seed_err.mean(1).reshape(-1, seeds).min(1)
+        bound[np.arange(b - a)[:, None], first] = np.inf  # aligned already
         qi, ri = np.nonzero(bound < best[:, None])
-        # the seeds themselves (their bound can equal the best) so every query has candidates
-        qi = np.concatenate([rows, qi])
-        ri = np.concatenate([first.ravel(), ri])
         err = np.concatenate(
-            [
+            [seed_err]
+            + [
                 pa_joint_errors(ref[ri[s : s + 65536]], query[a + qi[s : s + 65536]])
                 for s in range(0, len(qi), 65536)
             ]
         )
+        qi = np.concatenate([rows, qi])
+        ri = np.concatenate([first.ravel(), ri])
         evaluated += len(qi)
         d = err.mean(1)
         order = np.lexsort((ri, d, qi))  # per query: least distance, then least index
