@@ -28,7 +28,7 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview figures test test-fast lint bench convergence gpu-check robustness shards train eval demo ablations anny-export clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench convergence coverage gpu-check robustness shards train eval demo ablations anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
@@ -37,6 +37,7 @@ help:
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
 	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
 	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~10 min)"
+	@echo "make coverage   test/val poses: distance to the nearest train pose (PA, H36M-17; ~3 min)"
 	@echo "make gpu-check  on a GPU host: paper.yaml ~200 steps bf16 + exact resume; samples/s, MFU (GPUS=N)"
 	@echo "make robustness  demo model with/without 2D augmentation vs 2D noise on Human3.6M (~30 min)"
 	@echo "make train / eval / bench / preview / figures / lint / anny-export"
@@ -89,6 +90,13 @@ bench: $(DATA)/.stamp
 # lifting baseline on the same samples (~10 min on 2 cores) -> bench/convergence.{json,png}
 convergence: shards
 	$(PY) bench/convergence.py --data $(OUT) --config $(TRAIN_CONFIG)
+
+# Pose coverage (issue 30): per frame of the test and val splits, the Procrustes-aligned H36M-17
+# distance to the nearest train frame, exact (~3 min on 2 cores) -> out/coverage.{json,png}.
+# Any archive: make coverage AMASS=/path/amass BODY_MODELS=/path/body_models. See docs/synth.md.
+coverage: $(DATA)/.stamp
+	$(PY) -m pipeline.coverage --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
+	  --query test val --reference train --json out/coverage.json --png out/figures/coverage.png
 
 # Once on a GPU host: GPU_CONFIG for GPU_STEPS steps in bf16 from the shards, then resumed from
 # its half-way checkpoint: samples/s, data-wait share, peak memory, MFU, bit-exact resume.
