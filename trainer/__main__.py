@@ -229,7 +229,7 @@ def cmd_ablate(args) -> int:
     if (args.h36m_3d is None) != (args.h36m_2d is None):
         raise ValueError("give both --h36m-3d and --h36m-2d, or neither")
     if args.h36m_standin and not args.h36m_3d:  # Human3.6M-layout files of the test split
-        from tools.h36m_standin import write_standin
+        from trainer.h36m_standin import write_standin
 
         args.h36m_3d, args.h36m_2d = write_standin(
             Path(args.data), Path(args.out) / "h36m_standin", "test"
