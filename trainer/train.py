@@ -32,15 +32,6 @@ MODEL_FILE = "model.pt"
 LOG_FILE = "log.csv"
 
 
-free_port = dist.free_port
-
-
-def ensure_dist_env() -> None:
-    """Export rank and world size (launcher, MPI, SLURM or a single process) for
-    torch.distributed (:mod:`trainer.distributed`)."""
-    dist.export(dist.detect())
-
-
 def resolve(path: str | Path) -> Path:
     """A config-relative path: as given if it exists, else relative to the repository."""
     p = Path(path)
@@ -146,15 +137,6 @@ def deepspeed_config(cfg: dict, world_size: int, cuda: bool, steps: int | None =
     return ds
 
 
-def gather(obj, world: int) -> list:
-    """The object of every rank, in rank order."""
-    if world == 1:
-        return [obj]
-    out = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
-
-
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     """This rank's RNG streams that training draws from: torch's CPU generator and, on a GPU,
     the device's generator (dropout draws from it there)."""
@@ -185,9 +167,9 @@ def client_state(
     return {
         "identity": identity,
         "step": step,
-        "positions": gather(position, world),
-        "mhm_rng": gather(mhm_gen.get_state(), world),
-        "rng": gather(rng_state(device), world),
+        "positions": dist.gather(position, world),
+        "mhm_rng": dist.gather(mhm_gen.get_state(), world),
+        "rng": dist.gather(rng_state(device), world),
     }
 
 
