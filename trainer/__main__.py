@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -193,21 +193,22 @@ def prediction_samples(ckpt: Path, data: Path, n: int = 6) -> tuple[list[dict], 
 
 
 def cmd_demo(args) -> int:
+    from trainer.checkpoint import restart_if_stale
     from trainer.distributed import detect
     from trainer.evaluate import evaluate, format_table
     from trainer.figures import loss_curve, predictions_figure
-    from trainer.train import CKPT_DIR, LOG_FILE, StaleCheckpointError, train
+    from trainer.logger import LOG_FILE
+    from trainer.train import train
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out)
     rank = detect().rank  # under a launcher every rank trains; rank 0 evaluates and draws
-    try:
-        train(cfg, args.data, out, resume=not args.restart)
-    except StaleCheckpointError as err:  # the demo's own run folder: start it afresh
+
+    def say(err: str) -> None:  # the demo's own run folder: start it afresh
         if rank == 0:
             print(f"{err}\nstarting the demo run afresh in {out}")
-            shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
-        train(cfg, args.data, out, resume=False)
+
+    restart_if_stale(partial(train, cfg, args.data, out), out, rank, say, not args.restart)
     if rank:
         return 0
     res = evaluate(out, args.data)

@@ -34,9 +34,10 @@ from pathlib import Path
 from cameras.plotting import save_figure
 from shards.atomic import write_atomic
 from trainer import distributed as dist
+from trainer.checkpoint import CKPT_DIR, MODEL_FILE, restart_if_stale
 from trainer.config import load_config
 from trainer.evaluate import evaluate
-from trainer.train import CKPT_DIR, MODEL_FILE, StaleCheckpointError, train
+from trainer.train import train
 
 RESULT_FILE = "result.json"
 RUNS_DIR = "runs"
@@ -356,13 +357,12 @@ def execute(
             steps = run.cfg["train"]["steps"]
             if res is None:
                 log(f"{what}: training {steps} steps x {run.cfg['train']['batch_size']}")
-                try:
-                    summary = train(run.cfg, run.data, run_dir, resume=True)
-                except StaleCheckpointError as err:  # same identity, other manifest bytes
-                    log(f"{what}: {err}; starting it afresh")
-                    if rank == 0:
-                        shutil.rmtree(run_dir / CKPT_DIR, ignore_errors=True)
-                    summary = train(run.cfg, run.data, run_dir, resume=False)
+                summary = restart_if_stale(
+                    partial(train, run.cfg, run.data, run_dir),
+                    run_dir,
+                    rank,
+                    lambda err, what=what: log(f"{what}: {err}; starting it afresh"),
+                )
                 summary["wall_s"] = time.perf_counter() - t0
                 if rank:  # evaluation, results and clean-up on rank 0
                     continue

@@ -171,7 +171,8 @@ def test_evaluate_matches_independent_reference(runs, fake_data):
 
 def test_resume_refuses_a_checkpoint_of_other_data(runs, tmp_path):
     """A run folder trained on one dataset is not silently continued on another."""
-    from trainer.train import StaleCheckpointError, train
+    from trainer.checkpoint import StaleCheckpointError
+    from trainer.train import train
 
     other = make_fake_dataset(
         tmp_path / "other", n_meshes=48, views=2, res=32, nv=60, shards=4, seed=2, val_shards=1
@@ -282,7 +283,7 @@ def _free_port() -> int:
 
 
 def test_checkpoint_client_state_carries_every_rngs_stream(runs, monkeypatch):
-    from trainer import train as tr
+    from trainer import checkpoint as tr
 
     # a CPU run's checkpoint: per-rank CPU RNG, restored by resume (exactness tested above)
     tag = (runs["base"] / "resumed/checkpoints/latest").read_text().strip()
