@@ -33,6 +33,7 @@ from pathlib import Path
 
 from cameras.plotting import save_figure
 from shards.atomic import write_atomic
+from shards.manifest import load_manifest
 from trainer import distributed as dist
 from trainer.checkpoint import CKPT_DIR, MODEL_FILE, restart_if_stale
 from trainer.config import load_config
@@ -102,28 +103,17 @@ class Plan:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def data_identity(data: Path) -> str:
-    """sha256 of the dataset's manifest less its ``created`` stamp (a resumed build rewrites it)."""
-    path = Path(data) / "manifest.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{data}: no manifest.json (not a shard folder?)")
-    manifest = json.loads(path.read_text())
-    manifest.pop("created", None)
-    blob = json.dumps(manifest, sort_keys=True).encode()
-    return "sha256:" + hashlib.sha256(blob).hexdigest()
-
-
 def run_key(cfg: dict, data: Path) -> str:
-    """Identity of a training run: its config (evaluation settings aside) and its dataset."""
+    """Identity of a training run: its config (evaluation settings aside) and its dataset
+    (:func:`shards.manifest.manifest_identity`, as the checkpoints of ``train`` check it)."""
     train_cfg = {k: v for k, v in cfg.items() if k != "eval"}
-    blob = json.dumps([train_cfg, data_identity(data)], sort_keys=True, default=str)
+    blob = json.dumps([train_cfg, load_manifest(data).identity], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def dims(data: Path) -> dict:
     """The dataset's dims (V, R, masks, ...) from its manifest."""
-    data_identity(data)  # one-line error for a folder without a manifest
-    return json.loads((Path(data) / "manifest.json").read_text())["dims"]
+    return load_manifest(data).dims
 
 
 def views_label(views) -> str:

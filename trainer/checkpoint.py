@@ -20,6 +20,7 @@ from typing import TypeVar
 import torch
 
 from shards.atomic import atomic_path, write_atomic
+from shards.manifest import Manifest
 from trainer import distributed as dist
 
 T = TypeVar("T")
@@ -31,14 +32,11 @@ class StaleCheckpointError(ValueError):
     """The checkpoint in a run folder was trained on other data or another model."""
 
 
-def run_identity(cfg: dict, data: str | Path) -> dict:
-    """What a checkpoint must share with the run resuming it: the dataset and the model."""
-    manifest = (Path(data) / "manifest.json").read_bytes()
+def run_identity(cfg: dict, manifest: Manifest) -> dict:
+    """What a checkpoint must share with the run resuming it: the dataset (its manifest less
+    the ``created`` stamp, :func:`shards.manifest.manifest_identity`) and the model."""
     blob = json.dumps([cfg["model"], cfg["data"]], sort_keys=True, default=str).encode()
-    return {
-        "data": "sha256:" + hashlib.sha256(manifest).hexdigest(),
-        "model": "sha256:" + hashlib.sha256(blob).hexdigest(),
-    }
+    return {"data": manifest.identity, "model": "sha256:" + hashlib.sha256(blob).hexdigest()}
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:

@@ -208,7 +208,7 @@ def train(
     threads, _ = dist.choose_threads(t.get("threads"), int(t["num_workers"]), world)
     torch.set_num_threads(threads)
     ckpt_dir = out / CKPT_DIR
-    identity = run_identity(cfg, data)
+    identity = run_identity(cfg, source.manifest)
     # rank 0 decides what to resume from, checked before DeepSpeed starts
     tag = dist.on_rank0(lambda: resume_tag(ckpt_dir, identity, world) if resume else None,
                         rank, world)  # fmt: skip

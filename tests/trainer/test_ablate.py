@@ -338,7 +338,8 @@ def test_rebuilt_data_keeps_its_identity_a_stale_checkpoint_restarts(executed, t
     data = Path(shutil.copytree(executed["lo"], tmp_path / "data"))
     plan = make_plan(data, tables=["4"], **plan_kw())
     run = plan.runs[plan.tables["input"][0].runs[0]]
-    ablate.train(run.cfg, data, tmp_path / "out" / RUNS_DIR / run.name, stop_at=1)
+    run_dir = tmp_path / "out" / RUNS_DIR / run.name
+    ablate.train(run.cfg, data, run_dir, stop_at=1)
     manifest = json.loads((data / "manifest.json").read_text())
     manifest["created"] = "2099-01-01T00:00:00Z"  # what a resumed build rewrites
     (data / "manifest.json").write_text(json.dumps(manifest))
@@ -346,8 +347,18 @@ def test_rebuilt_data_keeps_its_identity_a_stale_checkpoint_restarts(executed, t
     assert set(again.runs) == set(plan.runs)  # same runs: finished ones would be kept
     calls = executed["calls"]
     n_calls = len(calls)
+    execute(again, tmp_path / "out", keep_checkpoints=True, log=lambda s: None)
+    # the same data for train() too: the killed run carries on from its checkpoint
+    assert [steps for name, steps in calls[n_calls:] if name == run.name] == [[1]]
+    # a checkpoint of other data in the run's folder is refused: the run starts afresh, once
+    (run_dir / RESULT_FILE).unlink()
+    meta = next((run_dir / "checkpoints").glob("step*/trainer.json"))
+    saved = json.loads(meta.read_text())
+    saved["identity"]["data"] = "sha256:" + "0" * 64
+    for m in (run_dir / "checkpoints").glob("step*/trainer.json"):
+        m.write_text(json.dumps(saved))
+    n_calls = len(calls)
     execute(again, tmp_path / "out", log=lambda s: None)
-    # train() refuses the checkpoint (other manifest bytes): the run starts afresh, once
     assert [steps for name, steps in calls[n_calls:] if name == run.name] == [[], [0, 1]]
     manifest["splits"]["val"] = manifest["splits"]["val"][:0]  # a real change: other runs
     (data / "manifest.json").write_text(json.dumps(manifest))
