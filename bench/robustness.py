@@ -5,7 +5,7 @@ same sample budget (steps = budget / batch, each its own warm-up and decay): "au
 the config's ``train.augment`` (``configs/demo.yaml``'s, plus ``--aug-set`` overrides), "no
 augmentation" with every ``train.augment.*.p`` set to 0. Each is evaluated through the
 Human3.6M path (``trainer eval-h36m``) on stand-in files made from the shards' test split
-(``tools/h36m_standin.py``: the test bodies seen by Human3.6M's S9/S11 cameras) with seeded
+(``trainer/h36m_standin.py``: the test bodies seen by Human3.6M's S9/S11 cameras) with seeded
 Gaussian noise of 0, 5, 10, 20 px (image pixels, per axis) added to the 2D keypoints. Prints a
 table, checks issue 20's targets and writes ``bench/robustness.json`` and ``.png`` (MPJPE
 against noise, one line per model).
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.data}: no manifest.json (run `make shards` first)", file=sys.stderr)
         return 2
     noise = sorted({0.0, *map(float, args.noise)})
-    from tools.h36m_standin import write_standin
+    from trainer.h36m_standin import write_standin
 
     tmp = args.runs / f"h36m_standin.tmp-{os.getpid()}"  # atomic: parallel runs share them
     files = []

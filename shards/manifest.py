@@ -23,6 +23,14 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
+def manifest_identity(doc: Mapping[str, Any]) -> str:
+    """The dataset's identity: sha256 of its manifest less the ``created`` stamp. The manifest
+    lists every shard's and topology.h5's checksum, so a rebuilt but identical dataset (or a
+    resumed build, which rewrites the stamp) keeps its identity; any other change does not."""
+    blob = json.dumps({k: v for k, v in doc.items() if k != "created"}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
 @dataclass
 class Manifest:
     """Parsed manifest.json."""
@@ -39,6 +47,7 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     created: str = ""
     total_meshes: int | None = None  # the manifest's own "meshes" total, as written
+    identity: str = ""  # manifest_identity of the file as read
 
     @property
     def splits(self) -> dict[str, list[str]]:
@@ -159,6 +168,7 @@ def load_manifest(root: str | os.PathLike) -> Manifest:
             schema_version=int(doc.get("schema_version", -1)),
             created=doc.get("created", ""),
             total_meshes=doc.get("meshes"),
+            identity=manifest_identity(doc),
         )
     except (KeyError, TypeError) as e:
         raise ValueError(f"{path}: malformed manifest ({e})") from e

@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from cameras.crop import CROP_RES
-from shards.manifest import load_manifest
+from shards.manifest import Manifest, load_manifest
 from shards.schema import FORMAT_NAME, SCHEMA_VERSION, version_message
 
 #: small per-mesh fields, read whole once per opened shard and sliced in memory
@@ -127,7 +127,8 @@ class ShardDataset(IterableDataset):
     which ``shards.body.BodySkinner.camera_vertices`` makes ``vertices`` on any device (what the
     trainer does). ``with_vertices`` (default) also yields ``vertices`` from the reader: stored
     ``mesh/vertices`` when the dataset has them, else recomputed here on the CPU (~1 ms per
-    sample); ``with_vertices=False`` leaves them out.
+    sample); ``with_vertices=False`` leaves them out. ``manifest``: the dataset's
+    :class:`~shards.manifest.Manifest` when the caller has read it already (else read here).
     """
 
     def __init__(
@@ -151,10 +152,11 @@ class ShardDataset(IterableDataset):
         consumed: int = 0,
         max_open_files: int = 64,
         uint8_heatmaps: bool = False,
+        manifest: Manifest | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
-        self.manifest = load_manifest(self.root)
+        self.manifest = load_manifest(self.root) if manifest is None else manifest
         if self.manifest.schema_version != SCHEMA_VERSION:
             raise ShardError(
                 version_message(self.root / "manifest.json", self.manifest.schema_version)

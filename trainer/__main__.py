@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -193,21 +193,22 @@ def prediction_samples(ckpt: Path, data: Path, n: int = 6) -> tuple[list[dict], 
 
 
 def cmd_demo(args) -> int:
+    from trainer.checkpoint import restart_if_stale
     from trainer.distributed import detect
     from trainer.evaluate import evaluate, format_table
     from trainer.figures import loss_curve, predictions_figure
-    from trainer.train import CKPT_DIR, LOG_FILE, StaleCheckpointError, train
+    from trainer.logger import LOG_FILE
+    from trainer.train import train
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out)
     rank = detect().rank  # under a launcher every rank trains; rank 0 evaluates and draws
-    try:
-        train(cfg, args.data, out, resume=not args.restart)
-    except StaleCheckpointError as err:  # the demo's own run folder: start it afresh
+
+    def say(err: str) -> None:  # the demo's own run folder: start it afresh
         if rank == 0:
             print(f"{err}\nstarting the demo run afresh in {out}")
-            shutil.rmtree(out / CKPT_DIR, ignore_errors=True)
-        train(cfg, args.data, out, resume=False)
+
+    restart_if_stale(partial(train, cfg, args.data, out), out, rank, say, not args.restart)
     if rank:
         return 0
     res = evaluate(out, args.data)
@@ -224,12 +225,14 @@ def cmd_demo(args) -> int:
 def cmd_ablate(args) -> int:
     import shlex
 
-    from trainer.ablate import H36M, QUICK_BATCHES, QUICK_EVAL_SAMPLES, ablate
+    from trainer.ablate import ablate
+    from trainer.ablate.plan import QUICK_BATCHES, QUICK_EVAL_SAMPLES
+    from trainer.ablate.run import H36M
 
     if (args.h36m_3d is None) != (args.h36m_2d is None):
         raise ValueError("give both --h36m-3d and --h36m-2d, or neither")
     if args.h36m_standin and not args.h36m_3d:  # Human3.6M-layout files of the test split
-        from tools.h36m_standin import write_standin
+        from trainer.h36m_standin import write_standin
 
         args.h36m_3d, args.h36m_2d = write_standin(
             Path(args.data), Path(args.out) / "h36m_standin", "test"
@@ -239,13 +242,18 @@ def cmd_ablate(args) -> int:
         if args.h36m_3d
         else None
     )
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0, 1, 2]
-    samples, eval_samples = args.samples, args.eval_samples
+    budget = {}  # what is not given: the plan's defaults (trainer/ablate/plan.py)
+    if args.seeds:
+        budget["seeds"] = [int(s) for s in args.seeds.split(",")]
+    if args.samples:
+        budget["samples"] = args.samples
+    if args.eval_samples:
+        budget["eval_samples"] = args.eval_samples
     if args.quick:
         batch = int(load_config(args.config, args.set)["train"]["batch_size"])
-        samples = samples or QUICK_BATCHES * batch
-        seeds = seeds if args.seeds else [0]
-        eval_samples = eval_samples or QUICK_EVAL_SAMPLES
+        budget.setdefault("samples", QUICK_BATCHES * batch)
+        budget.setdefault("seeds", [0])
+        budget.setdefault("eval_samples", QUICK_EVAL_SAMPLES)
     _, _, md = ablate(
         args.data,
         args.out,
@@ -257,9 +265,7 @@ def cmd_ablate(args) -> int:
         overrides=args.set,
         hires_overrides=args.hires_set,
         tables=args.tables.split(","),
-        seeds=seeds,
-        samples=samples or 7680,
-        eval_samples=eval_samples,
+        **budget,
     )
     from trainer.distributed import detect
 
@@ -270,6 +276,9 @@ def cmd_ablate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from trainer.ablate.plan import SAMPLES as ABL_SAMPLES
+    from trainer.ablate.plan import SEEDS as ABL_SEEDS
+
     ap = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train", help="train from shards (resumes from OUT/checkpoints)")
@@ -323,8 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-hires", default=None, help="the same build at a higher R (Table 3)")
     p.add_argument("--out", required=True, help="folder for runs/, ABLATIONS.md, PNGs")
     p.add_argument("--tables", default="2,3,4", help="which tables, e.g. 2,4")
-    p.add_argument("--samples", type=int, default=None, help="training samples per run (7680)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds (0,1,2)")
+    p.add_argument(
+        "--samples", type=int, default=None, help=f"training samples per run ({ABL_SAMPLES})"
+    )
+    p.add_argument(
+        "--seeds", default=None, help=f"comma-separated seeds ({','.join(map(str, ABL_SEEDS))})"
+    )
     p.add_argument("--eval-samples", type=int, default=None, help="val samples (all)")
     p.add_argument(
         "--hires-set",

@@ -161,6 +161,7 @@ class DataSource:
             with_vertices=self.stored_vertices,  # else skinned on the device, below
             uint8_heatmaps=True,  # 4x less to move from workers; model_input scales on device
             pin_memory=torch.cuda.is_available(),
+            manifest=self.manifest,  # read once, here
         )
         while True:
             dl.dataset.set_epoch(epoch, consumed * world + rank)
@@ -204,6 +205,7 @@ class DataSource:
             world_size=1,
             with_masks=self.masks,
             with_vertices=self.stored_vertices,
+            manifest=self.manifest,
         )
         n = 0
         for batch in ds:

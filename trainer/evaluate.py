@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from trainer.checkpoint import MODEL_FILE
 from trainer.data import DataSource, model_input
 from trainer.metrics import mesh_metrics
 from trainer.model import MeshRegressor
-from trainer.train import MODEL_FILE
 
 METRICS = ("mpjpe", "pa_mpjpe", "pve")
 

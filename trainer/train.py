@@ -1,44 +1,40 @@
 """Training loop: shards -> MeshRegressor under a DeepSpeed engine, with exact resume.
 
 Readable on purpose (nanoGPT-style): build data and model, wrap them in DeepSpeed, loop over
-steps, log to CSV + TensorBoard, checkpoint (model, optimizer, scheduler, data position, RNG).
+steps, log to CSV + TensorBoard (:mod:`trainer.logger`), checkpoint (model, optimizer,
+scheduler, data position, RNG: :mod:`trainer.checkpoint`).
 Works as one plain process (no launcher), under ``deepspeed``/``torchrun`` on CPU and on GPUs.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from shards.atomic import atomic_path, write_atomic
 from shards.heatmaps import dataset_codec
 from trainer import distributed as dist
 from trainer.augment import make_augmenter
+from trainer.checkpoint import (
+    CKPT_DIR,
+    client_state,
+    prune_checkpoints,
+    resume_from,
+    resume_tag,
+    run_identity,
+    save_model_file,
+    write_checkpoint_meta,
+)
 from trainer.data import DataSource, model_input
+from trainer.logger import LOG_FILE, Logger, truncate_log
 from trainer.losses import mesh_losses
 from trainer.model import MeshRegressor, masked_heatmap_modeling
 from trainer.nosync import sync_free_clipping
 
 REPO = Path(__file__).resolve().parent.parent
-CKPT_DIR = "checkpoints"
-MODEL_FILE = "model.pt"
-LOG_FILE = "log.csv"
-
-
-free_port = dist.free_port
-
-
-def ensure_dist_env() -> None:
-    """Export rank and world size (launcher, MPI, SLURM or a single process) for
-    torch.distributed (:mod:`trainer.distributed`)."""
-    dist.export(dist.detect())
 
 
 def resolve(path: str | Path) -> Path:
@@ -146,212 +142,6 @@ def deepspeed_config(cfg: dict, world_size: int, cuda: bool, steps: int | None =
     return ds
 
 
-def gather(obj, world: int) -> list:
-    """The object of every rank, in rank order."""
-    if world == 1:
-        return [obj]
-    out = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
-
-
-def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    """This rank's RNG streams that training draws from: torch's CPU generator and, on a GPU,
-    the device's generator (dropout draws from it there)."""
-    device = torch.device(device)
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict | torch.Tensor, device: torch.device, where: Path) -> None:
-    """Restore ``rng_state``'s streams (a bare tensor is an older checkpoint's CPU state)."""
-    if isinstance(state, torch.Tensor):
-        state = {"cpu": state}
-    device = torch.device(device)
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda":
-        if "cuda" not in state:
-            raise ValueError(f"{where}: saved without a CUDA RNG state; cannot resume exactly")
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def client_state(
-    identity: dict, step: int, position: tuple, mhm_gen: torch.Generator, device, world: int
-) -> dict:
-    """What a checkpoint carries besides DeepSpeed's own state: every rank's data position,
-    masking RNG and torch RNG streams (CPU and, on GPUs, CUDA), in rank order."""
-    return {
-        "identity": identity,
-        "step": step,
-        "positions": gather(position, world),
-        "mhm_rng": gather(mhm_gen.get_state(), world),
-        "rng": gather(rng_state(device), world),
-    }
-
-
-def latest_tag(ckpt_dir: Path) -> str | None:
-    f = ckpt_dir / "latest"
-    return f.read_text().strip() if f.exists() else None
-
-
-def prune_checkpoints(ckpt_dir: Path, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` step tags (never ``latest``'s); return the deleted."""
-    tags = sorted(p.name for p in ckpt_dir.glob("step*") if p.is_dir())
-    drop = [tag for tag in tags[:-keep] if tag != latest_tag(ckpt_dir)]
-    for tag in drop:
-        shutil.rmtree(ckpt_dir / tag, ignore_errors=True)
-    return drop
-
-
-def check_identity(ckpt_dir: Path, saved: dict, identity: dict) -> None:
-    """Refuse a checkpoint trained on another dataset or model than this run's."""
-    for key, value in saved.items():
-        if value != identity[key]:
-            raise StaleCheckpointError(
-                f"{ckpt_dir}: trained with other {key} ({value[:15]} vs {identity[key][:15]});"
-                " use --restart or another --out"
-            )
-
-
-#: beside DeepSpeed's files in a checkpoint's folder: what resuming checks before loading it
-CKPT_META = "trainer.json"
-
-
-def write_checkpoint_meta(ckpt_dir: Path, tag: str, identity: dict, step: int, world: int):
-    """Rank 0, before DeepSpeed saves ``tag``: identity, step and rank count of the checkpoint."""
-    (ckpt_dir / tag).mkdir(parents=True, exist_ok=True)
-    meta = {"identity": identity, "step": step, "world": world}
-    write_atomic(ckpt_dir / tag / CKPT_META, json.dumps(meta))
-
-
-def resume_tag(ckpt_dir: Path, identity: dict, world: int) -> str | None:
-    """The checkpoint to resume from (``latest``), checked against this run before DeepSpeed
-    reads it: same dataset and model, same rank count (ZeRO's optimizer partitions and every
-    rank's data position belong to the count that saved them). Rank 0 calls it."""
-    tag = latest_tag(ckpt_dir)
-    meta_file = ckpt_dir / str(tag) / CKPT_META
-    if tag is None or not meta_file.exists():  # a checkpoint from before: checked after loading
-        return tag
-    meta = json.loads(meta_file.read_text())
-    check_identity(ckpt_dir, meta["identity"], identity)
-    if int(meta["world"]) != world:
-        raise ValueError(
-            f"{ckpt_dir / tag}: saved by {meta['world']} ranks, this run has {world}; resume "
-            f"with {meta['world']} ranks, or start afresh (--restart or another --out)"
-        )
-    return tag
-
-
-class Logger:
-    """CSV + TensorBoard on rank 0."""
-
-    def __init__(self, out: Path, enabled: bool):
-        self.enabled = enabled
-        self.path = out / LOG_FILE
-        self.tb = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-
-    def log(self, step: int, row: dict) -> None:
-        if not self.enabled:
-            return
-        row = {"step": step, **row}
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        for k, v in row.items():
-            if k != "step":
-                self.tb.add_scalar(k, v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
-def truncate_log(path: Path, step: int) -> None:
-    """Drop CSV rows after ``step`` (a resumed run re-logs them)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    keep = [r for r in rows if int(r["step"]) <= step]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(keep)
-
-
-def save_model_file(engine, cfg: dict, out: Path, step: int, tag: str, rank: int) -> None:
-    """Plain fp32 state dict + config for evaluation without DeepSpeed (rank 0 writes)."""
-    if int(cfg["train"]["zero_stage"]) >= 3:
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-        torch.distributed.barrier()
-        if rank != 0:
-            return
-        state = get_fp32_state_dict_from_zero_checkpoint(str(out / CKPT_DIR), tag)
-    else:
-        state = engine.module.state_dict()
-        if engine.bfloat16_enabled():  # the optimizer's fp32 master weights, not bf16 copies
-            from deepspeed.utils import safe_get_full_fp32_param
-
-            for name, p in engine.module.named_parameters():  # a collective: every rank
-                full = safe_get_full_fp32_param(p)
-                state[name] = state[name] if full is None else full
-        if rank != 0:
-            return
-    state = {k: v.detach().float().cpu() for k, v in state.items()}
-    with atomic_path(out / MODEL_FILE) as tmp:
-        torch.save({"config": cfg, "state_dict": state, "step": step}, tmp)
-
-
-class StaleCheckpointError(ValueError):
-    """The checkpoint in a run folder was trained on other data or another model."""
-
-
-def run_identity(cfg: dict, data: str | Path) -> dict:
-    """What a checkpoint must share with the run resuming it: the dataset and the model."""
-    manifest = (Path(data) / "manifest.json").read_bytes()
-    blob = json.dumps([cfg["model"], cfg["data"]], sort_keys=True, default=str).encode()
-    return {
-        "data": "sha256:" + hashlib.sha256(manifest).hexdigest(),
-        "model": "sha256:" + hashlib.sha256(blob).hexdigest(),
-    }
-
-
-def resume_from(
-    engine,
-    ckpt_dir: Path,
-    identity: dict,
-    rank: int,
-    world: int,
-    mhm_gen: torch.Generator,
-    tag: str | None = None,
-) -> tuple[int, tuple[int, int]]:
-    """Load checkpoint ``tag`` (default: the latest) of ``ckpt_dir`` into ``engine`` (model,
-    optimizer, scheduler), check it was trained on this dataset and model with this many
-    ranks, restore this rank's RNG streams; return (step, this rank's data position)."""
-    _, client = engine.load_checkpoint(str(ckpt_dir), tag=tag)
-    check_identity(ckpt_dir, client.get("identity", {}), identity)
-    if len(client["positions"]) != world:
-        raise ValueError(
-            f"{ckpt_dir}: saved with {len(client['positions'])} ranks, resuming with {world}"
-        )
-    mhm_gen.set_state(client["mhm_rng"][rank])
-    rng = client["rng"][rank] if "rng" in client else client["torch_rng"]
-    set_rng_state(rng, engine.device, ckpt_dir)
-    return int(client["step"]), tuple(client["positions"][rank])
-
-
 def optimisation_step(
     engine,
     batch: dict[str, torch.Tensor],
@@ -418,7 +208,7 @@ def train(
     threads, _ = dist.choose_threads(t.get("threads"), int(t["num_workers"]), world)
     torch.set_num_threads(threads)
     ckpt_dir = out / CKPT_DIR
-    identity = run_identity(cfg, data)
+    identity = run_identity(cfg, source.manifest)
     # rank 0 decides what to resume from, checked before DeepSpeed starts
     tag = dist.on_rank0(lambda: resume_tag(ckpt_dir, identity, world) if resume else None,
                         rank, world)  # fmt: skip

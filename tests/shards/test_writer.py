@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from shards.manifest import config_hash, load_manifest, write_manifest
+from shards.manifest import config_hash, load_manifest, manifest_identity, write_manifest
 from shards.schema import FIELDS, N_JOINTS, SCHEMA_VERSION
 from shards.testing import make_fake_arrays, make_rig
 from shards.topology import Topology, load_topology, write_topology
@@ -117,6 +117,21 @@ def test_manifest_round_trip_and_config_hash(tmp_path):
     assert man.shards[1].checksum == file_checksum(tmp_path / "shard-000001.h5")
     doc = json.loads((tmp_path / "manifest.json").read_text())
     assert doc["shards"][0]["bytes"] == (tmp_path / "shard-000000.h5").stat().st_size
+    assert man.identity == manifest_identity(doc)
+
+
+def test_manifest_identity_ignores_the_created_stamp_only(tmp_path):
+    """A rebuilt but identical dataset (another stamp, other bytes) keeps its identity."""
+    infos = [write_shard(tmp_path / "shard-000000.h5", _arrays(n=4, start=0))]
+    write_manifest(tmp_path, infos, dims={"V": 3, "R": 24})
+    first = load_manifest(tmp_path).identity
+    doc = json.loads((tmp_path / "manifest.json").read_text())
+    doc["created"] = "2099-01-01T00:00:00Z"
+    (tmp_path / "manifest.json").write_text(json.dumps(doc, indent=4))  # other bytes too
+    assert load_manifest(tmp_path).identity == first
+    doc["shards"][0]["checksum"] = "sha256:" + "0" * 64  # other shard content
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    assert load_manifest(tmp_path).identity != first
 
 
 def test_schema_md_lists_every_field_with_its_dtype():

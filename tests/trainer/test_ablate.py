@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shutil
@@ -11,20 +12,11 @@ import numpy as np
 import pytest
 
 from shards.testing import make_fake_dataset
-from trainer import ablate
-from trainer.ablate import (
-    PAPER,
-    RESULT_FILE,
-    RUNS_DIR,
-    check_equal_budgets,
-    execute,
-    h36m_overall,
-    make_plan,
-    markdown,
-    report,
-    summarize,
-    verdict,
-)
+from trainer.ablate import plan as ablate_plan
+from trainer.ablate import run as ablate
+from trainer.ablate.plan import check_equal_budgets, make_plan
+from trainer.ablate.report import PAPER, markdown, report, summarize, verdict
+from trainer.ablate.run import RESULT_FILE, RUNS_DIR, execute, h36m_overall
 from trainer.config import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,13 +43,31 @@ def datasets(tmp_path_factory):
 
 
 def plan_kw(**kw) -> dict:
-    base = dict(config=CONFIG, overrides=TINY, samples=2 * BATCH, eval_samples=32)
+    base = dict(config=CONFIG, overrides=TINY, samples=2 * BATCH, eval_samples=32, seeds=[0])
     return {**base, **kw}
+
+
+def test_plan_defaults_are_the_commands(monkeypatch):
+    """One home for the defaults: `trainer ablate` leaves what it is not told to the plan."""
+    from trainer.__main__ import main
+
+    params = inspect.signature(make_plan).parameters
+    assert params["samples"].default == ablate_plan.SAMPLES == 7680
+    assert tuple(params["seeds"].default) == ablate_plan.SEEDS == (0, 1, 2)
+    seen: dict = {}
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        raise ValueError("planned")  # stop before any work
+
+    monkeypatch.setattr("trainer.ablate.make_plan", spy)
+    assert main(["ablate", "--data", "D", "--out", "O"]) == 2
+    assert seen and not {"samples", "seeds", "eval_samples"} & set(seen)
 
 
 def test_plan_rows_views_and_shared_runs(datasets):
     lo, hi = datasets
-    plan = make_plan(lo, hi, seeds=[0, 1], **plan_kw())
+    plan = make_plan(lo, hi, **plan_kw(seeds=[0, 1]))
     assert list(plan.tables) == ["views", "resolution", "input"]
     views = plan.tables["views"]
     assert [r.label for r in views] == ["1", "2", "4", "8"]
@@ -132,7 +142,7 @@ def fake_results(plan, values, h36m_for=(), noisy_for=()) -> dict:
 
 def test_markdown_tables_laid_out_as_the_papers(datasets):
     lo, hi = datasets
-    plan = make_plan(lo, hi, seeds=[0, 1, 2], **plan_kw())
+    plan = make_plan(lo, hi, **plan_kw(seeds=[0, 1, 2]))
     shared = [(80.0, 60.0), (81.0, 61.0), (82.0, 59.0)]  # the 8-view / R=32 / heatmaps run
     values = {
         "views": [[(90.0, 70.0), (92.0, 71.0), (91.0, 69.0)]] * 3 + [shared],
@@ -177,7 +187,7 @@ def test_markdown_tables_laid_out_as_the_papers(datasets):
 
 def test_verdicts_judge_the_direction_against_the_spread(datasets):
     lo, hi = datasets
-    plan = make_plan(lo, hi, tables=["4"], seeds=[0, 1, 2], **plan_kw())
+    plan = make_plan(lo, hi, tables=["4"], **plan_kw(seeds=[0, 1, 2]))
 
     def text(masks, heat):
         res = fake_results(plan, {"input": [masks, heat]})
@@ -189,7 +199,7 @@ def test_verdicts_judge_the_direction_against_the_spread(datasets):
     assert "MPJPE 10.0 mm lower (s.e. 0.8): holds, beyond 2 s.e." in text(far, heat)
     assert text(near, heat).count("within 2 s.e.: not resolved") == 2
     assert text(heat, far).count("reversed, beyond 2 s.e.") == 2
-    one = make_plan(lo, hi, tables=["4"], seeds=[0], **plan_kw())
+    one = make_plan(lo, hi, tables=["4"], **plan_kw(seeds=[0]))
     res = fake_results(one, {"input": [far[:1], heat[:1]]})
     assert "one seed, no spread" in verdict("input", summarize(one, res)["input"])
 
@@ -198,7 +208,7 @@ def test_table2_per_camera_split_into_trained_and_other_views(datasets):
     """Each run's per-camera val metrics are pooled (sample-weighted) over the views it trained
     on and over the others, then averaged over seeds: checked against a hand computation."""
     lo, hi = datasets
-    plan = make_plan(lo, hi, tables=["2"], seeds=[0, 1], **plan_kw())
+    plan = make_plan(lo, hi, tables=["2"], **plan_kw(seeds=[0, 1]))
     res = fake_results(plan, {"views": [[(60.0, 50.0), (62.0, 52.0)]] * 4})
     for key, r in res.items():
         seed = int(plan.runs[key].cfg["train"]["seed"])
@@ -247,7 +257,7 @@ def test_h36m_hook_matches_a_direct_eval_h36m(datasets, tmp_path):
     poses = {s: {a: poses32(rng, n) for a, n in acts.items()} for s, acts in ACTIONS.items()}
     p3, p2 = write_files(tmp_path / "vp3d", poses)
     lo, hi = datasets
-    plan = make_plan(lo, hi, tables=["4"], seeds=[0], **plan_kw())
+    plan = make_plan(lo, hi, tables=["4"], **plan_kw(seeds=[0]))
     results = execute(plan, tmp_path / "out", h36m=ablate.H36M(p3, p2, stride=7))
     heat = next(r for r in plan.runs.values() if r.cfg["model"]["input"] == "heatmaps")
     masks = next(r for r in plan.runs.values() if r.cfg["model"]["input"] == "masks")
@@ -338,7 +348,8 @@ def test_rebuilt_data_keeps_its_identity_a_stale_checkpoint_restarts(executed, t
     data = Path(shutil.copytree(executed["lo"], tmp_path / "data"))
     plan = make_plan(data, tables=["4"], **plan_kw())
     run = plan.runs[plan.tables["input"][0].runs[0]]
-    ablate.train(run.cfg, data, tmp_path / "out" / RUNS_DIR / run.name, stop_at=1)
+    run_dir = tmp_path / "out" / RUNS_DIR / run.name
+    ablate.train(run.cfg, data, run_dir, stop_at=1)
     manifest = json.loads((data / "manifest.json").read_text())
     manifest["created"] = "2099-01-01T00:00:00Z"  # what a resumed build rewrites
     (data / "manifest.json").write_text(json.dumps(manifest))
@@ -346,8 +357,18 @@ def test_rebuilt_data_keeps_its_identity_a_stale_checkpoint_restarts(executed, t
     assert set(again.runs) == set(plan.runs)  # same runs: finished ones would be kept
     calls = executed["calls"]
     n_calls = len(calls)
+    execute(again, tmp_path / "out", keep_checkpoints=True, log=lambda s: None)
+    # the same data for train() too: the killed run carries on from its checkpoint
+    assert [steps for name, steps in calls[n_calls:] if name == run.name] == [[1]]
+    # a checkpoint of other data in the run's folder is refused: the run starts afresh, once
+    (run_dir / RESULT_FILE).unlink()
+    meta = next((run_dir / "checkpoints").glob("step*/trainer.json"))
+    saved = json.loads(meta.read_text())
+    saved["identity"]["data"] = "sha256:" + "0" * 64
+    for m in (run_dir / "checkpoints").glob("step*/trainer.json"):
+        m.write_text(json.dumps(saved))
+    n_calls = len(calls)
     execute(again, tmp_path / "out", log=lambda s: None)
-    # train() refuses the checkpoint (other manifest bytes): the run starts afresh, once
     assert [steps for name, steps in calls[n_calls:] if name == run.name] == [[], [0, 1]]
     manifest["splits"]["val"] = manifest["splits"]["val"][:0]  # a real change: other runs
     (data / "manifest.json").write_text(json.dumps(manifest))
@@ -385,7 +406,7 @@ def test_cli_quick_all_three_tables(datasets, tmp_path):
 
 def test_table2_gains_human36m_columns_with_2d_noise(datasets):
     lo, hi = datasets
-    plan = make_plan(lo, hi, seeds=[0, 1, 2], **plan_kw())
+    plan = make_plan(lo, hi, **plan_kw(seeds=[0, 1, 2]))
     shared = [(80.0, 60.0), (81.0, 61.0), (82.0, 59.0)]
     values = {
         "views": [[(90.0, 70.0), (92.0, 71.0), (91.0, 69.0)]] * 3 + [shared],

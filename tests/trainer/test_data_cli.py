@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from shards.manifest import load_manifest
 from shards.testing import make_fake_dataset
 from shards.topology import load_topology
 from trainer.config import load_config
@@ -61,6 +63,31 @@ def test_levels_from_topology_and_missing_masks(masked_data, tmp_path):
         DataSource(plain, load_config(None, ["model.input=masks"]))
     with pytest.raises(FileNotFoundError, match="no manifest.json"):
         DataSource(tmp_path / "nowhere", cfg)
+
+
+def calls_to(monkeypatch, fn) -> list:
+    """Record every call of ``fn`` from any module that imported it."""
+    calls: list = []
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return fn(*args, **kwargs)
+
+    for mod in list(sys.modules.values()):
+        if getattr(mod, fn.__name__, None) is fn:
+            monkeypatch.setattr(mod, fn.__name__, spy)
+    return calls
+
+
+def test_data_source_reads_manifest_and_topology_once(masked_data, monkeypatch):
+    """What train() and evaluate() open: the manifest and topology.h5 once, handed on to the
+    model's mesh levels, the body skinning and every shard reader."""
+    manifests = calls_to(monkeypatch, load_manifest)
+    topologies = calls_to(monkeypatch, load_topology)
+    src = DataSource(masked_data, load_config(REPO / "configs/demo.yaml"))
+    next(src.train_iter(0, 1, 4))
+    next(src.eval_loader(src.val_split, 4))
+    assert len(manifests) == 1 and len(topologies) == 1
 
 
 def test_config_overrides(tmp_path):

@@ -218,7 +218,7 @@ def test_bf16_shrunken_paper_model_trains_and_keeps_last_checkpoints(fake_data, 
 
 
 def test_prune_checkpoints_keeps_the_newest_and_latest(tmp_path):
-    from trainer.train import prune_checkpoints
+    from trainer.checkpoint import prune_checkpoints
 
     for s in (2, 4, 6, 8):
         (tmp_path / f"step{s:08d}").mkdir()

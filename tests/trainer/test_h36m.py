@@ -332,8 +332,8 @@ def test_trainer_h36m_does_not_import_pipeline():
 
 
 def test_standin_tool_writes_files_eval_h36m_reads(setup, tmp_path):
-    from tools.h36m_standin import write_standin
     from trainer.h36m import load_h36m_2d, load_h36m_3d
+    from trainer.h36m_standin import write_standin
 
     p3, p2 = write_standin(Path(setup["data"]), tmp_path, split="val", extra=2)
     pos3, pos2 = load_h36m_3d(p3), load_h36m_2d(p2)

@@ -171,7 +171,8 @@ def test_evaluate_matches_independent_reference(runs, fake_data):
 
 def test_resume_refuses_a_checkpoint_of_other_data(runs, tmp_path):
     """A run folder trained on one dataset is not silently continued on another."""
-    from trainer.train import StaleCheckpointError, train
+    from trainer.checkpoint import StaleCheckpointError
+    from trainer.train import train
 
     other = make_fake_dataset(
         tmp_path / "other", n_meshes=48, views=2, res=32, nv=60, shards=4, seed=2, val_shards=1
@@ -282,7 +283,7 @@ def _free_port() -> int:
 
 
 def test_checkpoint_client_state_carries_every_rngs_stream(runs, monkeypatch):
-    from trainer import train as tr
+    from trainer import checkpoint as tr
 
     # a CPU run's checkpoint: per-rank CPU RNG, restored by resume (exactness tested above)
     tag = (runs["base"] / "resumed/checkpoints/latest").read_text().strip()
@@ -305,3 +306,24 @@ def test_checkpoint_client_state_carries_every_rngs_stream(runs, monkeypatch):
     assert len(restored) == 1 and torch.equal(restored[0], fake)
     with pytest.raises(ValueError, match="ckpt: saved without a CUDA RNG state"):
         tr.set_rng_state({"cpu": torch.get_rng_state()}, torch.device("cuda", 0), Path("ckpt"))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_restart_if_stale_starts_a_stale_run_afresh_once(tmp_path, rank):
+    from trainer.checkpoint import CKPT_DIR, StaleCheckpointError, restart_if_stale
+
+    (tmp_path / CKPT_DIR / "step00000001").mkdir(parents=True)
+    calls, said = [], []
+
+    def fit(resume: bool) -> str:
+        calls.append(resume)
+        if resume:
+            raise StaleCheckpointError("trained with other data")
+        return "trained"
+
+    assert restart_if_stale(fit, tmp_path, rank, said.append) == "trained"
+    assert calls == [True, False] and said == ["trained with other data"]
+    assert (tmp_path / CKPT_DIR).exists() == (rank != 0)  # rank 0 deletes, the others wait
+    calls.clear()
+    assert restart_if_stale(fit, tmp_path, rank, said.append, resume=False) == "trained"
+    assert calls == [False] and len(said) == 1  # --restart: no checkpoint is read at all

@@ -1,6 +1,6 @@
 """Stand-in Human3.6M files in VideoPose3D's layout, made from a shard split (not real data).
 
-``python -m tools.h36m_standin --data out/shards --out out/h36m_standin [--split test]``
+``python -m trainer.h36m_standin --data out/shards --out out/h36m_standin [--split test]``
 writes ``data_3d_h36m.npz`` and ``data_2d_h36m_gt.npz`` for ``trainer eval-h36m``:
 
 - every AMASS sequence of the split becomes an action (``"<Motion> <k>"``, frames in source
@@ -19,7 +19,6 @@ docs/h36m.md evaluates the demo model on such files: the same bodies as ``traine
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import hdf5plugin  # noqa: F401  (registers the Blosc/Zstd filters)
 import numpy as np
 
 from cameras.h36m import load_h36m_cameras
+from shards.manifest import load_manifest
 
 KEPT = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 #: dropped mocap joint -> the kept mocap joint it copies (toes/sites -> foot, hand ends -> hand)
@@ -38,20 +38,15 @@ SUBJECTS = ("S9", "S11")
 
 def split_sequences(root: Path, split: str) -> dict[str, np.ndarray]:
     """{source path: (F, 17, 3) H36M-17 world joints in frame order} of one split."""
-    man = json.loads((root / "manifest.json").read_text())
     seqs: dict[str, list] = {}
-    for s in man["shards"]:
-        if s["split"] != split:
-            continue
-        with h5py.File(root / s["name"], "r") as f:
+    for info in load_manifest(root).split_shards(split):  # a clear error for an unknown split
+        with h5py.File(Path(root) / info.name, "r") as f:
             paths = f["source/path"][()]
             frames = f["source/frame"][()]
             joints = f["joints3d/h36m17"][()]
         for p, fr, j in zip(paths, frames, joints):
             key = p.decode() if isinstance(p, bytes) else str(p)
             seqs.setdefault(key, []).append((int(fr), j))
-    if not seqs:
-        raise ValueError(f"{root / 'manifest.json'}: no shards in split {split!r}")
     return {
         k: np.stack([j for _, j in sorted(v, key=lambda t: t[0])]).astype(np.float64)
         for k, v in sorted(seqs.items())
@@ -86,7 +81,7 @@ def write_standin(root: Path, out: Path, split: str = "test", extra: int = 3) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.h36m_standin", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m trainer.h36m_standin", description=__doc__)
     ap.add_argument("--data", required=True, help="shard folder")
     ap.add_argument("--out", required=True, help="folder for the two .npz files")
     ap.add_argument("--split", default="test")

@@ -1,0 +1,189 @@
+"""Planning the ablations: which runs each table's rows need, on equal sample budgets.
+
+A table is rows (a label, the paper's row beside it, one run per seed); a row is a set of
+config overrides on a dataset. A run is identified by its whole training config and the
+dataset's identity (:func:`shards.manifest.manifest_identity`), so one run can serve several
+tables (8 views = heatmaps = low resolution). :data:`SAMPLES` and :data:`SEEDS` are the
+defaults of ``python -m trainer ablate`` and ``make ablations``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shards.manifest import load_manifest
+from trainer.config import load_config
+
+SAMPLES = 7680  # training samples per run (steps x batch size)
+SEEDS = (0, 1, 2)  # every row: mean and s.d. over these seeds
+QUICK_BATCHES = 4  # --quick: 4 batches per run, one seed, 64 evaluation samples
+QUICK_EVAL_SAMPLES = 64
+TABLES = {
+    "2": ("views", "Table 2. Number of pre-training views", "Number of views"),
+    "3": ("resolution", "Table 3. Resolution of the pose heatmaps", "Resolution"),
+    "4": ("input", "Table 4. Input features", "Input features"),
+}
+VIEW_SETS = {"1": "[0]", "2": "[0,1]", "4": "[0,1,2,3]", "8": "all"}
+
+
+@dataclass
+class Run:
+    """One training run: a config on a dataset; shared by every table row that needs it."""
+
+    key: str  # sha256 of the training config and the dataset's manifest
+    name: str  # readable folder name: what varies, seed, key prefix
+    cfg: dict
+    data: Path
+    eval_samples: int | None = None  # val samples to evaluate on (None: the whole split)
+
+    @property
+    def samples(self) -> int:
+        return int(self.cfg["train"]["steps"]) * int(self.cfg["train"]["batch_size"])
+
+
+@dataclass
+class Row:
+    """One row of a table: a label, the paper's row it stands beside, one run per seed."""
+
+    label: str
+    paper: str
+    runs: list[str] = field(default_factory=list)  # run keys, one per seed
+
+
+@dataclass
+class Plan:
+    """Every table's rows and the distinct runs behind them."""
+
+    tables: dict[str, list[Row]]  # "views" | "resolution" | "input" -> rows
+    runs: dict[str, Run]
+    seeds: list[int]
+    samples: int
+    eval_samples: int | None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def run_key(cfg: dict, data: Path) -> str:
+    """Identity of a training run: its config (evaluation settings aside) and its dataset
+    (:func:`shards.manifest.manifest_identity`, as the checkpoints of ``train`` check it)."""
+    train_cfg = {k: v for k, v in cfg.items() if k != "eval"}
+    blob = json.dumps([train_cfg, load_manifest(data).identity], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def dims(data: Path) -> dict:
+    """The dataset's dims (V, R, masks, ...) from its manifest."""
+    return load_manifest(data).dims
+
+
+def views_label(views) -> str:
+    return "all" if views in (None, "all") else "".join(str(v) for v in views)
+
+
+def apply_budget(cfg: dict, samples: int) -> None:
+    """Set ``train.steps`` so that steps x batch size is exactly ``samples``."""
+    batch = int(cfg["train"]["batch_size"])
+    if samples <= 0 or samples % batch:
+        raise ValueError(
+            f"--samples {samples} is not a positive multiple of train.batch_size {batch}"
+        )
+    cfg["train"]["steps"] = samples // batch
+
+
+def check_equal_budgets(plan: Plan) -> None:
+    """Every row of a table must train on the same number of samples (steps x batch size)."""
+    for table, rows in plan.tables.items():
+        budgets = {plan.runs[k].samples for row in rows for k in row.runs}
+        if len(budgets) > 1:
+            raise ValueError(
+                f"table {table!r}: unequal sample budgets {sorted(budgets)} "
+                "(train.steps x train.batch_size must match across its rows)"
+            )
+
+
+def make_plan(
+    data: str | Path,
+    data_hires: str | Path | None = None,
+    config: str | Path | None = "configs/demo.yaml",
+    overrides: Sequence[str] = (),
+    hires_overrides: Sequence[str] = (),
+    tables: Sequence[str] = ("2", "3", "4"),
+    seeds: Sequence[int] = SEEDS,
+    samples: int = SAMPLES,
+    eval_samples: int | None = None,
+) -> Plan:
+    """The rows of the requested tables and their distinct runs (one per config x data x seed).
+
+    ``overrides`` apply to every run, ``hires_overrides`` to the high-resolution row of Table 3
+    only (e.g. an encoder with one more stride-2 stage); ``train.steps`` comes from ``samples``.
+    """
+    data = Path(data)
+    bad = sorted(set(tables) - set(TABLES))
+    if bad:
+        raise ValueError(f"unknown tables {bad}; choose among 2, 3, 4")
+    if not seeds:
+        raise ValueError("no seeds given")
+    if any(o.split("=", 1)[0].strip() in ("train.steps", "train.seed") for o in overrides):
+        raise ValueError("set the budget with --samples and the seeds with --seeds, not --set")
+    d = dims(data)
+    specs: dict[str, list[tuple[str, str, Path, list[str]]]] = {}  # table -> rows
+    if "2" in tables:
+        views = int(d["V"])
+        if views < 8:
+            raise ValueError(f"{data}: Table 2 needs an 8-view build, this one has {views} views")
+        specs["views"] = [
+            (n, n, data, [f"data.views={v}", "model.input=heatmaps"]) for n, v in VIEW_SETS.items()
+        ]
+    if "3" in tables:
+        if data_hires is None:
+            raise ValueError("Table 3 needs --data-hires (a build at a higher R); or drop table 3")
+        data_hires = Path(data_hires)
+        lo, hi = int(d["R"]), int(dims(data_hires)["R"])
+        if hi <= lo:
+            raise ValueError(f"--data-hires {data_hires}: R={hi} is not above --data's R={lo}")
+        base = ["data.views=all", "model.input=heatmaps"]
+        specs["resolution"] = [
+            (f"{lo} × {lo}", "112", data, base),
+            (f"{hi} × {hi}", "224", data_hires, base + list(hires_overrides)),
+        ]
+    if "4" in tables:
+        if not int(d.get("masks", 0)):
+            raise ValueError(
+                f"{data}: Table 4 needs masks; build it with --masks 1, or drop table 4"
+            )
+        specs["input"] = [
+            ("Binary human mask", "masks", data, ["data.views=all", "model.input=masks"]),
+            ("2D pose heatmaps", "heatmaps", data, ["data.views=all", "model.input=heatmaps"]),
+        ]
+    runs: dict[str, Run] = {}
+    plan_tables: dict[str, list[Row]] = {}
+    for table, rows in specs.items():
+        plan_tables[table] = []
+        for label, paper, row_data, row_sets in rows:
+            row = Row(label, paper)
+            for seed in seeds:
+                cfg = load_config(config, list(overrides) + row_sets)
+                cfg["train"]["seed"] = int(seed)
+                apply_budget(cfg, samples)
+                key = run_key(cfg, row_data)
+                if key not in runs:
+                    res = int(dims(row_data)["R"])
+                    name = (
+                        f"v{views_label(cfg['data']['views'])}-{cfg['model']['input']}"
+                        f"-r{res}-s{seed}-{key[:10]}"
+                    )
+                    runs[key] = Run(key, name, cfg, row_data, eval_samples)
+                row.runs.append(key)
+            plan_tables[table].append(row)
+    plan = Plan(plan_tables, runs, [int(s) for s in seeds], samples, eval_samples)
+    if "resolution" in plan_tables:
+        plan.notes["resolution"] = f"CPU stand-in: {lo} vs {hi} for the paper's 112 vs 224; " + (
+            f"high-resolution row also with {' '.join(hires_overrides)}"
+            if hires_overrides
+            else "same model config on both"
+        )
+    check_equal_budgets(plan)
+    return plan
