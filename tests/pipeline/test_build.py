@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline import build as B
+from pipeline.build import driver as B
 from shards.verify import verify
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ The head node (where the driver attaches) has no CPU and node B has one, so Ray 
 on both nodes Ray promises no spread (on a busy host one node took every unit).
 
 One host has one filesystem, so node B is started with the ``MPT_BUILD_NODE_PATHS`` testing
-hook (``pipeline.nodes``): under it, node B reads ``<tmp>/bm_b`` for ``<tmp>/bm_refused`` and
+hook (``pipeline.build.nodes``): under it, node B reads ``<tmp>/bm_b`` for ``<tmp>/bm_refused`` and
 ``<tmp>/out_b`` for ``<tmp>/out_refused``, as a node with its own disk would.
 """
 

@@ -1,15 +1,15 @@
 """The build's finish stage: remove (and name) temporary files a retried unit left, check
 planned = written + skipped, write ``topology.h5`` and ``manifest.json`` (last), verify the
-folder. A failed check is a :class:`~pipeline.build_config.FinishError` line (exit 4) and
+folder. A failed check is a :class:`~pipeline.build.config.FinishError` line (exit 4) and
 leaves no manifest."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.build_config import FinishError
+from pipeline.build.config import FinishError
+from pipeline.build.units import clean_partial
 from pipeline.plan import Plan
-from pipeline.units import clean_partial
 
 
 def finish(

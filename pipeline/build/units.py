@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.nodes import check_here, check_motion, node_path
+from pipeline.build.nodes import check_here, check_motion, node_path
 from pipeline.plan import Plan
 from pipeline.process import Context, RenderConfig, process_unit
 from shards.atomic import write_atomic
@@ -47,7 +47,7 @@ def make_jobs(
     expect: dict | None = None, sizes: dict[str, int | None] | None = None,
 ) -> list[dict]:  # fmt: skip
     """One job per unit; ``paths``: ``out``, ``amass``, ``body_models`` (absolute).
-    ``expect`` (:func:`pipeline.nodes.expectation`) and the motion files' ``sizes``: what the
+    ``expect`` (:func:`pipeline.build.nodes.expectation`) and the motion files' ``sizes``: what the
     node running the unit must see first (None: no check, the driver runs the units)."""
     jobs = []
     for u in units:

@@ -186,10 +186,10 @@ def node_label(node: dict) -> str:
 
 def check_cluster(ray, expect: dict) -> None:
     """Run :func:`check_here` on every alive node with CPUs (one task pinned to each); the
-    first node that differs stops the build (:class:`~pipeline.build_config.NodeMismatch`)."""
+    first node that differs stops the build (:class:`~pipeline.build.config.NodeMismatch`)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from pipeline.build_config import NodeMismatch
+    from pipeline.build.config import NodeMismatch
 
     nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
     task = ray.remote(num_cpus=0, max_retries=0)(check_here)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.build_config import PreflightError
+from pipeline.build.config import PreflightError
 from pipeline.plan import Plan, PlanConfig, SeqEntry, make_plan, plot_plan
 
 PARALLEL_PLAN_MIN_SEQUENCES = 256  # below this a process pool costs more than it saves

@@ -55,7 +55,7 @@ class _Report:
 
 def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """(report lines, error lines) of a dry run with build arguments ``args``."""
-    from pipeline.build_config import PreflightError, load_config
+    from pipeline.build.config import PreflightError, load_config
 
     r = _Report(["dry run: headers only; nothing is computed or written, Ray is not started"])
     try:
@@ -82,7 +82,7 @@ def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 def _archive(r: _Report, root: Path, mt: str) -> tuple[list, list, list, dict]:
     """Scan the archive's headers: (infos, usable entries, skipped files, kinds)."""
     from pipeline import amass
-    from pipeline.preflight import scan_archive
+    from pipeline.build.preflight import scan_archive
 
     entries, skips, kinds = [], [], {}
     infos: list = []
@@ -182,8 +182,8 @@ def _body_models(r: _Report, bm: Path, mt: str, kinds: dict) -> None:
 
 def _regressors(r: _Report, bm: Path, mt: str, neutral) -> None:
     """Each joint set's source, the regressor files found but not used, the H36M warning."""
+    from pipeline.build.preflight import h36m_warning
     from pipeline.joints import KeypointRegressor, find_h36m_regressor
-    from pipeline.preflight import h36m_warning
 
     try:
         kr = KeypointRegressor.from_body_models(bm, mt, neutral.num_vertices, neutral.num_joints)

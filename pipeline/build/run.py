@@ -1,10 +1,10 @@
 """The build's run stage: resume what is done, compute the other units in this process or as
 Ray tasks (a private local instance, or a cluster through ``--address`` / ``RAY_ADDRESS``).
 
-With Ray, every node first proves it sees the driver's world (:mod:`pipeline.nodes`), and every
-Ray failure (a task that kept raising, a dead worker or node, Ray's out-of-memory killer, a
-lost result ...) becomes one :class:`~pipeline.build_config.UnitFailed` line; finished units stay,
-a rerun resumes.
+With Ray, every node first proves it sees the driver's world (:mod:`pipeline.build.nodes`), and
+every Ray failure (a task that kept raising, a dead worker or node, Ray's out-of-memory killer, a
+lost result ...) becomes one :class:`~pipeline.build.config.UnitFailed` line; finished units
+stay, a rerun resumes.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pipeline import nodes
-from pipeline.build_config import NodeMismatch, PreflightError, UnitFailed
-from pipeline.plan import Plan
-from pipeline.units import (
+from pipeline.build import nodes
+from pipeline.build.config import NodeMismatch, PreflightError, UnitFailed
+from pipeline.build.units import (
     FAULT_ENV,
     UNITS_DIR,
     clean_partial,
@@ -27,6 +26,7 @@ from pipeline.units import (
     run_unit,
     warm_up,
 )
+from pipeline.plan import Plan
 
 #: units in flight per cluster CPU (re-read as units complete, so joining nodes get work)
 IN_FLIGHT_PER_CPU = 2

@@ -1,5 +1,5 @@
 """Preflight: everything a build checks on the driver before any work, each failure one
-:class:`~pipeline.build_config.PreflightError` line naming the path and the reason.
+:class:`~pipeline.build.config.PreflightError` line naming the path and the reason.
 
 The folders exist and the output is writable (:func:`check_paths`), the archive holds readable
 sequences of the build's body-model family (:func:`list_archive`), and the body models the
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.build_config import PreflightError
+from pipeline.build.config import PreflightError
 from pipeline.plan import PlanConfig, SeqEntry
 from pipeline.process import RenderConfig
 from shards.schema import GENDERS
