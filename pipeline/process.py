@@ -27,6 +27,7 @@ from cameras.crop import CROP_RES, apply_affine, crop_affine, crop_box
 from cameras.placement import placement_transform
 from cameras.projection import project
 from pipeline.heatmaps import encode
+from shards import masks as mask_codec
 from shards.config import Field, Section
 from shards.schema import GENDERS
 
@@ -349,7 +350,7 @@ def _silhouettes(
     """(M, V, MB) bit-packed silhouettes of the placed meshes in each view's R x R crop, and
     (M, V, 17) uint8 self-occlusion flags of the COCO keypoints ``kp`` (crop px at R) from the
     same depth buffer."""
-    from pipeline.masks import keypoint_occlusion, pack_masks, render_masks
+    from pipeline.masks import keypoint_occlusion, render_masks
 
     r = ctx.render
     proj = project(verts[:, None], Rs, ts, Ks, ds, distort=True)  # (M, V, Nv, ...)
@@ -361,4 +362,5 @@ def _silhouettes(
     )  # fmt: skip
     k = kp.shape[2]
     occ = keypoint_occlusion(kp.reshape(m * v, k, 2), kp_depth[:, :, :k].reshape(m * v, k), depth)
-    return pack_masks(masks.reshape(m, v, r.res, r.res)), occ.reshape(m, v, k).astype(np.uint8)
+    packed = mask_codec.encode(masks.reshape(m, v, r.res, r.res))
+    return packed, occ.reshape(m, v, k).astype(np.uint8)
