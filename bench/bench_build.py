@@ -150,7 +150,7 @@ def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
         "placement": ("pipeline/process.py", "_place"),
         "projection": ("cameras/projection.py", "project"),
         "crop": ("cameras/crop.py", "crop_box"),
-        "heatmaps": ("shards/heatmaps.py", "encode"),  # the codec pipeline.heatmaps re-exports
+        "heatmaps": ("shards/heatmaps.py", "encode"),
         "load_sequences": ("pipeline/process.py", "sequence"),
         "write": ("shards/writer.py", "write_shard"),
     }

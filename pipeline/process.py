@@ -26,9 +26,9 @@ from pydantic import model_validator
 from cameras.crop import CROP_RES, apply_affine, crop_affine, crop_box
 from cameras.placement import placement_transform
 from cameras.projection import project
-from pipeline.heatmaps import encode
 from shards import masks as mask_codec
 from shards.config import Field, Section
+from shards.heatmaps import encode
 from shards.schema import GENDERS
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from cameras.plotting import save_figure
-from pipeline import heatmaps as H
 from pipeline import masks as M
+from shards import heatmaps as H
 
 # SMPL rest frame (y-up, facing +z, left = +x), metres: COCO-17 joints of a relaxed standing pose.
 _FIGURE_JOINTS = np.array(

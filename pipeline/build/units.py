@@ -100,7 +100,7 @@ def warm_up(job: dict) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from pipeline.heatmaps import encode
+    from shards.heatmaps import encode
 
     ctx = _context(job)
     for g in GENDERS:
