@@ -14,14 +14,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.joints import rel_path
 from pipeline.plan import SPLITS, PlanConfig, central_mask, resample_indices
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _fps_list(rates: list[float]) -> str:
@@ -175,7 +169,7 @@ def _body_models(r: _Report, bm: Path, mt: str, kinds: dict) -> None:
                 state = f"UNUSABLE ({msg})"
                 if g == "neutral" or any(kg == g for _, kg in kinds.values()):
                     r.errors.append(f"{bm}: {mt} {g} body model unusable ({msg})")
-            r.lines.append(f"  {g:<8} {_rel(path, bm)}  {state}")
+            r.lines.append(f"  {g:<8} {rel_path(path, bm)}  {state}")
     if neutral is not None:
         _regressors(r, bm, mt, neutral)
 
@@ -198,9 +192,9 @@ def _regressors(r: _Report, bm: Path, mt: str, neutral) -> None:
     used = {p.get("file") for p in kr.provenance.values()}
     for rel, why in search.ignored:
         r.lines.append(f"  not used: {rel} ({why})")
-    if search.path is not None and _rel(search.path, bm) not in used:
+    if search.path is not None and rel_path(search.path, bm) not in used:
         r.lines.append(
-            f"  not used: {_rel(search.path, bm)} (the shipped joint_regressors.npz "
+            f"  not used: {rel_path(search.path, bm)} (the shipped joint_regressors.npz "
             "defines both joint sets of this generated model)"
         )
     approx = h36m_warning(kr.provenance, bm)

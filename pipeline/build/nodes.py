@@ -17,13 +17,13 @@ folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 from pathlib import Path
 
 from shards.atomic import write_atomic
+from shards.writer import file_checksum
 
 TOKEN_NAME = ".build-token"
 NODE_PATHS_ENV = "MPT_BUILD_NODE_PATHS"
@@ -42,15 +42,12 @@ def node_path(path: str | os.PathLike) -> Path:
 
 
 def sha256(path: Path) -> str | None:
-    """``sha256:<hex>`` of a file, None when it cannot be read."""
-    h = hashlib.sha256()
+    """``sha256:<hex>`` of a file (:func:`shards.writer.file_checksum`), None when it cannot be
+    read."""
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
+        return file_checksum(path, "sha256")
     except OSError:
         return None
-    return "sha256:" + h.hexdigest()
 
 
 def input_files(body_models: Path, model_type: str, genders: set[str], provenance: dict) -> list:
