@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.body_models import REAL_NUM_VERTICES
 from shards.schema import H36M14_FROM_17
 from shards.writer import file_checksum
 
@@ -136,7 +137,7 @@ class KeypointRegressor:
         h36m_regressor: np.ndarray | None = None,
     ) -> KeypointRegressor:
         """Regressor for real SMPL/SMPL+H/SMPL-X meshes (smplx face vertex ids)."""
-        from smplx.vertex_ids import vertex_ids
+        from smplx.vertex_ids import vertex_ids  # heavy: smplx (torch)
 
         ids = vertex_ids["smplx" if model_type == "smplx" else "smplh"]
         coco_v = np.zeros((17, num_vertices), np.float32)
@@ -279,8 +280,6 @@ def find_h36m_regressor(root: Path, model_type: str, num_vertices: int) -> H36MR
     SMPL-X models) is ignored with a reason; any other shape, or an unreadable or non-finite
     file, raises ``ValueError`` naming the file.
     """
-    from pipeline.body_models import REAL_NUM_VERTICES
-
     root = Path(root)
     res = H36MRegressorSearch(
         searched=[f"{d}/{n}" for n in H36M_REGRESSOR_NAMES for d in h36m_search_dirs(model_type)]

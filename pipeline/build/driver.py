@@ -44,6 +44,7 @@ import yaml
 
 from pipeline.build import nodes, planning, preflight
 from pipeline.build.config import BuildConfig, BuildError, PreflightError, load_config
+from pipeline.build.doctor import dry_run
 from pipeline.build.finish import finish
 from pipeline.build.preflight import scan_archive
 from pipeline.build.run import run_units
@@ -165,8 +166,6 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None), end="")
         return 0
     if args.dry_run:
-        from pipeline.build.doctor import dry_run
-
         return dry_run(args)
     try:
         build(args)

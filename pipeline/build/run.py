@@ -10,10 +10,13 @@ stay, a rerun resumes.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from tqdm import tqdm
 
 from pipeline.build import nodes
 from pipeline.build.config import NodeMismatch, PreflightError, UnitFailed
@@ -39,8 +42,6 @@ def run_units(
     """Resume: drop partial files, keep units whose shard matches its record, run the rest
     (in this process, or as Ray tasks on nodes that match ``expect``). Returns ({unit: record}
     of every unit, the records computed now, seconds spent computing them)."""
-    from tqdm import tqdm
-
     out = paths["out"]
     removed = clean_partial(out)
     (out / UNITS_DIR).mkdir(exist_ok=True)  # here, never on a worker (its folder must exist)
@@ -94,7 +95,7 @@ def run_ray(
     """Run units as Ray tasks (local instance or cluster); return the records and the seconds
     from the first submission to the last result (Ray and worker start-up excluded: one
     warm-up task per CPU loads models and kernels first)."""
-    import ray
+    import ray  # heavy: ray
 
     tmp = _init_ray(ray, workers, address)
     unit_of: dict = {}
@@ -132,8 +133,6 @@ def run_ray(
     finally:
         ray.shutdown()
         if tmp is not None:  # local instance: its session folder (logs went to the driver)
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -190,7 +189,7 @@ def keep_in_flight(
 
 def ray_failure(e: Exception, unit: int | None, retries: int) -> str:
     """One line for a Ray failure: what happened to which unit, in words per failure kind."""
-    import ray.exceptions as X
+    import ray.exceptions as X  # heavy: ray
 
     who = "a unit" if unit is None else f"unit {unit}"
     kinds = [

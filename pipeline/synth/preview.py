@@ -67,7 +67,7 @@ def montage(
     import matplotlib  # heavy: only when drawing (and Agg before pyplot)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     rows, cols = len(panels), max(len(r) for r in panels)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 3.4 * rows), squeeze=False)
@@ -166,7 +166,7 @@ def plot_motions(
     import matplotlib  # heavy: only when drawing (and Agg before pyplot)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     root = Path(root)
     body_models = default_body_models(root) if body_models is None else body_models
