@@ -69,7 +69,7 @@ preview: $(DATA)/.stamp
 
 # Every picture that does not need a trained model: bodies, motions, rig, heatmaps and masks.
 figures: preview
-	$(PY) -m pipeline.synth.motion --out $(DATA)/amass --png out/figures/synth_motions.png
+	$(PY) -m pipeline.synth motions --out $(DATA)/amass --png out/figures/synth_motions.png
 	$(PY) -m cameras plot --views 8 --out out/figures/rig.png
 	$(PY) -m pipeline.render_preview --out out/figures/render.png --body-models $(BODY_MODELS)
 

@@ -10,7 +10,7 @@ import numpy as np
 from timing import best_time
 
 from pipeline import amass
-from pipeline.synth.motion import generate_archive
+from pipeline.synth.archive import generate_archive
 
 
 def run() -> dict:

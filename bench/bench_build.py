@@ -124,7 +124,7 @@ def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
     import cProfile
     import pstats
 
-    from pipeline.build import load_config
+    from pipeline.build.config import load_config
     from pipeline.process import Context, RenderConfig, process_unit
     from shards.writer import write_shard
 
@@ -150,7 +150,7 @@ def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
         "placement": ("pipeline/process.py", "_place"),
         "projection": ("cameras/projection.py", "project"),
         "crop": ("cameras/crop.py", "crop_box"),
-        "heatmaps": ("shards/heatmaps.py", "encode"),  # the codec pipeline.heatmaps re-exports
+        "heatmaps": ("shards/heatmaps.py", "encode"),
         "load_sequences": ("pipeline/process.py", "sequence"),
         "write": ("shards/writer.py", "write_shard"),
     }
@@ -167,7 +167,7 @@ def profile_unit(amass: Path, models: Path, plan, seed: int = 0) -> dict:
 
 def unit_rates(amass: Path, models: Path, plan, work: Path, seed: int = 0) -> dict:
     """Meshes per CPU second of one unit computed and written in-process (best of 3)."""
-    from pipeline.build import load_config
+    from pipeline.build.config import load_config
     from pipeline.process import Context, RenderConfig, process_unit
     from shards.writer import write_shard
 
@@ -242,7 +242,7 @@ def vertex_errors(new: Path, old: Path, models: Path, meshes: int = 64) -> dict:
 
 
 def run() -> dict:
-    from pipeline import build as B
+    from pipeline.build import driver as B
     from pipeline.plan import Plan
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

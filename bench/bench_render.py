@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from timing import best_time
 
-from pipeline import heatmaps as H
 from pipeline import masks as M
+from shards import heatmaps as H
 
 K = 17
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from tqdm import tqdm
 
 from shards.schema import GENDERS
 
@@ -480,7 +481,6 @@ def _check_on_error(on_error: str) -> None:
 def _progress(items: list, desc: str, enabled: bool):
     if not enabled:
         return items
-    from tqdm import tqdm
 
     return tqdm(items, desc=desc, unit="file", leave=False)
 

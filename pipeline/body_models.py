@@ -127,7 +127,7 @@ def read_model_arrays(path: Path) -> dict:
 def _layer_class(model_type: str, num_betas: int):
     """smplx layer class whose SHAPE_SPACE_DIM lets ``num_betas`` through (smplx otherwise
     truncates any model with fewer than 300 shape directions to 10 betas)."""
-    import smplx
+    import smplx  # heavy: smplx (torch)
 
     base = {"smpl": smplx.SMPL, "smplh": smplx.SMPLH, "smplx": smplx.SMPLX}[model_type]
     return type(f"{base.__name__}Betas", (base,), {"SHAPE_SPACE_DIM": num_betas})
@@ -149,9 +149,9 @@ class BodyModel:
         gender: str = "neutral",
         num_betas: int | None = None,
     ) -> None:
-        import smplx
-        import torch
-        from smplx.utils import Struct
+        import smplx  # heavy: smplx (torch)
+        import torch  # heavy: torch
+        from smplx.utils import Struct  # heavy: smplx (torch)
 
         self.path = Path(path)
         self.model_type = model_type
@@ -237,7 +237,7 @@ class BodyModel:
         (N, 165) for SMPL-X (root, 21 body, jaw, leye, reye, 15+15 hand). Missing trailing
         entries are zero. ``betas``: (B,) or (N, B); ``trans``: (N, 3).
         """
-        import torch
+        import torch  # heavy: torch
 
         N = n or (len(poses) if poses is not None else len(trans) if trans is not None else 1)
         nj = {"smpl": 24, "smplh": 52, "smplx": 55}[self.model_type]

@@ -25,13 +25,14 @@ the manifest.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.body_models import REAL_NUM_VERTICES
 from shards.schema import H36M14_FROM_17
+from shards.writer import file_checksum
 
 COCO17 = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -136,7 +137,7 @@ class KeypointRegressor:
         h36m_regressor: np.ndarray | None = None,
     ) -> KeypointRegressor:
         """Regressor for real SMPL/SMPL+H/SMPL-X meshes (smplx face vertex ids)."""
-        from smplx.vertex_ids import vertex_ids
+        from smplx.vertex_ids import vertex_ids  # heavy: smplx (torch)
 
         ids = vertex_ids["smplx" if model_type == "smplx" else "smplh"]
         coco_v = np.zeros((17, num_vertices), np.float32)
@@ -196,7 +197,11 @@ class KeypointRegressor:
                 raise ValueError(
                     f"{gen}: rows have {reg.coco_v.shape[1]} vertices, model has {num_vertices}"
                 )
-            prov = {"source": SHIPPED, "file": _rel(gen, root), "sha256": file_sha256(gen)}
+            prov = {
+                "source": SHIPPED,
+                "file": rel_path(gen, root),
+                "sha256": file_checksum(gen, "sha256"),
+            }
             reg.provenance = {"coco17": dict(prov), "h36m17": dict(prov)}
             return reg
         if num_vertices is None:
@@ -206,10 +211,10 @@ class KeypointRegressor:
         if found.path is not None:
             reg.provenance["h36m17"] = {
                 "source": found.path.name,
-                "file": _rel(found.path, root),
+                "file": rel_path(found.path, root),
                 "sha256": found.sha256,
             }
-            reg.source = f"smpl-topology + {_rel(found.path, root)}"
+            reg.source = f"smpl-topology + {rel_path(found.path, root)}"
         return reg
 
 
@@ -244,16 +249,8 @@ class H36MRegressorSearch:
     ignored: list[tuple[str, str]] = field(default_factory=list)
 
 
-def file_sha256(path: Path) -> str:
-    """``sha256:<hex>`` of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
-def _rel(path: Path, root: Path) -> str:
+def rel_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (posix), or the whole path when it lies elsewhere."""
     try:
         return Path(path).relative_to(root).as_posix()
     except ValueError:
@@ -283,16 +280,14 @@ def find_h36m_regressor(root: Path, model_type: str, num_vertices: int) -> H36MR
     SMPL-X models) is ignored with a reason; any other shape, or an unreadable or non-finite
     file, raises ``ValueError`` naming the file.
     """
-    from pipeline.body_models import REAL_NUM_VERTICES
-
     root = Path(root)
     res = H36MRegressorSearch(
         searched=[f"{d}/{n}" for n in H36M_REGRESSOR_NAMES for d in h36m_search_dirs(model_type)]
     )
     for p in h36m_candidates(root, model_type):
-        rel = _rel(p, root)
+        rel = rel_path(p, root)
         if res.path is not None:
-            res.ignored.append((rel, f"{_rel(res.path, root)} comes first in the search order"))
+            res.ignored.append((rel, f"{rel_path(res.path, root)} comes first in the search order"))
             continue
         try:
             a = np.load(p, allow_pickle=False)
@@ -311,5 +306,5 @@ def find_h36m_regressor(root: Path, model_type: str, num_vertices: int) -> H36MR
             )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{p}: H36M regressor contains NaN or Inf")
-        res.path, res.array, res.sha256 = p, a, file_sha256(p)
+        res.path, res.array, res.sha256 = p, a, file_checksum(p, "sha256")
     return res

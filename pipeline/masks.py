@@ -13,8 +13,8 @@ Backends:
   numba is installed, else a vectorised numpy version (identical masks).
 - "auto": the same as "cpu" (kept so configs and callers that name it keep working).
 
-Masks are stored bit-packed (`pack_masks` / `unpack_masks`, numpy's big-endian bit order over
-the row-major R*R pixels). `keypoint_occlusion` tests keypoints against the depth buffer.
+Masks are stored bit-packed by the format's codec (:mod:`shards.masks`). `keypoint_occlusion`
+tests keypoints against the depth buffer.
 """
 
 from __future__ import annotations
@@ -197,26 +197,6 @@ def render_masks(
         )
     mask, zbuf = rasterize_cpu(uv, depth, faces, res, return_depth, znear)
     return (mask, zbuf) if return_depth else mask
-
-
-def pack_masks(masks: np.ndarray) -> np.ndarray:
-    """(..., R, R) bool -> (..., ceil(R*R/8)) uint8, row-major pixels, big-endian bits."""
-    m = np.asarray(masks)
-    if m.ndim < 2 or m.shape[-1] != m.shape[-2]:
-        raise ValueError(f"pack_masks: expected (..., R, R), got shape {m.shape}")
-    return np.packbits(m.reshape(*m.shape[:-2], -1).astype(bool), axis=-1)
-
-
-def unpack_masks(packed: np.ndarray, res: int) -> np.ndarray:
-    """Inverse of `pack_masks`: (..., ceil(R*R/8)) uint8 -> (..., R, R) bool."""
-    p = np.asarray(packed)
-    nbytes = (res * res + 7) // 8
-    if p.dtype != np.uint8 or p.ndim < 1 or p.shape[-1] != nbytes:
-        raise ValueError(
-            f"unpack_masks: expected (..., {nbytes}) uint8 for res={res}, got {p.shape} {p.dtype}"
-        )
-    bits = np.unpackbits(p, axis=-1, count=res * res)
-    return bits.reshape(*p.shape[:-1], res, res).astype(bool)
 
 
 def keypoint_occlusion(

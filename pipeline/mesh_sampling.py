@@ -41,7 +41,7 @@ def _closest_point_barycentric(
 
     Candidate faces are the ``k`` nearest by centroid plus all faces of the nearest vertex.
     """
-    from trimesh.triangles import closest_point, points_to_barycentric
+    from trimesh.triangles import closest_point, points_to_barycentric  # heavy: trimesh
 
     tri = vertices[faces]
     k = min(k, len(faces))
@@ -102,7 +102,7 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.n
 
     A closed manifold input gives a closed manifold output: collapse aggressiveness settings
     are tried in a fixed order until one keeps the surface closed."""
-    import fast_simplification
+    import fast_simplification  # heavy: fast_simplification
 
     vertices = np.asarray(vertices, np.float64)
     faces = np.asarray(faces, np.int64)

@@ -25,12 +25,15 @@ import json
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from tqdm import tqdm
 
 from cameras.plotting import save_figure
+from pipeline.subsets import split_of
 from shards.atomic import atomic_path, write_atomic
 from shards.config import Field, Number, Section
 
@@ -73,8 +76,6 @@ class PlanConfig(Section):
     def split_of(self, subset: str) -> str:
         """Split name for an AMASS subset folder (default train); names of both AMASS releases
         match each other (``pipeline.subsets.split_of``)."""
-        from pipeline.subsets import split_of
-
         return split_of(subset, self.splits)
 
 
@@ -251,10 +252,6 @@ def _all_candidates(listing, cfg, load_body_pose, skips: list, progress: bool, m
     """Every sequence's candidate frames (:func:`sequence_candidates`, spread with
     ``map_fn``); a sequence whose poses fail to load is appended to ``skips``. Returns (the
     usable sequences, their candidate frames)."""
-    from functools import partial
-
-    from tqdm import tqdm
-
     cand: list[np.ndarray] = []
     usable: list[SeqEntry] = []
     results = map_fn(partial(sequence_candidates, cfg=cfg, load_body_pose=load_body_pose), listing)
@@ -370,10 +367,10 @@ def make_plan(
 def plot_plan(plan: Plan, png: Path, max_sequences: int = 8) -> Path:
     """Figure of the plan: per-subset duration, candidates and planned meshes (coloured by
     split), and a timeline of planned frames for a few sequences."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     colours = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868"}
     subs = plan.stats["subsets"]
@@ -388,7 +385,7 @@ def plot_plan(plan: Plan, png: Path, max_sequences: int = 8) -> Path:
     for i, n in enumerate(names):
         label = f"{subs[n]['split']}\n{subs[n]['duration_s'] / 60:.1f} min"
         ax0.annotate(label, (i + 0.2, subs[n]["planned"]), ha="center", va="bottom", fontsize=8)
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # heavy: matplotlib
 
     handles = [Patch(color="#BBBBBB", label="candidates (fps, central, keep-rate, thinning)")]
     handles += [Patch(color=c, label=f"planned, {k}") for k, c in colours.items()]

@@ -21,13 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import model_validator
 
 from cameras.crop import CROP_RES, apply_affine, crop_affine, crop_box
 from cameras.placement import placement_transform
 from cameras.projection import project
-from pipeline.heatmaps import encode
+from cameras.rig import make_rig
+from pipeline.amass import AmassFileError, load_sequence
+from pipeline.body_models import load_body_model
+from pipeline.joints import KeypointRegressor
+from pipeline.masks import keypoint_occlusion, render_masks
+from shards import masks as mask_codec
 from shards.config import Field, Section
+from shards.heatmaps import encode
 from shards.schema import GENDERS
 
 
@@ -70,8 +77,6 @@ class Context:
         model_type: str = "smplh",
         cache: int = 32,
     ):
-        from cameras.rig import make_rig
-
         self.amass_root = Path(amass_root)
         self.body_models_dir = Path(body_models)
         self.render = render
@@ -84,8 +89,6 @@ class Context:
 
     def sequence(self, rel: str):
         """Load (and cache) one AMASS sequence; raises AmassFileError with a one-line reason."""
-        from pipeline.amass import load_sequence
-
         if rel in self._seqs:
             self._seqs.move_to_end(rel)
             return self._seqs[rel]
@@ -97,8 +100,6 @@ class Context:
 
     def model(self, model_type: str, gender: str):
         """Cached body model (pipeline.body_models)."""
-        from pipeline.body_models import load_body_model
-
         key = (model_type, gender)
         if key not in self._models:
             self._models[key] = load_body_model(
@@ -112,10 +113,6 @@ class Context:
         ground-truth mesh."""
         key = ("regressors", model_type)
         if key not in self._models:
-            import scipy.sparse as sp
-
-            from pipeline.joints import KeypointRegressor
-
             model = self.model(model_type, "neutral")
             kr = KeypointRegressor.from_body_models(
                 self.body_models_dir, model_type, model.num_vertices, model.num_joints
@@ -129,7 +126,7 @@ class Context:
         skinning the reader recomputes vertices with (and ~2x faster than the smplx layer)."""
         key = ("skinner", model_type, gender)
         if key not in self._models:
-            from shards.body import BodySkinner
+            from shards.body import BodySkinner  # heavy: torch
 
             arrays = self.model(model_type, gender).skinning_arrays()
             self._models[key] = BodySkinner({gender: arrays}, model_type).genders[gender]
@@ -198,8 +195,6 @@ def _body_params(ctx: Context, paths: list[str], frames: np.ndarray, sample_ids:
     positions, pose, trans, betas, gender codes of the kept samples, skips): a sample whose
     file fails to load, whose frame is past the end or whose values are not finite is skipped
     with its reason."""
-    from pipeline.amass import AmassFileError
-
     m_all = len(sample_ids)
     skips: list[dict] = []
     keep = np.ones(m_all, bool)
@@ -289,7 +284,7 @@ def _inside(kp: np.ndarray, res: int) -> np.ndarray:
 
 def _apply(T: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Apply (M, 4, 4) transforms to (M, N, 3) float32 points (one batched GEMM)."""
-    import torch
+    import torch  # heavy: torch
 
     R = torch.from_numpy(np.ascontiguousarray(T[:, :3, :3].transpose(0, 2, 1), np.float32))
     t = torch.from_numpy(np.ascontiguousarray(T[:, None, :3, 3], np.float32))
@@ -305,7 +300,7 @@ def _bodies(
     model_type: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Posed vertices (M, Nv, 3) and COCO-17 / H36M-17 joints (M, 17, 3), AMASS world frame."""
-    import torch
+    import torch  # heavy: torch
 
     verts = None
     chunk = ctx.render.body_chunk
@@ -349,8 +344,6 @@ def _silhouettes(
     """(M, V, MB) bit-packed silhouettes of the placed meshes in each view's R x R crop, and
     (M, V, 17) uint8 self-occlusion flags of the COCO keypoints ``kp`` (crop px at R) from the
     same depth buffer."""
-    from pipeline.masks import keypoint_occlusion, pack_masks, render_masks
-
     r = ctx.render
     proj = project(verts[:, None], Rs, ts, Ks, ds, distort=True)  # (M, V, Nv, ...)
     uv = apply_affine(crop_r, proj.uv)
@@ -361,4 +354,5 @@ def _silhouettes(
     )  # fmt: skip
     k = kp.shape[2]
     occ = keypoint_occlusion(kp.reshape(m * v, k, 2), kp_depth[:, :, :k].reshape(m * v, k), depth)
-    return pack_masks(masks.reshape(m, v, r.res, r.res)), occ.reshape(m, v, k).astype(np.uint8)
+    packed = mask_codec.encode(masks.reshape(m, v, r.res, r.res))
+    return packed, occ.reshape(m, v, k).astype(np.uint8)

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cameras import apply_affine, crop_affine, crop_box, make_rig, placement_transform
 from cameras.plotting import save_figure
-from pipeline import heatmaps as H
 from pipeline import masks as M
+from pipeline.body_models import load_body_model
+from shards import heatmaps as H
 
 # SMPL rest frame (y-up, facing +z, left = +x), metres: COCO-17 joints of a relaxed standing pose.
 _FIGURE_JOINTS = np.array(
@@ -38,7 +40,7 @@ _FIGURE_LIMBS = [
 
 def procedural_figure() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A ~7k-vertex capsule body: (vertices (N, 3), faces (F, 3), COCO-17 joints (17, 3)), y-up."""
-    import trimesh
+    import trimesh  # heavy: trimesh
 
     j = _FIGURE_JOINTS
     extra = {
@@ -66,8 +68,6 @@ def _body(body_models: Path | None, seed: int):
     y_to_z = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # +90 deg about x: y-up -> z-up
     reg_file = body_models / "smplh" / "joint_regressors.npz" if body_models else None
     if reg_file is not None and reg_file.is_file():
-        from pipeline.body_models import load_body_model
-
         model = load_body_model(body_models)
         rng = np.random.default_rng(seed)
         pose = np.zeros((1, 156))
@@ -86,8 +86,6 @@ def render_views(
     body_models: Path | None = None, views: int = 8, res: int = 56, seed: int = 0
 ) -> dict:
     """Everything the preview draws, as arrays (also handy in notebooks)."""
-    from cameras import apply_affine, crop_affine, crop_box, make_rig, placement_transform
-
     verts, faces, coco, label = _body(body_models, seed)
     T = placement_transform(verts, np.random.default_rng(seed), root=coco[11:13].mean(0)[None])
     verts = verts @ T[:3, :3].T + T[:3, 3]
@@ -111,10 +109,10 @@ def render_preview(
     out: Path | str, body_models: Path | str | None = None, views: int = 8, res: int = 56
 ) -> Path:
     """Draw the preview PNG and return its path."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     body_models = Path(body_models) if body_models else None
     d = render_views(body_models, views, res)

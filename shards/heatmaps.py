@@ -2,10 +2,9 @@
 of mmpose's codecs.
 
 The shards own this codec (``views/heatmaps`` are its uint8 output), so everything that makes
-heatmaps the way the shards hold them imports it from here: the build (``pipeline.heatmaps``
-re-exports it unchanged) and evaluations that render heatmaps from outside 2D keypoints
-(``trainer.h36m``). :func:`dataset_codec` reads the resolution and sigma a dataset was built
-with from its manifest.
+heatmaps the way the shards hold them imports it from here: the build and evaluations that
+render heatmaps from outside 2D keypoints (``trainer.h36m``). :func:`dataset_codec` reads the
+resolution and sigma a dataset was built with from its manifest.
 
 `encode` draws one Gaussian per keypoint, `exp(-((j - x)^2 + (i - y)^2) / (2 sigma^2))`, with
 peak 1 at the keypoint's sub-pixel position (x, y) in heatmap pixels (pixel (i, j) is centred at

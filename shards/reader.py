@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from cameras.crop import CROP_RES
+from shards import masks as mask_codec
 from shards.manifest import Manifest, load_manifest
 from shards.schema import FORMAT_NAME, SCHEMA_VERSION, version_message
 
@@ -478,7 +479,7 @@ class ShardDataset(IterableDataset):
         if "occluded" in raw:
             out["occluded"] = torch.from_numpy(raw["occluded"].astype(bool))
         if self.with_masks:
-            bits = np.unpackbits(raw["masks"], axis=-1, count=self.R * self.R)
+            bits = mask_codec.decode(raw["masks"], self.R)
             out["masks"] = self._empty((len(bits), 1, self.R, self.R), shm)
             out["masks"].copy_(torch.from_numpy(bits.reshape(-1, 1, self.R, self.R)))
         out["sample_id"] = torch.from_numpy(raw["sample_id"].astype(np.int64))

@@ -13,6 +13,7 @@ import numpy as np
 from cameras.crop import CROP_RES, apply_affine
 from cameras.plotting import save_figure
 from cameras.projection import project
+from shards import masks as mask_codec
 from shards.manifest import load_manifest
 
 
@@ -93,7 +94,7 @@ def show(
             ax = axes[i, j]
             ax.set_facecolor("black")
             if masks is not None:
-                m = np.unpackbits(masks[i, v], count=r * r).reshape(r, r)
+                m = mask_codec.decode(masks[i, v], r).view(np.uint8)
                 ax.imshow(m, cmap="gray", vmin=0, vmax=3, extent=ext, interpolation="nearest")
             hm = get["views/heatmaps"][i, v].max(0) / 255.0
             rgba = plt.get_cmap("inferno")(hm)

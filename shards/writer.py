@@ -18,6 +18,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from shards import masks as mask_codec
 from shards.atomic import commit, temp_path
 from shards.schema import (
     FIELD_BY_NAME,
@@ -111,12 +112,6 @@ def _gender_codes(values: np.ndarray) -> np.ndarray:
     if values.dtype == object:
         return np.array([GENDERS.index(str(v)) for v in values], dtype=np.uint8)
     return values.astype(np.uint8)
-
-
-def _pack_masks(masks: np.ndarray) -> np.ndarray:
-    """(M, V, R, R) bool/uint8 -> (M, V, ceil(R*R/8)) uint8."""
-    m, v = masks.shape[:2]
-    return np.packbits(masks.reshape(m, v, -1).astype(bool), axis=-1)
 
 
 class ShardWriter:
@@ -220,7 +215,7 @@ class ShardWriter:
         """Append ``M_batch`` meshes (all fields must agree on that count)."""
         batch = dict(batch)
         if "views/masks" in batch and batch["views/masks"].ndim == 4:
-            batch["views/masks"] = _pack_masks(batch["views/masks"])
+            batch["views/masks"] = mask_codec.encode(batch["views/masks"])
         if "body/gender" in batch:
             batch["body/gender"] = _gender_codes(batch["body/gender"])
         if self._f is None:

@@ -12,7 +12,7 @@ def synth_data(tmp_path_factory) -> Path:
     """Small embedded default generated once per session.
 
     Layout: ``ROOT/body_models/smplh/{neutral,male,female}/model.npz`` (+ joint_regressors.npz)
-    and, once pipeline.synth.motion exists, ``ROOT/amass/...`` (small archive, seed 0).
+    and, once pipeline.synth.archive exists, ``ROOT/amass/...`` (small archive, seed 0).
     """
     from pipeline.synth import generate
 

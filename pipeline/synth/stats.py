@@ -28,20 +28,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 from smplx.joint_names import SMPLH_JOINT_NAMES
 
-#: Joint groups by SMPL-H joint name (body joints 1..21); left/right pairs list left first.
-GROUPS: dict[str, tuple[str, ...]] = {
-    "hips": ("left_hip", "right_hip"),
-    "knees": ("left_knee", "right_knee"),
-    "ankles": ("left_ankle", "right_ankle"),
-    "feet": ("left_foot", "right_foot"),
-    "spine": ("spine1", "spine2", "spine3"),
-    "neck": ("neck",),
-    "head": ("head",),
-    "collars": ("left_collar", "right_collar"),
-    "shoulders": ("left_shoulder", "right_shoulder"),
-    "elbows": ("left_elbow", "right_elbow"),
-    "wrists": ("left_wrist", "right_wrist"),
-}
+from pipeline.synth.joint_names import GROUPS
+
 #: Groups with a left and a right joint (asymmetry).
 PAIRED = tuple(g for g, names in GROUPS.items() if len(names) == 2)
 _INDEX = {name: i for i, name in enumerate(SMPLH_JOINT_NAMES[:22])}

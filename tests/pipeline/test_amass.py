@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import amass
 from pipeline.amass import AmassFileError, Skip, load_archive, load_sequence, scan
-from pipeline.synth.motion import generate_archive
+from pipeline.synth.archive import generate_archive
 
 
 @pytest.fixture(scope="module")

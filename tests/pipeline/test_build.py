@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline import build as B
+from pipeline.build import driver as B
 from shards.verify import verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -356,7 +356,8 @@ def test_masks_match_rasterized_stored_geometry(inputs, tmp_path):
     parameters) through the stored camera and crop, up to edge pixels."""
     from cameras.crop import apply_affine, resize_affine
     from cameras.projection import project
-    from pipeline.masks import render_masks, unpack_masks
+    from pipeline.masks import render_masks
+    from shards import masks as mask_codec
     from shards.topology import load_topology
 
     out = tmp_path / "masks"
@@ -368,7 +369,7 @@ def test_masks_match_rasterized_stored_geometry(inputs, tmp_path):
     names = ["views/R", "views/t", "views/K", "views/dist", "views/crop"]
     body = ["body/pose", "body/betas", "body/gender", "body/trans", "body/placement"]
     d = _read(out / "shard-000000.h5", names + body + ["views/masks"])
-    masks = unpack_masks(d["views/masks"], 56)
+    masks = mask_codec.decode(d["views/masks"], 56)
     A = resize_affine(224, 56)
     import torch
 

@@ -4,8 +4,12 @@
 a node that sees another body-model file or another output folder is refused by name before
 any compute.
 
+The head node (where the driver attaches) has no CPU and node B has one, so Ray can place a unit
+(``num_cpus=1``) on node B only: every unit crosses to another node by construction. With a CPU
+on both nodes Ray promises no spread (on a busy host one node took every unit).
+
 One host has one filesystem, so node B is started with the ``MPT_BUILD_NODE_PATHS`` testing
-hook (``pipeline.nodes``): under it, node B reads ``<tmp>/bm_b`` for ``<tmp>/bm_refused`` and
+hook (``pipeline.build.nodes``): under it, node B reads ``<tmp>/bm_b`` for ``<tmp>/bm_refused`` and
 ``<tmp>/out_b`` for ``<tmp>/out_refused``, as a node with its own disk would.
 """
 
@@ -73,10 +77,10 @@ def cluster(synth_data):
     (tmp / "out_b").mkdir()
     port = _free_port()
     addr = f"127.0.0.1:{port}"
-    common = ["--block", "--num-cpus", "1", "--disable-usage-stats"]
+    common = ["--block", "--disable-usage-stats"]
     head = subprocess.Popen(
         [RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false",
-         "--temp-dir", str(tmp / "ray_a"), *common],
+         "--temp-dir", str(tmp / "ray_a"), "--num-cpus", "0", *common],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     procs = [head]
@@ -85,7 +89,7 @@ def cluster(synth_data):
         time.sleep(8)  # the head's GCS must be up before a node joins
         node_b = subprocess.Popen(
             [RAY, "start", "--address", addr, "--temp-dir", str(tmp / "ray_b"),
-             "--resources", '{"node_b": 1}', *common],
+             "--num-cpus", "1", "--resources", '{"node_b": 1}', *common],
             env=_env(MPT_BUILD_NODE_PATHS=hook), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -121,10 +125,11 @@ def _errors(r: subprocess.CompletedProcess) -> list[str]:
 
 
 def test_cluster_build_equals_local_build(cluster, tmp_path):
-    """Through RAY_ADDRESS, units run on both nodes, unit 2 crashes once mid-shard (the fault
-    variable reaches the cluster's workers) and is retried; every shard and plan.npz equal a
-    local in-process build's, byte for byte, and no temporary file is left."""
-    addr, tmp, _, (amass, models) = cluster
+    """Through RAY_ADDRESS, every unit runs on node B (the only node with a CPU, not the head the
+    driver attached to), unit 2 crashes once mid-shard (the fault variable reaches the cluster's
+    workers) and is retried; every shard and plan.npz equal a local in-process build's, byte for
+    byte, and no temporary file is left."""
+    addr, tmp, b_id, (amass, models) = cluster
     local, remote = tmp_path / "local", tmp / "out_cluster"
     assert _build(amass, models, local, _env(), workers=0).returncode == 0
     flag = tmp / "crashed-once"
@@ -139,7 +144,8 @@ def test_cluster_build_equals_local_build(cluster, tmp_path):
         assert (local / n).read_bytes() == (remote / n).read_bytes(), n
     assert not list(remote.rglob("*.tmp-*"))
     recs = [json.loads(p.read_text()) for p in sorted((remote / "units").glob("unit-*.json"))]
-    assert len({rec["worker"]["node"] for rec in recs}) == 2  # both nodes did work
+    assert len(recs) == len(names) - 1  # one record per shard
+    assert {rec["worker"]["node"] for rec in recs} == {b_id}  # node B did every unit
     man = json.loads((remote / "manifest.json").read_text())
     assert man["config"]["amass"] == str(amass.resolve())
     print(f"cluster build: {man['meshes']} meshes in {dt:.1f} s (whole command)")

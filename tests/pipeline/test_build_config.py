@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import build as B
+from pipeline.build import driver as B
 
 ROOT = Path(__file__).resolve().parents[2]
 

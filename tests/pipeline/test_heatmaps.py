@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import heatmaps as H
+from shards import heatmaps as H
 
 ENGINES = ["numpy"] + (["numba"] if H.HAVE_NUMBA else [])
 

@@ -7,6 +7,7 @@ import pytest
 import trimesh
 
 from pipeline import masks as M
+from shards import masks as mask_codec
 
 ENGINES = ["numpy"] + (["numba"] if M.HAVE_NUMBA else [])
 
@@ -181,15 +182,15 @@ def test_body_mesh_matches_ray_casting(synth_data):
 def test_pack_unpack_round_trip(res):
     rng = np.random.default_rng(res)
     masks = rng.random((3, 2, res, res)) > 0.5
-    packed = M.pack_masks(masks)
+    packed = mask_codec.encode(masks)
     assert packed.dtype == np.uint8 and packed.shape == (3, 2, (res * res + 7) // 8)
-    np.testing.assert_array_equal(M.unpack_masks(packed, res), masks)
+    np.testing.assert_array_equal(mask_codec.decode(packed, res), masks)
     # bit order: first pixel is the most significant bit of byte 0
     one = np.zeros((res, res), bool)
     one[0, 0] = True
-    assert M.pack_masks(one)[0] == 128
-    with pytest.raises(ValueError, match="unpack_masks"):
-        M.unpack_masks(packed[..., :-1], res)
+    assert mask_codec.encode(one)[0] == 128
+    with pytest.raises(ValueError, match="masks decode"):
+        mask_codec.decode(packed[..., :-1], res)
 
 
 def test_keypoint_occlusion_sphere_in_front():

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from pipeline import amass
-from pipeline import build as B
 from pipeline.amass import AmassFileError
+from pipeline.build import driver as B
 from pipeline.plan import PlanConfig, make_plan
 from pipeline.subsets import check_listing
 
@@ -245,11 +245,11 @@ def test_dry_run_reports_without_working(src, models, tmp_path, capsys, monkeypa
     def no_work(*a, **k):
         raise AssertionError("the dry run started work")
 
-    from pipeline import build_plan, build_run
+    from pipeline.build import planning, run
 
-    monkeypatch.setattr(build_run, "run_ray", no_work)
-    monkeypatch.setattr(build_run, "run_local", no_work)
-    monkeypatch.setattr(build_plan, "make_plan", no_work)
+    monkeypatch.setattr(run, "run_ray", no_work)
+    monkeypatch.setattr(run, "run_local", no_work)
+    monkeypatch.setattr(planning, "make_plan", no_work)
     assert B.main(_args(root, models, out, extra=["--dry-run"])) == 0
     text = capsys.readouterr().out
     assert not out.exists()

@@ -16,8 +16,9 @@ import torch
 from scipy.spatial.transform import Rotation
 from smplx.lbs import batch_rigid_transform, blend_shapes, vertices2joints
 
-from pipeline.synth import SHIPPED_BODY_MODELS, motion
-from pipeline.synth.motion import JOINT_LIMITS, generate_archive
+from pipeline.synth import SHIPPED_BODY_MODELS, skeleton
+from pipeline.synth.archive import generate_archive
+from pipeline.synth.skeleton import JOINT_LIMITS
 
 #: SMPL-H kinematic tree (22 body joints, then 15 per hand), as the real model files store it.
 SMPLH_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
@@ -159,9 +160,9 @@ def test_joint_limits_and_anatomy(full_archive):
     for p in files:
         with np.load(p) as d:
             poses = _smplh_poses(d)
-        euler = motion.pose_to_euler(poses)
+        euler = skeleton.pose_to_euler(poses)
         # decomposition must reproduce the rotation (checks the Euler convention round trip)
-        back = Rotation.from_euler(motion.EULER_SEQ, euler.reshape(-1, 3)[:, [1, 2, 0]])
+        back = Rotation.from_euler(skeleton.EULER_SEQ, euler.reshape(-1, 3)[:, [1, 2, 0]])
         np.testing.assert_allclose(back.as_rotvec(), poses.reshape(-1, 3), atol=1e-6)
         for j, lim in JOINT_LIMITS.items():
             e = euler[:, j]
@@ -273,8 +274,8 @@ def test_feet_on_floor_with_generated_body_model(synth_data, tmp_path):
         sole = verts.numpy()[..., 2].min(axis=1) + trans[idx, 2]
         feet = joints.numpy()[:, [7, 8, 10, 11], 2].min(axis=1) + trans[idx, 2]
         airborne = _kind(p) in ("jump", "jumping_jacks", "run", "skip")
-        assert feet.min() > motion.FOOT_CLEARANCE - 0.035, (p.name, feet)
-        assert feet.max() < motion.FOOT_CLEARANCE + (0.5 if airborne else 0.035), (p.name, feet)
+        assert feet.min() > skeleton.FOOT_CLEARANCE - 0.035, (p.name, feet)
+        assert feet.max() < skeleton.FOOT_CLEARANCE + (0.5 if airborne else 0.035), (p.name, feet)
         assert sole.min() > -0.06, (p.name, sole)
         assert (sole.min() if airborne else np.median(sole)) < 0.04, (p.name, sole)
 
@@ -334,11 +335,13 @@ def test_cli_preview_and_motion_sheet(synth_data, tmp_path):
     from PIL import Image
 
     from pipeline.synth.__main__ import main
-    from pipeline.synth.preview import plot_motions
 
     png = tmp_path / "preview.png"
     assert main(["--out", str(synth_data), "--preview", str(png)]) == 0
     w, h = Image.open(png).size
     assert w > 600 and h > 600
-    sheet = plot_motions(synth_data / "amass", tmp_path / "motions.png")
+    sheet = tmp_path / "motions.png"  # `make figures`: the sheet of an existing archive
+    n = len(list((synth_data / "amass").rglob("*_poses.npz")))
+    assert main(["motions", "--out", str(synth_data / "amass"), "--png", str(sheet)]) == 0
     assert Image.open(sheet).size[1] > 200
+    assert len(list((synth_data / "amass").rglob("*_poses.npz"))) == n  # nothing rewritten

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation, Slerp
 
-from pipeline.synth.motion import MOTIONS, generate_archive
-from pipeline.synth.stats import GROUPS, PAIRED, archive_stats, joint_samples, main, pelvis_tilt
+from pipeline.synth.archive import generate_archive
+from pipeline.synth.joint_names import GROUPS
+from pipeline.synth.moves import MOTIONS
+from pipeline.synth.stats import PAIRED, archive_stats, joint_samples, main, pelvis_tilt
 
 #: Real AMASS SMPL+H clip (nghorbani/amass support_data/github_data/dmpl_sample.npz, 235 frames
 #: at 120 fps), as published in issue 22: median / p95 joint angle (deg), median / p95 speed

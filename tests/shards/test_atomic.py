@@ -31,7 +31,7 @@ def test_temporary_name_is_what_builds_and_verify_clean_up(tmp_path):
 
     tmp = temp_path(tmp_path / "shard-000001.h5")
     assert tmp.parent == tmp_path and tmp.name.startswith("shard-000001.h5.tmp-")
-    assert tmp.match("*.tmp-*")  # pipeline.units.clean_partial, shards.verify
+    assert tmp.match("*.tmp-*")  # pipeline.build.units.clean_partial, shards.verify
     # unique across hosts sharing a folder (the pid alone repeats) and across calls
     host = socket.gethostname().split(".")[0]
     assert host.replace("_", "-") in tmp.name and f"-{os.getpid()}-" in tmp.name

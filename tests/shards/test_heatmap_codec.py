@@ -7,13 +7,6 @@ import pytest
 from shards import heatmaps as codec
 
 
-def test_pipeline_reexports_the_shards_codec():
-    from pipeline import heatmaps as H
-
-    for name in ("encode", "decode", "default_sigma", "window_radius", "drawable", "CUTOFF"):
-        assert getattr(H, name) is getattr(codec, name)
-
-
 @pytest.mark.parametrize(
     ("dims", "config", "want"),
     [

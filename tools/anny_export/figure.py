@@ -127,7 +127,7 @@ def make_figure(
     )
     from pipeline import masks
     from pipeline.body_models import load_body_model
-    from pipeline.synth.motion import generate_archive
+    from pipeline.synth.archive import generate_archive
 
     rig = make_rig(8)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,24 +1,26 @@
 """The build's run stage: resume what is done, compute the other units in this process or as
 Ray tasks (a private local instance, or a cluster through ``--address`` / ``RAY_ADDRESS``).
 
-With Ray, every node first proves it sees the driver's world (:mod:`pipeline.nodes`), and every
-Ray failure (a task that kept raising, a dead worker or node, Ray's out-of-memory killer, a
-lost result ...) becomes one :class:`~pipeline.build_config.UnitFailed` line; finished units stay,
-a rerun resumes.
+With Ray, every node first proves it sees the driver's world (:mod:`pipeline.build.nodes`), and
+every Ray failure (a task that kept raising, a dead worker or node, Ray's out-of-memory killer, a
+lost result ...) becomes one :class:`~pipeline.build.config.UnitFailed` line; finished units
+stay, a rerun resumes.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pipeline import nodes
-from pipeline.build_config import NodeMismatch, PreflightError, UnitFailed
-from pipeline.plan import Plan
-from pipeline.units import (
+from tqdm import tqdm
+
+from pipeline.build import nodes
+from pipeline.build.config import NodeMismatch, PreflightError, UnitFailed
+from pipeline.build.units import (
     FAULT_ENV,
     UNITS_DIR,
     clean_partial,
@@ -27,6 +29,7 @@ from pipeline.units import (
     run_unit,
     warm_up,
 )
+from pipeline.plan import Plan
 
 #: units in flight per cluster CPU (re-read as units complete, so joining nodes get work)
 IN_FLIGHT_PER_CPU = 2
@@ -39,8 +42,6 @@ def run_units(
     """Resume: drop partial files, keep units whose shard matches its record, run the rest
     (in this process, or as Ray tasks on nodes that match ``expect``). Returns ({unit: record}
     of every unit, the records computed now, seconds spent computing them)."""
-    from tqdm import tqdm
-
     out = paths["out"]
     removed = clean_partial(out)
     (out / UNITS_DIR).mkdir(exist_ok=True)  # here, never on a worker (its folder must exist)
@@ -94,7 +95,7 @@ def run_ray(
     """Run units as Ray tasks (local instance or cluster); return the records and the seconds
     from the first submission to the last result (Ray and worker start-up excluded: one
     warm-up task per CPU loads models and kernels first)."""
-    import ray
+    import ray  # heavy: ray
 
     tmp = _init_ray(ray, workers, address)
     unit_of: dict = {}
@@ -132,8 +133,6 @@ def run_ray(
     finally:
         ray.shutdown()
         if tmp is not None:  # local instance: its session folder (logs went to the driver)
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -190,7 +189,7 @@ def keep_in_flight(
 
 def ray_failure(e: Exception, unit: int | None, retries: int) -> str:
     """One line for a Ray failure: what happened to which unit, in words per failure kind."""
-    import ray.exceptions as X
+    import ray.exceptions as X  # heavy: ray
 
     who = "a unit" if unit is None else f"unit {unit}"
     kinds = [

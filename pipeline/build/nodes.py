@@ -17,13 +17,16 @@ folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 from pathlib import Path
 
+from pipeline.body_models import load_body_model, model_file
+from pipeline.build.config import NodeMismatch
+from pipeline.joints import KeypointRegressor
 from shards.atomic import write_atomic
+from shards.writer import file_checksum
 
 TOKEN_NAME = ".build-token"
 NODE_PATHS_ENV = "MPT_BUILD_NODE_PATHS"
@@ -42,22 +45,17 @@ def node_path(path: str | os.PathLike) -> Path:
 
 
 def sha256(path: Path) -> str | None:
-    """``sha256:<hex>`` of a file, None when it cannot be read."""
-    h = hashlib.sha256()
+    """``sha256:<hex>`` of a file (:func:`shards.writer.file_checksum`), None when it cannot be
+    read."""
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
+        return file_checksum(path, "sha256")
     except OSError:
         return None
-    return "sha256:" + h.hexdigest()
 
 
 def input_files(body_models: Path, model_type: str, genders: set[str], provenance: dict) -> list:
     """The files a unit reads besides motion files, relative to the body-model folder: the
     model of each gender (and neutral) and the regressor files the driver's topology uses."""
-    from pipeline.body_models import model_file
-
     files = [model_file(body_models, model_type, g) for g in sorted(genders | {"neutral"})]
     rel = [p.relative_to(body_models).as_posix() for p in files]
     rel += sorted({p["file"] for p in provenance.values() if p.get("file")})
@@ -135,9 +133,6 @@ def _state(digest: str | None) -> str:
 
 def _node_regressors(body_models: Path, model_type: str) -> dict[str, str]:
     """How the regressors resolve in this node's body-model folder."""
-    from pipeline.body_models import load_body_model
-    from pipeline.joints import KeypointRegressor
-
     try:
         m = load_body_model(body_models, model_type=model_type, gender="neutral")
         kr = KeypointRegressor.from_body_models(body_models, model_type, m.num_vertices,
@@ -186,10 +181,8 @@ def node_label(node: dict) -> str:
 
 def check_cluster(ray, expect: dict) -> None:
     """Run :func:`check_here` on every alive node with CPUs (one task pinned to each); the
-    first node that differs stops the build (:class:`~pipeline.build_config.NodeMismatch`)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from pipeline.build_config import NodeMismatch
+    first node that differs stops the build (:class:`~pipeline.build.config.NodeMismatch`)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # heavy: ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
     task = ray.remote(num_cpus=0, max_retries=0)(check_here)

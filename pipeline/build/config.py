@@ -2,7 +2,7 @@
 ``--config``, the flags, ``--set``), :func:`load_config`, and the exception per failure kind with
 its exit code (docs/build.md, "Exit codes").
 
-Imports nothing from the other build stages, so each of them (and ``pipeline.doctor``) can
+Imports nothing from the other build stages, so each of them (and ``pipeline.build.doctor``) can
 import it.
 """
 

@@ -1,5 +1,5 @@
 """Preflight: everything a build checks on the driver before any work, each failure one
-:class:`~pipeline.build_config.PreflightError` line naming the path and the reason.
+:class:`~pipeline.build.config.PreflightError` line naming the path and the reason.
 
 The folders exist and the output is writable (:func:`check_paths`), the archive holds readable
 sequences of the build's body-model family (:func:`list_archive`), and the body models the
@@ -16,10 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.build_config import PreflightError
+from cameras.rig import make_rig
+from pipeline import amass, joints, mesh_sampling
+from pipeline.body_models import load_body_model
+from pipeline.build.config import PreflightError
+from pipeline.joints import APPROXIMATED, H36M_REGRESSOR_NAMES
 from pipeline.plan import PlanConfig, SeqEntry
 from pipeline.process import RenderConfig
+from pipeline.subsets import check_listing, summary_lines
 from shards.schema import GENDERS
+from shards.topology import Topology
 
 
 def warn(message: str) -> None:
@@ -50,8 +56,6 @@ def scan_archive(
     ``scanned``: the ``amass.scan(root, on_error="skip")`` result when already at hand.
     Returns (entries, skips, {relative path: (model_type, gender)}).
     """
-    from pipeline import amass
-
     infos, bad = scanned if scanned is not None else amass.scan(root, on_error="skip")
     entries, kinds = [], {}
     skips = [{"input": b.path, "reason": b.reason, "samples": 0} for b in bad]
@@ -78,8 +82,6 @@ class Listing:
 
 def list_archive(root: Path, model_type: str, pcfg: PlanConfig) -> Listing:
     """Scan the archive; no usable sequence stops the build, listing mistakes are warnings."""
-    from pipeline.subsets import check_listing, summary_lines
-
     entries, skips, kinds = scan_archive(root, model_type)
     if not entries:
         first = f"; first: {skips[0]['input']}: {skips[0]['reason']}" if skips else ""
@@ -95,8 +97,6 @@ def list_archive(root: Path, model_type: str, pcfg: PlanConfig) -> Listing:
 
 def check_body_models(body_models: Path, needed: set[tuple[str, str]]) -> None:
     """Every (model_type, gender) the plan needs loads (plus the neutral model for topology)."""
-    from pipeline.body_models import load_body_model
-
     for model_type, gender in sorted(needed | {(next(iter(needed))[0], "neutral")}):
         try:
             load_body_model(body_models, model_type=model_type, gender=gender)
@@ -131,8 +131,6 @@ def check_models(body_models: Path, cfg: dict, needed: set[tuple[str, str]]):
 
 def h36m_warning(provenance: dict, body_models: Path) -> str | None:
     """The loud line for a build whose H36M-17 regressor is approximated (else None)."""
-    from pipeline.joints import APPROXIMATED, H36M_REGRESSOR_NAMES
-
     if provenance.get("h36m17", {}).get("source") != APPROXIMATED:
         return None
     return (
@@ -147,11 +145,6 @@ def build_topology(body_models: Path, render: RenderConfig, model_type: str, gen
     """Template (neutral model), faces, joint regressors and names, D/U matrices, rig, and the
     skinning arrays of the body model for each of ``genders`` (what the reader's
     ``shards.body`` recomputes vertices from)."""
-    from cameras.rig import make_rig
-    from pipeline import joints, mesh_sampling
-    from pipeline.body_models import load_body_model
-    from shards.topology import Topology
-
     model = load_body_model(body_models, model_type=model_type, gender="neutral")
     template = np.asarray(model.v_template, np.float32)
     faces = np.asarray(model.faces, np.int32)

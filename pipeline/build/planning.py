@@ -5,12 +5,16 @@ The plan itself is :mod:`pipeline.plan`."""
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.build_config import PreflightError
+from pipeline.amass import load_sequence
+from pipeline.build.config import PreflightError
 from pipeline.plan import Plan, PlanConfig, SeqEntry, make_plan, plot_plan
 
 PARALLEL_PLAN_MIN_SEQUENCES = 256  # below this a process pool costs more than it saves
@@ -23,8 +27,6 @@ class BodyPoseLoader:
         self.root = Path(root)
 
     def __call__(self, rel: str) -> np.ndarray:
-        from pipeline.amass import load_sequence
-
         return np.asarray(load_sequence(self.root / rel, self.root).pose_body)
 
 
@@ -40,9 +42,6 @@ def make(
     try:
         if pcfg.min_pose_dist <= 0 or n < 2 or len(entries) < PARALLEL_PLAN_MIN_SEQUENCES:
             return make_plan(entries, pcfg, loader, skips, progress=progress)
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-        from functools import partial
 
         with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as ex:
             map_fn = partial(ex.map, chunksize=4)

@@ -3,7 +3,7 @@
     python -m pipeline.build --config configs/build_default.yaml --amass data/amass \\
         --body-models data/body_models --out out/shards --views 8 --res 56 --masks 0 --workers 2
 
-Settings: typed defaults (:class:`~pipeline.build_config.BuildConfig`;
+Settings: typed defaults (:class:`~pipeline.build.config.BuildConfig`;
 ``configs/build_default.yaml`` sets nothing), then ``--config``, then the flags ``--meshes`` ...
 ``--masks``, then ``--set a.b=value`` in order; ``--print-config`` prints the result. An unknown
 or mistyped key is a one-line error.
@@ -13,22 +13,22 @@ Local Ray with ``--workers N`` (``0`` runs units in this process, no Ray); a clu
 
 :func:`build` reads top to bottom, one stage per module:
 
-1. config (:mod:`pipeline.build_config`) and preflight (:mod:`pipeline.preflight`): bad inputs
+1. config (:mod:`pipeline.build.config`) and preflight (:mod:`pipeline.build.preflight`): bad inputs
    stop the build before any work with one line naming the path and the reason (exit 2);
    likely mistakes are ``warning:`` lines and manifest ``notes``;
-2. the sampling plan (:mod:`pipeline.build_plan`), saved in the output folder;
-3. the units (:mod:`pipeline.build_run`, a unit itself in :mod:`pipeline.units`): with Ray,
+2. the sampling plan (:mod:`pipeline.build.planning`), saved in the output folder;
+3. the units (:mod:`pipeline.build.run`, a unit itself in :mod:`pipeline.build.units`): with Ray,
    every node first proves it sees the driver's output folder and inputs
-   (:mod:`pipeline.nodes`); resumable, finished units (shard + ``units/unit-NNNNNN.json``
+   (:mod:`pipeline.build.nodes`); resumable, finished units (shard + ``units/unit-NNNNNN.json``
    record) are kept;
-4. finish (:mod:`pipeline.build_finish`): planned = written + skipped, topology, manifest,
+4. finish (:mod:`pipeline.build.finish`): planned = written + skipped, topology, manifest,
    verify.
 
 Every failure is one ``error:`` line with the exit code of its kind
-(:mod:`pipeline.build_config`; docs/build.md, "Exit codes"): 1 a unit or Ray failed (rerun to
+(:mod:`pipeline.build.config`; docs/build.md, "Exit codes"): 1 a unit or Ray failed (rerun to
 resume), 2 preflight, 3 a node differs from the driver, 4 the final checks.
 
-``--dry-run`` prints what a build would use instead (:mod:`pipeline.doctor`).
+``--dry-run`` prints what a build would use instead (:mod:`pipeline.build.doctor`).
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline import build_plan, nodes, preflight
-from pipeline.build_config import BuildConfig, BuildError, PreflightError, load_config
-from pipeline.build_finish import finish
-from pipeline.build_run import run_units
+from pipeline.build import nodes, planning, preflight
+from pipeline.build.config import BuildConfig, BuildError, PreflightError, load_config
+from pipeline.build.doctor import dry_run
+from pipeline.build.finish import finish
+from pipeline.build.preflight import scan_archive
+from pipeline.build.run import run_units
+from pipeline.build.units import FAULT_ENV, run_unit, unit_record_path
 from pipeline.plan import SPLITS, PlanConfig
-from pipeline.preflight import scan_archive
-from pipeline.units import FAULT_ENV, run_unit, unit_record_path
 from shards.manifest import planned_line
 
 
@@ -65,13 +66,13 @@ def build(args: argparse.Namespace) -> dict:
     preflight.check_paths(amass, body_models, out)
     listing = preflight.list_archive(amass, model_type, pcfg)
     # 2. the sampling plan
-    plan = build_plan.make(
+    plan = planning.make(
         amass, listing.entries, pcfg, listing.skips,
-        processes=build_plan.plan_processes(args.workers, address), progress=not args.quiet,
+        processes=planning.plan_processes(args.workers, address), progress=not args.quiet,
     )  # fmt: skip
     needed = {listing.kinds[plan.sequences[s]] for s in np.unique(plan.seq)}
     topology, model_notes = preflight.check_models(body_models, cfg, needed)
-    digest = build_plan.save(out, plan, cfg)
+    digest = planning.save(out, plan, cfg)
     # 3. the units: every node sees this world (a token in `out`, the inputs' sha256), then
     #    resume what is done and compute the rest
     genders = {g for _, g in needed}
@@ -165,8 +166,6 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None), end="")
         return 0
     if args.dry_run:
-        from pipeline.doctor import dry_run
-
         return dry_run(args)
     try:
         build(args)

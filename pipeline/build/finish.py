@@ -1,15 +1,21 @@
 """The build's finish stage: remove (and name) temporary files a retried unit left, check
 planned = written + skipped, write ``topology.h5`` and ``manifest.json`` (last), verify the
-folder. A failed check is a :class:`~pipeline.build_config.FinishError` line (exit 4) and
+folder. A failed check is a :class:`~pipeline.build.config.FinishError` line (exit 4) and
 leaves no manifest."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.build_config import FinishError
+import h5py
+
+from pipeline.build.config import FinishError
+from pipeline.build.units import clean_partial
 from pipeline.plan import Plan
-from pipeline.units import clean_partial
+from shards.manifest import write_manifest
+from shards.topology import write_topology
+from shards.verify import verify
+from shards.writer import ShardInfo
 
 
 def finish(
@@ -18,11 +24,6 @@ def finish(
 ) -> tuple[list, list[dict]]:  # fmt: skip
     """Check the accounting, write the topology and the manifest, verify the folder
     (``paths``: ``out``, ``amass``, ``body_models``). Returns (shard records, sample skips)."""
-    from shards.manifest import write_manifest
-    from shards.topology import write_topology
-    from shards.verify import verify
-    from shards.writer import ShardInfo
-
     out = paths["out"]
     (out / "manifest.json").unlink(missing_ok=True)  # an earlier build's: written again last
     left = clean_partial(out)
@@ -71,7 +72,5 @@ def finish(
 
 
 def _dims(shard: Path) -> dict[str, int]:
-    import h5py
-
     with h5py.File(shard, "r") as f:
         return {k: int(f.attrs[k]) for k in ("V", "R", "K", "J", "Nv", "P", "B", "masks")}

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.nodes import check_here, check_motion, node_path
+from pipeline.build.nodes import check_here, check_motion, node_path
 from pipeline.plan import Plan
 from pipeline.process import Context, RenderConfig, process_unit
 from shards.atomic import write_atomic
-from shards.schema import GENDERS, SCHEMA_VERSION
+from shards.heatmaps import encode
+from shards.schema import GENDERS, SCHEMA_VERSION, SHARD_PATTERN
+from shards.writer import ShardWriter, file_checksum, write_shard
 
 UNITS_DIR = "units"
 FAULT_ENV = "MPT_BUILD_FAULT"  # testing hook: "<unit>[:<flag file>]" -> os._exit mid-shard
@@ -33,8 +35,6 @@ _CONTEXTS_BUILT = [0]  # how many Contexts this process built (one per worker an
 
 
 def shard_name(unit: int) -> str:
-    from shards.schema import SHARD_PATTERN
-
     return SHARD_PATTERN.format(unit)
 
 
@@ -47,7 +47,7 @@ def make_jobs(
     expect: dict | None = None, sizes: dict[str, int | None] | None = None,
 ) -> list[dict]:  # fmt: skip
     """One job per unit; ``paths``: ``out``, ``amass``, ``body_models`` (absolute).
-    ``expect`` (:func:`pipeline.nodes.expectation`) and the motion files' ``sizes``: what the
+    ``expect`` (:func:`pipeline.build.nodes.expectation`) and the motion files' ``sizes``: what the
     node running the unit must see first (None: no check, the driver runs the units)."""
     jobs = []
     for u in units:
@@ -97,10 +97,9 @@ def _context(job: dict) -> Context:
 def warm_up(job: dict) -> int:
     """Load what every unit needs (body models of all genders, regressors, compiled kernels)
     so start-up is not counted as unit time; returns the worker's pid."""
-    import torch
+    import torch  # heavy: torch
 
     torch.set_num_threads(1)
-    from pipeline.heatmaps import encode
 
     ctx = _context(job)
     for g in GENDERS:
@@ -118,10 +117,9 @@ def run_unit(job: dict) -> dict:
     """Compute and write one unit; return (and persist) its record. A node that does not see
     the driver's world (``job["expect"]``, ``job["sizes"]``) computes nothing and returns
     ``{"unit", "refused": one line, "node_id"}`` instead."""
-    import torch
+    import torch  # heavy: torch
 
     torch.set_num_threads(1)
-    from shards.writer import ShardWriter, write_shard
 
     u = job["unit"]
     refused = (job.get("expect") and check_here(job["expect"])) or (
@@ -175,7 +173,7 @@ def run_unit(job: dict) -> dict:
 
 def _node_id() -> str:
     """This Ray node's id ("" outside Ray)."""
-    import ray
+    import ray  # heavy: ray
 
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
@@ -197,8 +195,6 @@ def _fault_now(unit: int) -> bool:
 def load_done(out: Path, plan: Plan, digest: str, store_vertices: bool = False) -> dict[int, dict]:
     """Unit records whose shard is present and matches its recorded checksum, written by this
     schema version with the same ``store_vertices`` (others are computed again)."""
-    from shards.writer import file_checksum
-
     done = {}
     for u in range(len(plan.units)):
         rp = unit_record_path(out, u)

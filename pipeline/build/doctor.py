@@ -14,14 +14,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import amass
+from pipeline.body_models import load_body_model, model_file
+from pipeline.build.config import PreflightError, load_config
+from pipeline.build.preflight import h36m_warning, scan_archive
+from pipeline.joints import KeypointRegressor, find_h36m_regressor, rel_path
 from pipeline.plan import SPLITS, PlanConfig, central_mask, resample_indices
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
+from pipeline.subsets import check_listing, split_reason, summary_lines
 
 
 def _fps_list(rates: list[float]) -> str:
@@ -55,8 +54,6 @@ class _Report:
 
 def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """(report lines, error lines) of a dry run with build arguments ``args``."""
-    from pipeline.build_config import PreflightError, load_config
-
     r = _Report(["dry run: headers only; nothing is computed or written, Ray is not started"])
     try:
         cfg = load_config(args.config, vars(args), args.set)
@@ -81,9 +78,6 @@ def report(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def _archive(r: _Report, root: Path, mt: str) -> tuple[list, list, list, dict]:
     """Scan the archive's headers: (infos, usable entries, skipped files, kinds)."""
-    from pipeline import amass
-    from pipeline.preflight import scan_archive
-
     entries, skips, kinds = [], [], {}
     infos: list = []
     if not root.is_dir():
@@ -112,8 +106,6 @@ def _subsets_and_splits(
     r: _Report, root: Path, mt: str, pcfg: PlanConfig, infos: list, entries: list, skips: list
 ) -> None:
     """A row per subset (its split and why), a row per split, the subset-listing warnings."""
-    from pipeline.subsets import check_listing, split_reason, summary_lines
-
     by_sub: dict[str, list] = defaultdict(list)
     for e in entries:
         by_sub[e.subset].append(e)
@@ -156,8 +148,6 @@ def _subsets_and_splits(
 
 def _body_models(r: _Report, bm: Path, mt: str, kinds: dict) -> None:
     """Whether each needed gender's model file loads, then where each regressor comes from."""
-    from pipeline.body_models import load_body_model, model_file
-
     genders = sorted({g for _, g in kinds.values()} | {"neutral"})
     r.lines.append(f"body models {bm} ({mt}; genders the archive uses, plus neutral for topology)")
     neutral = None
@@ -175,16 +165,13 @@ def _body_models(r: _Report, bm: Path, mt: str, kinds: dict) -> None:
                 state = f"UNUSABLE ({msg})"
                 if g == "neutral" or any(kg == g for _, kg in kinds.values()):
                     r.errors.append(f"{bm}: {mt} {g} body model unusable ({msg})")
-            r.lines.append(f"  {g:<8} {_rel(path, bm)}  {state}")
+            r.lines.append(f"  {g:<8} {rel_path(path, bm)}  {state}")
     if neutral is not None:
         _regressors(r, bm, mt, neutral)
 
 
 def _regressors(r: _Report, bm: Path, mt: str, neutral) -> None:
     """Each joint set's source, the regressor files found but not used, the H36M warning."""
-    from pipeline.joints import KeypointRegressor, find_h36m_regressor
-    from pipeline.preflight import h36m_warning
-
     try:
         kr = KeypointRegressor.from_body_models(bm, mt, neutral.num_vertices, neutral.num_joints)
         search = find_h36m_regressor(bm, mt, neutral.num_vertices)
@@ -198,9 +185,9 @@ def _regressors(r: _Report, bm: Path, mt: str, neutral) -> None:
     used = {p.get("file") for p in kr.provenance.values()}
     for rel, why in search.ignored:
         r.lines.append(f"  not used: {rel} ({why})")
-    if search.path is not None and _rel(search.path, bm) not in used:
+    if search.path is not None and rel_path(search.path, bm) not in used:
         r.lines.append(
-            f"  not used: {_rel(search.path, bm)} (the shipped joint_regressors.npz "
+            f"  not used: {rel_path(search.path, bm)} (the shipped joint_regressors.npz "
             "defines both joint sets of this generated model)"
         )
     approx = h36m_warning(kr.provenance, bm)
