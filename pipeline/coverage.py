@@ -32,8 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from cameras.plotting import save_figure
+from pipeline.amass import AmassFileError, scan_file
+from pipeline.body_models import BodyModelError
+from pipeline.build.config import PreflightError, load_config
+from pipeline.build.planning import BodyPoseLoader
+from pipeline.build.preflight import scan_archive
 from pipeline.joints import H36M17
+from pipeline.plan import SPLITS, PlanConfig, SeqEntry, make_plan, sequence_candidates
+from pipeline.process import Context, RenderConfig, body_params, pose_bodies
 
 #: rounding margin (metres) taken off the pruning bound so float error never drops a neighbour
 BOUND_MARGIN = 1e-6
@@ -118,8 +127,6 @@ def nearest_pa(
     and then every pair whose bound is below it. Pairs left out cannot be nearer, so the
     result equals a brute-force search. ``memory``: bytes per chunk of the (B, R, J) arrays.
     """
-    from tqdm import tqdm
-
     query = np.asarray(query, np.float64)
     ref = np.asarray(ref, np.float64)
     if query.ndim != 3 or ref.ndim != 3 or query.shape[1:] != ref.shape[1:]:
@@ -206,9 +213,6 @@ class FrameSet:
 
 def _entries(root: Path, model_type: str):
     """(root for loading, the build's listing of usable sequences) of a folder or one file."""
-    from pipeline.amass import AmassFileError, scan_file
-    from pipeline.plan import SeqEntry
-    from pipeline.preflight import scan_archive
 
     if root.is_file():
         try:
@@ -238,10 +242,6 @@ def candidate_frames(
     """(load root, path per frame, frame per frame): the plan's candidate frames of ``split``
     (None: every sequence) of an archive folder or one file, every ``stride``-th kept.
     ``planned``: only the frames the build's plan samples (``plan.meshes`` over the archive)."""
-    from tqdm import tqdm
-
-    from pipeline.build_plan import BodyPoseLoader
-    from pipeline.plan import SPLITS, PlanConfig, make_plan, sequence_candidates
 
     pcfg = PlanConfig(**cfg["plan"])
     root, entries = _entries(Path(root), cfg["build"]["model_type"])
@@ -296,10 +296,6 @@ def pose_joints(
     poses them (``pipeline.process``: skinning, the shipped vertex regressor) before placement
     (a rigid move, which Procrustes removes). ``zero_betas``: mean shape (a foreign archive's
     betas belong to another model's shape space)."""
-    from tqdm import tqdm
-
-    from pipeline.body_models import BodyModelError
-    from pipeline.process import Context, RenderConfig, _bodies, _body_params
 
     model_type = cfg["build"]["model_type"]
     ctx = Context(Path(root), Path(body_models), RenderConfig(**cfg["render"]), model_type)
@@ -307,7 +303,7 @@ def pose_joints(
     bar = tqdm(total=len(frames), desc=desc, unit="frame", disable=not progress, leave=False)
     for a in range(0, len(frames), chunk):
         ids = np.arange(a, min(len(frames), a + chunk))
-        idx, pose, trans, betas, genders, skips = _body_params(
+        idx, pose, trans, betas, genders, skips = body_params(
             ctx, paths[a : ids[-1] + 1], np.asarray(frames[ids]), ids
         )
         for s in skips:
@@ -317,7 +313,7 @@ def pose_joints(
             if zero_betas:
                 betas = np.zeros_like(betas)
             try:
-                _, _, h36m = _bodies(ctx, pose, betas, trans, genders, model_type)
+                _, _, h36m = pose_bodies(ctx, pose, betas, trans, genders, model_type)
             except (BodyModelError, ValueError) as e:
                 raise CoverageError(f"{body_models}: {e}") from None
             out.append(np.asarray(h36m, np.float64))
@@ -404,12 +400,10 @@ def table(results: list[dict]) -> str:
 
 def plot(results: list[dict], png: Path) -> Path:
     """Per-joint median (solid) and p90 (light) bars, one colour per query."""
-    import matplotlib
+    import matplotlib  # heavy; only for --png
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from cameras.plotting import save_figure
 
     names = list(results[0]["per_joint"])
     x = np.arange(len(names) + 1)
@@ -459,7 +453,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--png", type=Path, default=None, help="per-joint bars")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    from pipeline.build_config import PreflightError, load_config
 
     t0 = time.perf_counter()
     try:

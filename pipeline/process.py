@@ -156,12 +156,12 @@ def process_unit(
     image and inside the crop's R x R grid; self-occlusion is not tested. Heatmaps are drawn
     for every joint in front of the camera (also just outside the crop, see heatmaps.encode).
     """
-    idx, pose, trans, betas, genders, skips = _body_params(ctx, paths, frames, sample_ids)
+    idx, pose, trans, betas, genders, skips = body_params(ctx, paths, frames, sample_ids)
     if idx.size == 0:
         return UnitResult(None, skips)
     ids = np.asarray(sample_ids, np.int64)[idx]
 
-    verts, coco, h36m = _bodies(ctx, pose, betas, trans, genders, ctx.model_type)
+    verts, coco, h36m = pose_bodies(ctx, pose, betas, trans, genders, ctx.model_type)
     placement = _place(verts, h36m, ids, seed)
     verts, coco, h36m = (_apply(placement, x) for x in (verts, coco, h36m))
     views, extra = _views(ctx, verts, coco, h36m)
@@ -190,7 +190,7 @@ def process_unit(
     return UnitResult(out, skips)
 
 
-def _body_params(ctx: Context, paths: list[str], frames: np.ndarray, sample_ids: np.ndarray):
+def body_params(ctx: Context, paths: list[str], frames: np.ndarray, sample_ids: np.ndarray):
     """Load each planned frame's pose, translation, shape and gender. Returns (kept sample
     positions, pose, trans, betas, gender codes of the kept samples, skips): a sample whose
     file fails to load, whose frame is past the end or whose values are not finite is skipped
@@ -291,7 +291,7 @@ def _apply(T: np.ndarray, x: np.ndarray) -> np.ndarray:
     return torch.baddbmm(t, torch.from_numpy(np.ascontiguousarray(x, np.float32)), R).numpy()
 
 
-def _bodies(
+def pose_bodies(
     ctx: Context,
     pose: np.ndarray,
     betas: np.ndarray,

@@ -94,7 +94,7 @@ def test_bound_never_exceeds_the_exact_distance():
 def test_poses_as_the_build(synth_data):
     """The command's joints equal the smplx layer's vertices through the shipped regressor."""
     from pipeline.body_models import load_body_model
-    from pipeline.build_config import load_config
+    from pipeline.build.config import load_config
     from pipeline.joints import KeypointRegressor
 
     cfg = load_config(None)
@@ -136,9 +136,9 @@ def test_command_on_small_archive(synth_data, tmp_path, capsys):
     pl = ["--planned", "--set", "plan.meshes=60", "--json", str(out), "--quiet"]
     assert main(args + ["--query", "val", *pl]) == 0
     (small,) = json.loads(out.read_text())["results"]
-    from pipeline.build_plan import BodyPoseLoader
+    from pipeline.build.planning import BodyPoseLoader
+    from pipeline.build.preflight import scan_archive
     from pipeline.plan import PlanConfig, make_plan
-    from pipeline.preflight import scan_archive
 
     entries, _, _ = scan_archive(synth_data / "amass", "smplh")
     plan = make_plan(entries, PlanConfig(meshes=60), BodyPoseLoader(synth_data / "amass"))
