@@ -17,6 +17,11 @@ Layout (supplementary F of the MPT paper, METRO/Graphormer without graph convolu
   ``upsample: dense``) or learned weights on U's own sparsity pattern (``upsample: sparse``,
   3 coarse neighbours per vertex; ~1000x fewer parameters, for CPU-sized models).
 - Camera head: weak perspective (s, tx, ty) from the global feature.
+
+Where millimetres are made the model computes in fp32 whatever its weights' dtype (DeepSpeed's
+bf16 casts the whole module with ``.bfloat16()``; between 0.5 and 1 m a bf16 step is 3.9 mm):
+the soft-argmax, the last block's output projections, the upsampler and the camera head
+(:class:`FP32Linear`); joints, vertices and camera leave the model in float32.
 """
 
 from __future__ import annotations
@@ -99,6 +104,15 @@ class FP32BatchNorm2d(nn.BatchNorm2d):
         return y.to(x.dtype)
 
 
+class FP32Linear(nn.Linear):
+    """``nn.Linear`` computed in fp32 (input, weight and bias upcast; float32 out) whatever the
+    parameters' dtype: bf16 weights keep their values, the products and sums lose nothing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        return nn.functional.linear(x.float(), self.weight.float(), bias)
+
+
 def conv_bn(cin: int, cout: int, stride: int, norm: str = "group") -> nn.Sequential:
     """3x3 conv, normalisation, ReLU. ``norm="group"``: GroupNorm (no running statistics, the
     same at any rank count); ``"batch"``: BatchNorm (per-rank batch statistics, fp32 running
@@ -110,13 +124,13 @@ def conv_bn(cin: int, cout: int, stride: int, norm: str = "group") -> nn.Sequent
 
 
 def soft_argmax(x: torch.Tensor) -> torch.Tensor:
-    """Per channel of (B, C, R, R) non-negative maps: (x, y, peak) -> (B, C, 3).
+    """Per channel of (B, C, R, R) non-negative maps: (x, y, peak) -> (B, C, 3), in float32.
 
     (x, y) is the mass-weighted mean position in normalised crop coordinates (pixel-centre
     rule: column j sits at (2j + 1) / R - 1), 0 for an empty channel; peak is the maximum.
     """
     b, c, h, w = x.shape
-    x = x.clamp(min=0)
+    x = x.float().clamp(min=0)
     gx = (2 * torch.arange(w, dtype=x.dtype, device=x.device) + 1) / w - 1
     gy = (2 * torch.arange(h, dtype=x.dtype, device=x.device) + 1) / h - 1
     mass = x.sum((2, 3))
@@ -179,7 +193,7 @@ class HeatmapEncoder(nn.Module):
         pooled = f.flatten(1) if self.pool == "flatten" else f.mean(dim=(2, 3))
         glob = self.global_fc(pooled)
         if self.keypoint_mlp is not None:
-            glob = glob + self.keypoint_mlp(soft_argmax(x).flatten(1))
+            glob = glob + self.keypoint_mlp(soft_argmax(x).flatten(1).to(glob.dtype))
         grid = self.grid_proj(f).flatten(2).transpose(1, 2)
         return glob, grid
 
@@ -197,6 +211,7 @@ class TransformerBlock(nn.Module):
         intermediate: int,
         num_tokens: int,
         dropout: float,
+        fp32_out: bool = False,
     ):
         super().__init__()
         if hidden % heads:
@@ -217,8 +232,9 @@ class TransformerBlock(nn.Module):
             )
             for _ in range(layers)
         )
-        self.out = nn.Linear(hidden, out_dim)
-        self.residual = nn.Linear(in_dim, out_dim)
+        lin = FP32Linear if fp32_out else nn.Linear  # the last block's: coordinates, in fp32
+        self.out = lin(hidden, out_dim)
+        self.residual = lin(in_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.drop(self.inp(x) + self.pos)
@@ -248,7 +264,8 @@ class SparseLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N_in, C) -> (B, N_out, C)."""
         g = x[:, self.index]  # (B, N_out, k, C)
-        return (g * self.weight[None, :, :, None].to(x.dtype)).sum(2) + self.bias[:, None]
+        g = g.float()  # coordinates: in fp32 whatever the weights' dtype
+        return (g * self.weight[None, :, :, None].float()).sum(2) + self.bias.float()[:, None]
 
 
 class Upsampler(nn.Module):
@@ -270,14 +287,15 @@ class Upsampler(nn.Module):
                 self.linears.append(SparseLinear(u))
                 continue
             u = torch.from_numpy(as_dense(u))
-            lin = nn.Linear(u.shape[1], u.shape[0])
+            lin = FP32Linear(u.shape[1], u.shape[0])
             with torch.no_grad():
                 lin.weight.copy_(u)
                 lin.bias.zero_()
             self.linears.append(lin)
 
     def forward(self, coarse: torch.Tensor) -> list[torch.Tensor]:
-        """(B, Nc, 3) -> list of (B, N_level, 3), coarsest first, full mesh last."""
+        """(B, Nc, 3) -> list of (B, N_level, 3) in float32, coarsest first, full mesh last."""
+        coarse = coarse.float()
         out = [coarse]
         v = coarse
         for lin in self.linears:
@@ -323,12 +341,13 @@ class MeshRegressor(nn.Module):
         ins = [feat + 3] + outs[:-1]
         self.blocks = nn.ModuleList(
             TransformerBlock(
-                i, h, o, int(m["layers"]), int(m["heads"]), it, n_tokens, float(m["dropout"])
+                i, h, o, int(m["layers"]), int(m["heads"]), it, n_tokens, float(m["dropout"]),
+                fp32_out=n == len(hidden) - 1,
             )
-            for i, h, o, it in zip(ins, hidden, outs, inter)
-        )
+            for n, (i, h, o, it) in enumerate(zip(ins, hidden, outs, inter))
+        )  # fmt: skip
         self.upsample = Upsampler(levels.up, str(m["upsample"]))
-        self.cam_head = nn.Linear(feat, 3)
+        self.cam_head = FP32Linear(feat, 3)
         with torch.no_grad():
             self.cam_head.weight.mul_(0.01)
             self.cam_head.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
@@ -364,7 +383,9 @@ def masked_heatmap_modeling(
     dev = generator.device if generator is not None else heatmaps.device
     ratio = torch.rand(b, 1, generator=generator, device=dev) * max_ratio
     keep = torch.rand(b, k, generator=generator, device=dev) >= ratio
-    return heatmaps * keep.to(heatmaps.device, heatmaps.dtype)[:, :, None, None]
+    if keep.device != heatmaps.device:
+        keep = keep.to(heatmaps.device)
+    return heatmaps * keep.to(heatmaps.dtype)[:, :, None, None]
 
 
 def count(module: nn.Module) -> int:
