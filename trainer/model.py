@@ -20,8 +20,9 @@ Layout (supplementary F of the MPT paper, METRO/Graphormer without graph convolu
 
 Where millimetres are made the model computes in fp32 whatever its weights' dtype (DeepSpeed's
 bf16 casts the whole module with ``.bfloat16()``; between 0.5 and 1 m a bf16 step is 3.9 mm):
-the soft-argmax, the last block's output projections, the upsampler and the camera head
-(:class:`FP32Linear`); joints, vertices and camera leave the model in float32.
+the soft-argmax, the template queries and every block's output projection and residual
+(the coordinate stream), the whole last block (:func:`run_fp32`: the smallest), the upsampler
+and the camera head (:class:`FP32Linear`); joints, vertices and camera leave it in float32.
 """
 
 from __future__ import annotations
@@ -111,6 +112,17 @@ class FP32Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.float()
         return nn.functional.linear(x.float(), self.weight.float(), bias)
+
+
+def run_fp32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` computed in fp32 whatever its parameters' dtype (bf16 weights upcast for
+    the call, gradients flow back to them); a plain call when they are fp32 already."""
+    params = dict(module.named_parameters())
+    if all(p.dtype == torch.float32 for p in params.values()):
+        return module(x.float())
+    state = {n: p.float() for n, p in params.items()}
+    state |= {n: b.float() if b.is_floating_point() else b for n, b in module.named_buffers()}
+    return torch.func.functional_call(module, state, (x.float(),))
 
 
 def conv_bn(cin: int, cout: int, stride: int, norm: str = "group") -> nn.Sequential:
@@ -211,7 +223,6 @@ class TransformerBlock(nn.Module):
         intermediate: int,
         num_tokens: int,
         dropout: float,
-        fp32_out: bool = False,
     ):
         super().__init__()
         if hidden % heads:
@@ -232,12 +243,13 @@ class TransformerBlock(nn.Module):
             )
             for _ in range(layers)
         )
-        lin = FP32Linear if fp32_out else nn.Linear  # the last block's: coordinates, in fp32
-        self.out = lin(hidden, out_dim)
-        self.residual = lin(in_dim, out_dim)
+        # the coordinate stream (template xyz -> residuals -> vertices) in fp32
+        self.out = FP32Linear(hidden, out_dim)
+        self.residual = FP32Linear(in_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.drop(self.inp(x) + self.pos)
+        """(B, T, in) -> (B, T, out) in float32 (the layers run in the weights' dtype)."""
+        h = self.drop(self.inp(x.to(self.inp.weight.dtype)) + self.pos)
         for layer in self.layers:
             h = layer(h)
         return self.out(h) + self.residual(x)
@@ -341,29 +353,38 @@ class MeshRegressor(nn.Module):
         ins = [feat + 3] + outs[:-1]
         self.blocks = nn.ModuleList(
             TransformerBlock(
-                i, h, o, int(m["layers"]), int(m["heads"]), it, n_tokens, float(m["dropout"]),
-                fp32_out=n == len(hidden) - 1,
+                i, h, o, int(m["layers"]), int(m["heads"]), it, n_tokens, float(m["dropout"])
             )
-            for n, (i, h, o, it) in enumerate(zip(ins, hidden, outs, inter))
-        )  # fmt: skip
+            for i, h, o, it in zip(ins, hidden, outs, inter)
+        )
         self.upsample = Upsampler(levels.up, str(m["upsample"]))
         self.cam_head = FP32Linear(feat, 3)
         with torch.no_grad():
             self.cam_head.weight.mul_(0.01)
             self.cam_head.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
 
+    def _apply(self, fn, recurse=True):
+        """As ``nn.Module._apply``, but the template queries keep float32 (``.bfloat16()``,
+        as DeepSpeed's bf16 does, would round them to 2-4 mm); only their device follows."""
+        q = self.queries
+        super()._apply(fn, recurse)
+        self.queries = q.to(self.queries.device)
+        return self
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """x: (B, C, R, R). Returns joints (B,17,3), vertices [coarse..full], cam (B,3)."""
+        """x: (B, C, R, R). Returns joints (B,17,3), vertices [coarse..full], cam (B,3), all
+        float32."""
         glob, grid = self.encoder(x)
         b = x.shape[0]
-        q = self.queries.to(glob.dtype).unsqueeze(0).expand(b, -1, -1)
-        tokens = torch.cat([q, glob.unsqueeze(1).expand(-1, q.shape[1], -1)], dim=2)
+        q = self.queries.unsqueeze(0).expand(b, -1, -1)  # float32: template xyz
+        tokens = torch.cat([q, glob.float().unsqueeze(1).expand(-1, q.shape[1], -1)], dim=2)
         if self.use_grid:
-            zeros = grid.new_zeros(b, grid.shape[1], 3)
-            tokens = torch.cat([tokens, torch.cat([zeros, grid], dim=2)], dim=1)
+            zeros = tokens.new_zeros(b, grid.shape[1], 3)
+            tokens = torch.cat([tokens, torch.cat([zeros, grid.float()], dim=2)], dim=1)
         h = tokens
-        for blk in self.blocks:
+        for blk in self.blocks[:-1]:
             h = blk(h)
+        h = run_fp32(self.blocks[-1], h)  # the last block makes the coordinates: fp32
         joints = h[:, : self.num_joints]
         coarse = h[:, self.num_joints : q.shape[1]]
         return {"joints": joints, "vertices": self.upsample(coarse), "cam": self.cam_head(glob)}

@@ -72,7 +72,13 @@ def test_start_sets_the_rank_gpu_before_the_process_group_opens(monkeypatch):
     monkeypatch.setattr(torch.distributed, "get_rank", lambda *a: 5)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda *a: 8)
     monkeypatch.setattr(dist, "groups_inherit_timeout", lambda t: None)
-    env = {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "5", "MASTER_ADDR": "h", "MASTER_PORT": "1"}
+    env = {
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "5",
+        "MASTER_ADDR": "h",
+        "MASTER_PORT": "1",
+    }
     assert dist.start(60, env).local_rank == 5
     assert events == [("set_device", 5), "group"]
     events.clear()
@@ -295,7 +301,9 @@ def test_compile_mode_reaches_torch_compile():
     assert compile_kwargs(False) is None
     assert compile_kwargs(True) == {"compile_kwargs": {"mode": "default"}}
     cfg = load_config(None, ["train.compile=reduce-overhead"])
-    assert compile_kwargs(cfg["train"]["compile"]) == {"compile_kwargs": {"mode": "reduce-overhead"}}
+    assert compile_kwargs(cfg["train"]["compile"]) == {
+        "compile_kwargs": {"mode": "reduce-overhead"}
+    }
     with pytest.raises(ConfigError, match="train.compile"):
         load_config(None, ["train.compile=fast"])
 
