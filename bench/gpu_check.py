@@ -33,6 +33,7 @@ host without a GPU is refused in one line.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import json
 import os
@@ -65,6 +66,9 @@ PEAK_TFLOPS = (
 PROBE_LOG, PROBE_STEPS = 4, 12
 #: Tensor methods that read a device tensor back to the host (the CPU probe counts them)
 READ_BACKS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "nonzero")
+#: host-only library code the CPU probe ignores: the DataLoader's worker seeds, and torch's Adam
+#: reading its step count (a CPU tensor unless the optimizer is fused or capturable)
+HOST_ONLY = ("torch/utils/data/", "torch/optim/")
 #: names of the CUDA launch calls in a profile (kernels and graphs)
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
             "cudaGraphLaunch")  # fmt: skip
@@ -153,12 +157,13 @@ def flops_per_sample(args, overrides: list[str]) -> int:
 
 class ReadBackSpy:
     """On the CPU (no device to synchronise with): counts calls that read a tensor back to the
-    host (:data:`READ_BACKS`) outside the DataLoader's own host-side code."""
+    host (:data:`READ_BACKS`) outside host-only library code (:data:`HOST_ONLY`)."""
 
     def __init__(self):
         import torch
 
         self.count, self.active, self._saved = 0, False, {}
+        self.sites: collections.Counter = collections.Counter()
         for name in READ_BACKS:
             self._saved[name] = getattr(torch.Tensor, name)
             setattr(torch.Tensor, name, self._wrap(self._saved[name]))
@@ -169,8 +174,9 @@ class ReadBackSpy:
                 import traceback
 
                 frames = traceback.extract_stack(limit=4)[:-1]
-                if not any("torch/utils/data/" in f.filename for f in frames):
+                if not any(h in f.filename for f in frames for h in HOST_ONLY):
                     self.count += 1
+                    self.sites[f"{frames[-1].filename}:{frames[-1].lineno}"] += 1
             return fn(*a, **k)
 
         return counted
@@ -203,14 +209,15 @@ def probe(args, overrides: list[str]) -> dict:
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] * cuda)
     prof = torch.profiler.profile(activities=acts)
     state = {"syncs": 0, "mark": 0, "counting": False, "profiling": False}
+    sites = spy.sites if spy is not None else collections.Counter()
     caught: list = []
 
     def on_batch(step: int, batch: dict) -> None:
         # the window of step s: its work, the next step's log (none here) and next batch
         if state["counting"]:
-            new = caught[state["mark"] :]
-            n = sum("synchroniz" in str(m.message) for m in new) if cuda else spy.count
-            state["syncs"] += n
+            new = [m for m in caught[state["mark"] :] if "synchroniz" in str(m.message)]
+            state["syncs"] += len(new) if cuda else spy.count
+            sites.update(f"{m.filename}:{m.lineno}" for m in new)
         if state["profiling"]:
             prof.stop()
             state["profiling"] = False
@@ -243,6 +250,7 @@ def probe(args, overrides: list[str]) -> dict:
         launches = sum(1 for e in events if e.name.startswith("aten::"))
     return {
         "syncs_per_step": state["syncs"] / len(quiet),
+        "sync_sites": dict(sites.most_common(5)),
         "steps_counted": len(quiet),
         "launches_per_step": launches,
         "launch_kind": "CUDA kernel launches" if cuda else "CPU aten ops",
@@ -322,6 +330,8 @@ def report(res: dict) -> str:
     yes = {True: "yes", False: "NO"}
     cost = 1 - res["samples_per_s_deterministic"] / res["samples_per_s"]
     syncs = f"{res['syncs_per_step']:g} (goal 0; {res['steps_counted']} steps counted)"
+    if res["sync_sites"]:
+        syncs += "; at " + ", ".join(f"{k} x{v}" for k, v in res["sync_sites"].items())
     return "\n".join(
         [
             f"gpu-check: {res['config']} on {res['devices']} x {res['device']}, {res['steps']}"

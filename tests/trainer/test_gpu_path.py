@@ -383,13 +383,15 @@ def test_compiled_model_trains(fake_data, tmp_path):
 
 @pytest.mark.slow
 def test_gpu_check_runs_end_to_end_at_tiny_settings(tmp_path):
-    """`bench/gpu_check.py --tiny`: four trainer runs and the in-process probe on the CPU, the
-    figures (syncs and op count per step included), an exact resume under train.deterministic."""
+    """`bench/gpu_check.py --tiny` in bf16 (a GPU's path: DeepSpeed's ZeRO optimizer): four
+    trainer runs and the in-process probe on the CPU, the figures (syncs and op count per step
+    included), an exact resume under train.deterministic."""
     import subprocess
     import sys
 
     r = subprocess.run(
-        [sys.executable, "bench/gpu_check.py", "--tiny", "--steps", "6", "--out", str(tmp_path)],
+        [sys.executable, "bench/gpu_check.py", "--tiny", "--steps", "6", "--out", str(tmp_path),
+         "--precision", "bf16"],  # fmt: skip
         capture_output=True,
         text=True,
         cwd=REPO,
