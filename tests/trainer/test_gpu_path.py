@@ -390,8 +390,8 @@ def test_gpu_check_runs_end_to_end_at_tiny_settings(tmp_path):
     import sys
 
     r = subprocess.run(
-        [sys.executable, "bench/gpu_check.py", "--tiny", "--steps", "6", "--out", str(tmp_path),
-         "--precision", "bf16"],  # fmt: skip
+        [sys.executable, "bench/gpu_check.py", "--tiny", "--steps", "6", "--precision", "bf16"]
+        + ["--out", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=REPO,
