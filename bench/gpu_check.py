@@ -69,6 +69,8 @@ READ_BACKS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int_
 #: host-only library code the CPU probe ignores: the DataLoader's worker seeds, and torch's Adam
 #: reading its step count (a CPU tensor unless the optimizer is fused or capturable)
 HOST_ONLY = ("torch/utils/data/", "torch/optim/")
+#: what a launcher or an earlier run in the caller's process set: each run picks its own
+RENDEZVOUS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 #: names of the CUDA launch calls in a profile (kernels and graphs)
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
             "cudaGraphLaunch")  # fmt: skip
@@ -122,7 +124,7 @@ def run_train(args, overrides: list[str], out: Path, *extra: str) -> float:
     cmd += ["--out", str(out), *extra, "--set", *overrides]
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    for k in RENDEZVOUS:
         env.pop(k, None)  # each run picks its own rendezvous (a caller's may be in use)
     r = subprocess.run(cmd, cwd=REPO, env=env)
     if r.returncode:
@@ -233,6 +235,8 @@ def probe(args, overrides: list[str]) -> dict:
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
+    for k in RENDEZVOUS:
+        os.environ.pop(k, None)  # one process of its own (a caller's rendezvous may be in use)
     try:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
