@@ -104,7 +104,11 @@ coverage: $(DATA)/.stamp
 GPU_CONFIG ?= configs/paper.yaml
 GPU_STEPS  ?= 200
 GPUS       ?= 1
-gpu-check: shards
+# Refused in one line, before anything is built, on a host without an NVIDIA GPU.
+gpu-check:
+	@nvidia-smi -L >/dev/null 2>&1 || { echo "gpu-check measures a GPU and this host has none \
+	(nvidia-smi lists none); the CPU smoke test is: python bench/gpu_check.py --tiny" >&2; exit 2; }
+	@$(MAKE) --no-print-directory shards
 	$(PY) bench/gpu_check.py --data $(OUT) --config $(GPU_CONFIG) --steps $(GPU_STEPS) --gpus $(GPUS)
 
 # Robustness to imperfect 2D input: the demo model trained with and without train.augment at

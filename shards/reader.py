@@ -199,11 +199,16 @@ class ShardDataset(IterableDataset):
         self._skinner = None  # shards.body.BodySkinner, loaded when vertices are computed here
         #: set by ``loader()``: batches leave a worker as 3-4 tensors (see ``pack_batch``)
         self.pack_in_workers = False
+        #: set by ``loader()``: (epoch, consumed) in shared memory, read by persistent workers
+        self.shared_position: torch.Tensor | None = None
 
     # ---- plan -------------------------------------------------------------------------
     def set_epoch(self, epoch: int, consumed: int = 0) -> None:
-        """Select the epoch (reshuffles) and the number of samples already consumed in it."""
+        """Select the epoch (reshuffles) and the number of samples already consumed in it
+        (seen by persistent DataLoader workers through ``shared_position``)."""
         self.epoch, self.consumed = int(epoch), int(consumed)
+        if self.shared_position is not None:
+            self.shared_position.copy_(torch.tensor([self.epoch, self.consumed]))
 
     @property
     def num_meshes(self) -> int:
@@ -492,6 +497,8 @@ class ShardDataset(IterableDataset):
         return self._streams(self.num_meshes, world * nworkers)[rank * nworkers + worker]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.shared_position is not None:  # a persistent worker: the main process's epoch
+            self.epoch, self.consumed = (int(v) for v in self.shared_position.tolist())
         info = get_worker_info()
         worker, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
         return self.iter_stream(worker, nworkers)
@@ -549,7 +556,7 @@ class ShardDataset(IterableDataset):
         )
         batch = self._decode(raw)
         if self.batch_size:
-            yield pack_batch(batch) if self.pack_in_workers and get_worker_info() else batch
+            yield pack_batch(batch) if self.pack_in_workers else batch
         else:
             n = len(batch["sample_id"])
             for i in range(n):
@@ -562,8 +569,9 @@ _BIG = ("heatmaps", "masks", "vertices")
 
 def pack_batch(batch: dict[str, torch.Tensor]) -> dict:
     """The small per-sample tensors of a batch packed into one float32 and one int64 tensor
-    (in shared memory): a DataLoader worker sends every tensor through its own shared-memory
-    segment, and a dozen small ones cost more than the heatmaps. ``unpack_batch`` undoes it."""
+    (in shared memory when made in a DataLoader worker): a worker sends every tensor through its
+    own shared-memory segment, and a dozen small ones cost more than the heatmaps; and a batch
+    crosses to a GPU in three pinned copies instead of a dozen. ``unpack_batch`` undoes it."""
     floats, ints, spec = [], [], []
     for k, v in batch.items():
         if k in _BIG:
@@ -573,14 +581,25 @@ def pack_batch(batch: dict[str, torch.Tensor]) -> dict:
         (floats if kind == "f" else ints).append(flat if kind == "f" else flat.to(torch.int64))
         spec.append((k, kind, tuple(v.shape[1:]), str(v.dtype).removeprefix("torch.")))
     out = {k: v for k, v in batch.items() if k in _BIG}
-    out["_f"] = torch.cat(floats, 1).share_memory_() if floats else torch.empty(0)
-    out["_i"] = torch.cat(ints, 1).share_memory_() if ints else torch.empty(0, dtype=torch.int64)
+    shared = get_worker_info() is not None
+    f = torch.cat(floats, 1) if floats else torch.empty(len(next(iter(batch.values()))), 0)
+    i = torch.cat(ints, 1) if ints else torch.empty(len(f), 0, dtype=torch.int64)
+    out["_f"], out["_i"] = (f.share_memory_(), i.share_memory_()) if shared else (f, i)
     out[PACK_KEY] = spec
     return out
 
 
+def packed_to(batch: dict, device: str | torch.device) -> dict:
+    """A batch (packed or not) on ``device``: each tensor in one non-blocking copy (from pinned
+    memory, when the loader pins). A packed batch crosses as its two packed tensors and the
+    big ones (three copies, four with masks); ``unpack_batch`` then unpacks it there."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}  # fmt: skip
+
+
 def unpack_batch(batch: dict) -> dict[str, torch.Tensor]:
-    """Inverse of ``pack_batch`` (views into the two packed tensors; bools are copied)."""
+    """Inverse of ``pack_batch`` (views into the two packed tensors, on their device; bools
+    are copied)."""
     if PACK_KEY not in batch:
         return batch
     f, i = batch["_f"], batch["_i"]
@@ -596,12 +615,16 @@ def unpack_batch(batch: dict) -> dict[str, torch.Tensor]:
 
 
 class ShardLoader(DataLoader):
-    """DataLoader whose workers send packed batches (``pack_batch``), unpacked here."""
+    """DataLoader whose workers send packed batches (``pack_batch``), unpacked here unless
+    ``unpack`` is False (the trainer moves packed batches to its device and unpacks there)."""
+
+    unpack = True
 
     def __iter__(self):
         # the DataLoader's iterator is made here, not lazily at the first batch: making it
         # draws a seed from torch's global RNG, which callers fence (exact resume)
-        return map(unpack_batch, super().__iter__())
+        it = super().__iter__()
+        return map(unpack_batch, it) if self.unpack else it
 
 
 def loader(
@@ -612,17 +635,25 @@ def loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
+    unpack: bool = True,
     **dataset_kwargs,
 ) -> DataLoader:
     """DataLoader over ``ShardDataset(root, split, batch_size=batch_size, **dataset_kwargs)``.
 
     The dataset batches itself (``DataLoader(batch_size=None)``); call
-    ``loader.dataset.set_epoch(epoch, consumed)`` before each epoch (workers are not
-    persistent, so they see it).
+    ``loader.dataset.set_epoch(epoch, consumed)`` before each epoch: workers are persistent
+    (not re-forked per epoch) and read the epoch from shared memory when an epoch starts.
+    ``prefetch_factor``: batches each worker keeps ready (torch's default 2); ``unpack=False``
+    yields packed batches (``pack_batch``; ``packed_to`` a device, then ``unpack_batch``).
     """
     ds = ShardDataset(root, split, batch_size=batch_size, **dataset_kwargs)
     ds.pack_in_workers = True
-    kw = {}
-    if num_workers > 0 and prefetch_factor is not None:
-        kw["prefetch_factor"] = prefetch_factor
-    return ShardLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)
+    kw: dict = {}
+    if num_workers > 0:
+        ds.shared_position = torch.tensor([ds.epoch, ds.consumed]).share_memory_()
+        kw["persistent_workers"] = True
+        if prefetch_factor is not None:
+            kw["prefetch_factor"] = prefetch_factor
+    dl = ShardLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **kw)
+    dl.unpack = unpack
+    return dl

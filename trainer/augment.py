@@ -37,6 +37,7 @@ sees.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 import torch
@@ -78,6 +79,17 @@ def partners(k: int = 17) -> torch.Tensor:
     for a, b in FLIP_PAIRS:
         out[a], out[b] = b, a
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _constants(device: torch.device, k: int) -> dict[str, torch.Tensor]:
+    """The augmentations' constant tables on ``device``, made once per device: a tensor built
+    from host data is a blocking host-to-device copy, which a training step must not make."""
+    return {
+        "std": torch.tensor(JOINT_ERROR_PX[:k], dtype=torch.float64, device=device),
+        "limb_pairs": torch.tensor(LIMB_PAIRS, device=device),
+        "partners": partners(k).to(device),
+    }
 
 
 # ---- the codec (torch port of shards.heatmaps.encode) ---------------------------------------
@@ -166,7 +178,10 @@ class Perturbation:
         )  # fmt: skip
 
     def to(self, device: torch.device | str) -> Perturbation:
-        return Perturbation(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        """On ``device`` (tensors already there are kept, not copied)."""
+        dev = torch.device(device)
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Perturbation(**{k: v if v.device == dev else v.to(dev) for k, v in moved.items()})
 
 
 def active(aug: dict) -> bool:
@@ -195,7 +210,7 @@ def sample(aug: dict, b: int, k: int, gen: torch.Generator) -> Perturbation:
     if df > 0:  # bivariate Student-t: one chi-square per joint, unit variance per axis if df > 2
         chi = (torch.randn(b, k, df, **f) ** 2).mean(-1, keepdim=True)
         z = z / chi.sqrt() * ((df - 2) / df) ** 0.5 if df > 2 else z / chi.sqrt()
-    std = torch.tensor(JOINT_ERROR_PX[:k], dtype=torch.float64, device=dev)
+    std = _constants(torch.device(dev), k)["std"]
     jitter = z * std[:, None] * float(j["scale"])
     swap = torch.randint(0, len(LIMB_PAIRS), (b,), device=dev, generator=gen)
     sig = 1 + (2 * torch.rand(b, k, **f) - 1) * float(aug["sigma"]["spread"])
@@ -205,15 +220,14 @@ def sample(aug: dict, b: int, k: int, gen: torch.Generator) -> Perturbation:
     ph = float(aug["peak"]["height"]) * (0.5 + 0.5 * torch.rand(b, **f))
     miss = torch.rand(b, k, **f) < float(aug["miss"]["rate"])
 
-    none = torch.tensor(-1, device=dev)
     return Perturbation(
         crop_shift=torch.where(on["crop"][:, None], shift, 0.0),
         crop_scale=torch.where(on["crop"], scale, 1.0),
         jitter_px=torch.where(on["jitter"][:, None, None], jitter, 0.0),
-        swap=torch.where(on["swap"], swap, none),
+        swap=torch.where(on["swap"], swap, -1),
         sigma=torch.where(on["sigma"][:, None], sig, 1.0),
         height=torch.where(on["height"][:, None], height, 1.0),
-        peak=torch.where(on["peak"], peak, none),
+        peak=torch.where(on["peak"], peak, -1),
         peak_height=torch.where(on["peak"], ph, 0.0),
         miss=miss & on["miss"][:, None],
     )
@@ -247,7 +261,8 @@ def apply(
     px_to_hm = res / (crop_side.to(torch.float64) * p.crop_scale)  # image px -> map px
     kp = kp + p.jitter_px * px_to_hm[:, None, None]
     # swap one limb pair: the two keypoints (and drawn flags) exchange channels
-    pairs = torch.tensor(LIMB_PAIRS, device=dev)[p.swap.clamp(min=0)]
+    const = _constants(torch.device(dev), k)
+    pairs = const["limb_pairs"][p.swap.clamp(min=0)]
     keep = torch.arange(k, device=dev).repeat(b, 1)
     order = keep.clone()
     order[idx, pairs[:, 0]], order[idx, pairs[:, 1]] = pairs[:, 1], pairs[:, 0]
@@ -257,7 +272,7 @@ def apply(
     hm, _ = encode(kp, valid & ~p.miss, res, sigma * p.sigma, p.height)  # missed: all zero
     # a second peak in channel ch at its partner's keypoint, merged by max
     ch = p.peak.clamp(min=1)
-    mate = partners(k).to(dev)[ch]
+    mate = const["partners"][ch]
     ok = (p.peak >= 0) & valid[idx, mate] & valid[idx, ch] & ~p.miss[idx, ch]
     extra, _ = encode(
         kp[idx, mate][:, None], ok[:, None], res, sigma * p.sigma[idx, ch][:, None],

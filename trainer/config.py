@@ -110,11 +110,14 @@ class TrainConfig(Section):
     ckpt_every: int = 500
     seed: int = 0
     num_workers: int = 1
+    prefetch_factor: int | None = None  # batches each loader worker keeps ready (None: 2)
     threads: int | None = None  # torch threads per rank; None: OMP_NUM_THREADS, else from cores
     dist_timeout_s: float = 600.0  # several ranks: a collective waiting longer ends the job
     deepspeed_config: str = "configs/deepspeed.json"  # what DeepSpeed owns (clipping, Adam)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
-    compile: bool = False  # torch.compile the model
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False  # torch.compile
+    # the model (true: mode "default"; "reduce-overhead": CUDA graphs, for small per-GPU batches)
+    deterministic: bool = False  # deterministic kernels (bit-exact reruns and resumes on GPUs)
     keep_last: int | None = None  # keep only the newest N checkpoints (None: all)
 
     @model_validator(mode="after")
@@ -123,6 +126,8 @@ class TrainConfig(Section):
             raise ValueError("set train.steps or train.epochs, not both")
         if self.steps is None and self.epochs is None:
             self.steps = 1000
+        if self.prefetch_factor is not None and self.prefetch_factor < 1:
+            raise ValueError("train.prefetch_factor must be at least 1 (or null: torch's 2)")
         if self.keep_last is not None and self.keep_last < 1:
             raise ValueError("train.keep_last must be at least 1 (or null: keep all)")
         return self

@@ -24,7 +24,7 @@ import torch
 
 from shards.body import BodySkinner
 from shards.manifest import load_manifest
-from shards.reader import STORED_VERTICES, ShardDataset, loader
+from shards.reader import STORED_VERTICES, ShardDataset, loader, packed_to, unpack_batch
 from shards.topology import Topology, load_topology
 from trainer.model import MeshLevels, as_dense, input_channels
 
@@ -135,8 +135,9 @@ class DataSource:
         positions_out: list | None = None,
         device: str | torch.device = "cpu",
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Endless batches for this rank, starting at ``position = (epoch, consumed)``;
-        ``vertices`` are made on ``device`` (the other tensors stay on the CPU).
+        """Endless batches for this rank, starting at ``position = (epoch, consumed)``, on
+        ``device``: each batch crosses packed (three non-blocking copies from pinned memory on
+        a GPU) and is unpacked there; ``vertices`` are made there.
 
         After each yielded batch, ``positions_out[0]`` holds this rank's position *after* it.
         Partial batches at the end of a stream are dropped.
@@ -162,6 +163,8 @@ class DataSource:
             uint8_heatmaps=True,  # 4x less to move from workers; model_input scales on device
             pin_memory=torch.cuda.is_available(),
             manifest=self.manifest,  # read once, here
+            prefetch_factor=t.get("prefetch_factor"),
+            unpack=False,  # packed to the device (3 copies), unpacked there
         )
         while True:
             dl.dataset.set_epoch(epoch, consumed * world + rank)
@@ -171,7 +174,8 @@ class DataSource:
             rng = torch.get_rng_state()
             batches = iter(dl)
             torch.set_rng_state(rng)
-            for batch in batches:
+            for packed in batches:
+                batch = unpack_batch(packed_to(packed, device))
                 consumed += int(batch["sample_id"].shape[0])
                 got += 1
                 if positions_out is not None:

@@ -161,10 +161,21 @@ def groups_inherit_timeout(timeout: timedelta) -> None:
 
 
 def start(timeout_s: float, env: MutableMapping[str, str] | None = None) -> Ranks:
-    """Detect and export this process's rank, then open the process group (once per process)
-    with ``timeout_s`` on every collective: a rank that hangs or never joins ends the job."""
+    """Detect and export this process's rank, make its GPU (``LOCAL_RANK``) the current device,
+    then open the process group (once per process) with ``timeout_s`` on every collective: a
+    rank that hangs or never joins ends the job."""
     env = os.environ if env is None else env
     r = detect(env)
+    if torch.cuda.is_available():
+        # before any collective: torch's object collectives (and NCCL's communicator) use the
+        # current device, which is cuda:0 on every rank until this (DeepSpeed sets it only in
+        # deepspeed.initialize, after the trainer's first collectives)
+        if r.local_rank >= torch.cuda.device_count():
+            raise ValueError(
+                f"environment ({r.source}): local rank {r.local_rank} but this host has "
+                f"{torch.cuda.device_count()} GPUs; start at most one rank per GPU"
+            )
+        torch.cuda.set_device(r.local_rank)
     if not torch.distributed.is_initialized():
         export(r, env)
         env.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))

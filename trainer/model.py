@@ -17,6 +17,12 @@ Layout (supplementary F of the MPT paper, METRO/Graphormer without graph convolu
   ``upsample: dense``) or learned weights on U's own sparsity pattern (``upsample: sparse``,
   3 coarse neighbours per vertex; ~1000x fewer parameters, for CPU-sized models).
 - Camera head: weak perspective (s, tx, ty) from the global feature.
+
+Where millimetres are made the model computes in fp32 whatever its weights' dtype (DeepSpeed's
+bf16 casts the whole module with ``.bfloat16()``; between 0.5 and 1 m a bf16 step is 3.9 mm):
+the soft-argmax, the template queries and every block's output projection and residual
+(the coordinate stream), the whole last block (:func:`run_fp32`: the smallest), the upsampler
+and the camera head (:class:`FP32Linear`); joints, vertices and camera leave it in float32.
 """
 
 from __future__ import annotations
@@ -99,6 +105,26 @@ class FP32BatchNorm2d(nn.BatchNorm2d):
         return y.to(x.dtype)
 
 
+class FP32Linear(nn.Linear):
+    """``nn.Linear`` computed in fp32 (input, weight and bias upcast; float32 out) whatever the
+    parameters' dtype: bf16 weights keep their values, the products and sums lose nothing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        return nn.functional.linear(x.float(), self.weight.float(), bias)
+
+
+def run_fp32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` computed in fp32 whatever its parameters' dtype (bf16 weights upcast for
+    the call, gradients flow back to them); a plain call when they are fp32 already."""
+    params = dict(module.named_parameters())
+    if all(p.dtype == torch.float32 for p in params.values()):
+        return module(x.float())
+    state = {n: p.float() for n, p in params.items()}
+    state |= {n: b.float() if b.is_floating_point() else b for n, b in module.named_buffers()}
+    return torch.func.functional_call(module, state, (x.float(),))
+
+
 def conv_bn(cin: int, cout: int, stride: int, norm: str = "group") -> nn.Sequential:
     """3x3 conv, normalisation, ReLU. ``norm="group"``: GroupNorm (no running statistics, the
     same at any rank count); ``"batch"``: BatchNorm (per-rank batch statistics, fp32 running
@@ -110,13 +136,13 @@ def conv_bn(cin: int, cout: int, stride: int, norm: str = "group") -> nn.Sequent
 
 
 def soft_argmax(x: torch.Tensor) -> torch.Tensor:
-    """Per channel of (B, C, R, R) non-negative maps: (x, y, peak) -> (B, C, 3).
+    """Per channel of (B, C, R, R) non-negative maps: (x, y, peak) -> (B, C, 3), in float32.
 
     (x, y) is the mass-weighted mean position in normalised crop coordinates (pixel-centre
     rule: column j sits at (2j + 1) / R - 1), 0 for an empty channel; peak is the maximum.
     """
     b, c, h, w = x.shape
-    x = x.clamp(min=0)
+    x = x.float().clamp(min=0)
     gx = (2 * torch.arange(w, dtype=x.dtype, device=x.device) + 1) / w - 1
     gy = (2 * torch.arange(h, dtype=x.dtype, device=x.device) + 1) / h - 1
     mass = x.sum((2, 3))
@@ -179,7 +205,7 @@ class HeatmapEncoder(nn.Module):
         pooled = f.flatten(1) if self.pool == "flatten" else f.mean(dim=(2, 3))
         glob = self.global_fc(pooled)
         if self.keypoint_mlp is not None:
-            glob = glob + self.keypoint_mlp(soft_argmax(x).flatten(1))
+            glob = glob + self.keypoint_mlp(soft_argmax(x).flatten(1).to(glob.dtype))
         grid = self.grid_proj(f).flatten(2).transpose(1, 2)
         return glob, grid
 
@@ -217,11 +243,13 @@ class TransformerBlock(nn.Module):
             )
             for _ in range(layers)
         )
-        self.out = nn.Linear(hidden, out_dim)
-        self.residual = nn.Linear(in_dim, out_dim)
+        # the coordinate stream (template xyz -> residuals -> vertices) in fp32
+        self.out = FP32Linear(hidden, out_dim)
+        self.residual = FP32Linear(in_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.drop(self.inp(x) + self.pos)
+        """(B, T, in) -> (B, T, out) in float32 (the layers run in the weights' dtype)."""
+        h = self.drop(self.inp(x.to(self.inp.weight.dtype)) + self.pos)
         for layer in self.layers:
             h = layer(h)
         return self.out(h) + self.residual(x)
@@ -248,7 +276,8 @@ class SparseLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N_in, C) -> (B, N_out, C)."""
         g = x[:, self.index]  # (B, N_out, k, C)
-        return (g * self.weight[None, :, :, None].to(x.dtype)).sum(2) + self.bias[:, None]
+        g = g.float()  # coordinates: in fp32 whatever the weights' dtype
+        return (g * self.weight[None, :, :, None].float()).sum(2) + self.bias.float()[:, None]
 
 
 class Upsampler(nn.Module):
@@ -270,14 +299,15 @@ class Upsampler(nn.Module):
                 self.linears.append(SparseLinear(u))
                 continue
             u = torch.from_numpy(as_dense(u))
-            lin = nn.Linear(u.shape[1], u.shape[0])
+            lin = FP32Linear(u.shape[1], u.shape[0])
             with torch.no_grad():
                 lin.weight.copy_(u)
                 lin.bias.zero_()
             self.linears.append(lin)
 
     def forward(self, coarse: torch.Tensor) -> list[torch.Tensor]:
-        """(B, Nc, 3) -> list of (B, N_level, 3), coarsest first, full mesh last."""
+        """(B, Nc, 3) -> list of (B, N_level, 3) in float32, coarsest first, full mesh last."""
+        coarse = coarse.float()
         out = [coarse]
         v = coarse
         for lin in self.linears:
@@ -328,23 +358,33 @@ class MeshRegressor(nn.Module):
             for i, h, o, it in zip(ins, hidden, outs, inter)
         )
         self.upsample = Upsampler(levels.up, str(m["upsample"]))
-        self.cam_head = nn.Linear(feat, 3)
+        self.cam_head = FP32Linear(feat, 3)
         with torch.no_grad():
             self.cam_head.weight.mul_(0.01)
             self.cam_head.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
 
+    def _apply(self, fn, recurse=True):
+        """As ``nn.Module._apply``, but the template queries keep float32 (``.bfloat16()``,
+        as DeepSpeed's bf16 does, would round them to 2-4 mm); only their device follows."""
+        q = self.queries
+        super()._apply(fn, recurse)
+        self.queries = q.to(self.queries.device)
+        return self
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """x: (B, C, R, R). Returns joints (B,17,3), vertices [coarse..full], cam (B,3)."""
+        """x: (B, C, R, R). Returns joints (B,17,3), vertices [coarse..full], cam (B,3), all
+        float32."""
         glob, grid = self.encoder(x)
         b = x.shape[0]
-        q = self.queries.to(glob.dtype).unsqueeze(0).expand(b, -1, -1)
-        tokens = torch.cat([q, glob.unsqueeze(1).expand(-1, q.shape[1], -1)], dim=2)
+        q = self.queries.unsqueeze(0).expand(b, -1, -1)  # float32: template xyz
+        tokens = torch.cat([q, glob.float().unsqueeze(1).expand(-1, q.shape[1], -1)], dim=2)
         if self.use_grid:
-            zeros = grid.new_zeros(b, grid.shape[1], 3)
-            tokens = torch.cat([tokens, torch.cat([zeros, grid], dim=2)], dim=1)
+            zeros = tokens.new_zeros(b, grid.shape[1], 3)
+            tokens = torch.cat([tokens, torch.cat([zeros, grid.float()], dim=2)], dim=1)
         h = tokens
-        for blk in self.blocks:
+        for blk in self.blocks[:-1]:
             h = blk(h)
+        h = run_fp32(self.blocks[-1], h)  # the last block makes the coordinates: fp32
         joints = h[:, : self.num_joints]
         coarse = h[:, self.num_joints : q.shape[1]]
         return {"joints": joints, "vertices": self.upsample(coarse), "cam": self.cam_head(glob)}
@@ -364,7 +404,9 @@ def masked_heatmap_modeling(
     dev = generator.device if generator is not None else heatmaps.device
     ratio = torch.rand(b, 1, generator=generator, device=dev) * max_ratio
     keep = torch.rand(b, k, generator=generator, device=dev) >= ratio
-    return heatmaps * keep.to(heatmaps.device, heatmaps.dtype)[:, :, None, None]
+    if keep.device != heatmaps.device:
+        keep = keep.to(heatmaps.device)
+    return heatmaps * keep.to(heatmaps.dtype)[:, :, None, None]
 
 
 def count(module: nn.Module) -> int:

@@ -6,6 +6,16 @@ has fp32's range) and the throughput timer off, one host read of the gradient no
 ``bool()`` of a device tensor) before clipping. :func:`sync_free_clipping` gives the engine's
 optimizer the same clipping written with ``torch.where``: an invalid norm (inf, NaN or
 DeepSpeed's -1 sentinel) still clips as an infinite norm, on the device.
+
+The norm itself (``get_grad_norm_direct``) is DeepSpeed's loop of one ``vector_norm`` per
+parameter (each cast to float64: ~3 launches a parameter, ~400 a step for paper.yaml) ending in
+``mask_nan_or_inf_with_val_inplace``, which builds its -1 from the host (a blocking copy);
+:func:`sync_free_clipping` also gives the optimizer that norm as one ``torch._foreach_norm``
+(float64 accumulation, a few launches) with the sentinel written by ``torch.where``.
+
+:func:`refuse_waiting_config` refuses, before DeepSpeed starts, the DeepSpeed JSON that would
+take another optimizer: bf16 with ``data_types.grad_accum_dtype: fp32`` at ZeRO stage 1 runs
+``BF16_Optimizer``, which reads the norm back every step (``bf16_optimizer.py:402``).
 """
 
 from __future__ import annotations
@@ -31,13 +41,55 @@ def _unscale_and_clip_grads(self, grad_groups_flat, total_norm) -> None:
             g.data.mul_(1.0 / combined_scale)
 
 
+def _grad_norm_direct(self, gradients, params, norm_type=2):
+    """DeepSpeed's ``get_grad_norm_direct`` for the 2-norm: one ``_foreach_norm`` (float64)
+    over the gradients this rank counts, all-reduced; inf / NaN -> -1 on the device."""
+    from deepspeed import comm as ds_dist
+    from deepspeed.runtime.constants import PIPE_REPLICATED
+    from deepspeed.runtime.utils import is_model_parallel_parameter
+
+    if float(norm_type) != 2.0:
+        return type(self).get_grad_norm_direct(self, gradients, params, norm_type)
+    grads = [
+        g
+        for g, p in zip((g for g in gradients if not getattr(g, "_zero_padding", False)), params)
+        if not (hasattr(p, PIPE_REPLICATED) and p.ds_pipe_replicated)
+        and (is_model_parallel_parameter(p) or self.model_parallel_rank == 0)
+    ]
+    if grads:
+        norms = torch._foreach_norm(grads, 2, dtype=torch.float64)
+        total = torch.stack(norms).square().sum().float()
+    else:
+        total = torch.zeros((), dtype=torch.float32, device=self.device)
+    ds_dist.all_reduce(total, op=ds_dist.ReduceOp.SUM, group=self.dp_process_group)
+    self._model_parallel_all_reduce(tensor=total, op=ds_dist.ReduceOp.SUM)
+    total = total.sqrt()
+    return torch.where(torch.isfinite(total), total, torch.full_like(total, -1.0))
+
+
+def refuse_waiting_config(ds_cfg: dict) -> None:
+    """A one-line ValueError for a DeepSpeed config whose optimizer waits for the device at
+    every step (bf16 + ``data_types.grad_accum_dtype: fp32`` at ZeRO stage 1)."""
+    bf16 = ds_cfg.get("bf16", {}).get("enabled", False)
+    accum = str(ds_cfg.get("data_types", {}).get("grad_accum_dtype", "")).lower()
+    stage = int(ds_cfg.get("zero_optimization", {}).get("stage", 0))
+    if bf16 and accum in ("fp32", "float32", "float") and stage == 1:
+        raise ValueError(
+            "train.deepspeed_config: data_types.grad_accum_dtype=fp32 with bf16 at ZeRO stage 1 "
+            "runs DeepSpeed's BF16_Optimizer, which waits for the GPU at every step; remove it "
+            "(bf16's ZeRO optimizer keeps fp32 master weights and gradients already)"
+        )
+
+
 def sync_free_clipping(engine) -> bool:
-    """Give ``engine``'s ZeRO optimizer the sync-free clipping; False if it has none (fp32 at
-    stage 0 clips with torch's ``clip_grad_norm_``, which does not read the norm back)."""
+    """Give ``engine``'s ZeRO optimizer the sync-free clipping and the foreach gradient norm;
+    False if it has none (fp32 at stage 0 clips with torch's ``clip_grad_norm_``, which does
+    not read the norm back)."""
     from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 
     opt = engine.optimizer
     if not isinstance(opt, DeepSpeedZeroOptimizer):
         return False
     opt.unscale_and_clip_grads = types.MethodType(_unscale_and_clip_grads, opt)
+    opt.get_grad_norm_direct = types.MethodType(_grad_norm_direct, opt)
     return True

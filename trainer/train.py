@@ -29,10 +29,11 @@ from trainer.checkpoint import (
     write_checkpoint_meta,
 )
 from trainer.data import DataSource, model_input
+from trainer.device import compile_kwargs, set_deterministic
 from trainer.logger import LOG_FILE, Logger, truncate_log
 from trainer.losses import mesh_losses
 from trainer.model import MeshRegressor, masked_heatmap_modeling
-from trainer.nosync import sync_free_clipping
+from trainer.nosync import refuse_waiting_config, sync_free_clipping
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -201,6 +202,7 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t = cfg["train"]
+    set_deterministic(bool(t["deterministic"]))  # before CUDA starts (cuBLAS reads its setting)
     # rank and world from the launcher, MPI or SLURM; every collective times out
     ranks = dist.start(float(t["dist_timeout_s"]))
     rank, world = ranks.rank, ranks.world
@@ -220,12 +222,13 @@ def train(
     if rank:  # then every rank its own dropout stream (rank 0 goes on with the config's seed)
         dist.seed_everything(int(t["seed"]), rank)
     ds_cfg = deepspeed_config(cfg, world, cuda, steps)
+    refuse_waiting_config(ds_cfg)  # an optimizer that waits for the GPU every step
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=model.parameters(), config=ds_cfg
     )
     sync_free_clipping(engine)  # no host read of the gradient norm (trainer/nosync.py)
-    if t.get("compile"):
-        engine.compile()
+    if compile_kwargs(t.get("compile")) is not None:
+        engine.compile(**compile_kwargs(t["compile"]))
     device = engine.device
     dtype = torch.bfloat16 if ds_cfg["bf16"]["enabled"] else torch.float32
     regressor = torch.from_numpy(source.levels.h36m_regressor).float().to(device)
@@ -264,7 +267,6 @@ def train(
         window["wait"] += time.perf_counter() - t0
         if on_batch is not None:
             on_batch(step, batch)
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         if augment is not None:
             batch = augment(batch, step)
         parts = optimisation_step(engine, batch, cfg, dtype, mhm_gen, regressor, down)
