@@ -22,9 +22,10 @@ from pathlib import Path
 import h5py
 import torch
 
+from shards.batch import packed_to, unpack_batch
 from shards.body import BodySkinner
 from shards.manifest import load_manifest
-from shards.reader import STORED_VERTICES, ShardDataset, loader, packed_to, unpack_batch
+from shards.reader import STORED_VERTICES, ShardDataset, loader
 from shards.topology import Topology, load_topology
 from trainer.model import MeshLevels, as_dense, input_channels
 

@@ -172,7 +172,8 @@ def small_ds(tmp_path_factory):
 def test_packed_batch_unpacks_on_the_device_as_on_the_host(small_ds):
     """A packed batch crosses as three contiguous tensors and unpacks there to the same
     tensors the host would unpack."""
-    from shards.reader import loader, packed_to, unpack_batch
+    from shards.batch import packed_to, unpack_batch
+    from shards.reader import loader
 
     kw = dict(batch_size=4, views="all", shuffle=False, uint8_heatmaps=True, with_vertices=False)
     packed = next(iter(loader(small_ds, num_workers=0, unpack=False, **kw)))
