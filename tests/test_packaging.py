@@ -13,8 +13,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("cameras", "pipeline", "shards", "trainer")
-#: what a wheel build must not copy (environments, data, outputs, build leftovers)
-NOT_SOURCES = (".git", ".venv", ".venv-anny", "data", "out", "runs", "build", "*.egg-info")
+#: top-level folders a wheel build must not copy (environments, data, outputs, build leftovers);
+#: only at the root: ``pipeline/build/`` is a package
+NOT_SOURCES = {".git", ".venv", ".venv-anny", "data", "out", "runs", "build"}
+
+
+def _not_sources(folder: str, names: list[str]) -> set[str]:
+    skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+    return skip | (NOT_SOURCES & set(names) if Path(folder) == REPO else set())
 
 
 def first_party_imports(source: str) -> set[str]:
@@ -40,7 +46,7 @@ def wheel_files(tmp_path_factory) -> set[str]:
     """The file list of the wheel built from a copy of the sources (the tree stays clean)."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*NOT_SOURCES, "__pycache__"))
+    shutil.copytree(REPO, src, ignore=_not_sources)
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     done = subprocess.run(
         [*cmd, "-q", str(src), "-w", str(tmp / "dist")], capture_output=True, text=True
