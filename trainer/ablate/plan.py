@@ -79,8 +79,10 @@ def dims(data: Path) -> dict:
     return load_manifest(data).dims
 
 
-def views_label(views) -> str:
-    return "all" if views in (None, "all") else "".join(str(v) for v in views)
+def views_label(views, choice: str = "each") -> str:
+    """``all`` or the view digits (``0123``), prefixed ``r`` for one random view per mesh."""
+    label = "all" if views in (None, "all") else "".join(str(v) for v in views)
+    return ("r" if choice == "random" else "") + label
 
 
 def apply_budget(cfg: dict, samples: int) -> None:
@@ -172,7 +174,8 @@ def make_plan(
                 if key not in runs:
                     res = int(dims(row_data)["R"])
                     name = (
-                        f"v{views_label(cfg['data']['views'])}-{cfg['model']['input']}"
+                        f"v{views_label(cfg['data']['views'], cfg['data']['view_choice'])}"
+                        f"-{cfg['model']['input']}"
                         f"-r{res}-s{seed}-{key[:10]}"
                     )
                     runs[key] = Run(key, name, cfg, row_data, eval_samples)
