@@ -138,3 +138,27 @@ def test_range_faces_camera_c1_within_deg_and_spreads(builds):
     assert np.abs(off).max() <= DEG + 0.05, off
     assert off.std() > DEG / 4 and off.max() - off.min() > DEG, off  # spread, not one angle
     assert d["views/visible"].all() and d["views/visible_h36m17"].all()
+
+
+def test_placement_yaw_per_policy_on_hand_built_bodies():
+    """Fast: the yaw of each policy from hand-built hips (no build)."""
+    from cameras.rig import h36m_volume_centre, make_rig
+    from pipeline.process import RenderConfig, placement_yaw
+
+    rng = np.random.default_rng(4)
+    facing = rng.uniform(-np.pi, np.pi, 200)
+    h36m = np.zeros((200, 17, 3))
+    for i, f in enumerate(facing):
+        h36m[i, L_HIP], h36m[i, R_HIP] = _facing_reference(f)
+    ids, c1 = np.arange(1000, 1200), make_rig(8)[0].centre
+    # uniform: the draw of before, one generator per (seed, sample id)
+    uni = placement_yaw(h36m, ids, 5, RenderConfig(), c1)
+    old = [np.random.default_rng([5, int(i)]).uniform(0.0, 2.0 * np.pi) for i in ids]
+    np.testing.assert_array_equal(uni, old)
+    keep = RenderConfig(orientation="keep")
+    assert (placement_yaw(h36m, ids, 5, keep, c1) == 0).all()
+    rc = RenderConfig(orientation="range", orientation_deg=DEG)
+    turned = facing + placement_yaw(h36m, ids, 5, rc, c1)
+    to_c1 = c1[:2] - h36m_volume_centre()[:2]
+    off = np.rad2deg(heading_difference(turned, np.arctan2(to_c1[1], to_c1[0])))
+    assert np.abs(off).max() <= DEG and off.max() - off.min() > 1.8 * DEG
