@@ -3,8 +3,12 @@
 For each mesh: ``p' = Rz(yaw) @ (p - [root_x, root_y, 0]) + [c_x + j_x, c_y + j_y, -z_min]``,
 i.e. the root (pelvis) is moved over the volume centre ``c`` (plus an optional uniform jitter
 ``j`` in ``[-jitter, jitter]`` metres per axis), the body is turned about the vertical axis
-through its root by a yaw drawn uniformly in ``[0, 2 pi)``, and its lowest vertex lands on the
+through its root by a yaw (drawn uniformly in ``[0, 2 pi)`` unless given: the build's
+``render.orientation`` picks it, ``pipeline/process.py``), and its lowest vertex lands on the
 floor ``z = 0``. The result is a 4x4 homogeneous transform per mesh, to store and invert.
+
+A body's facing is read from its hips (:func:`hip_heading`): the horizontal direction
+perpendicular to the right-to-left hip axis, on the side the body's front is (z up).
 """
 
 from __future__ import annotations
@@ -20,6 +24,20 @@ def yaw_matrix(yaw: np.ndarray) -> np.ndarray:
     return np.stack(
         [np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2
     )
+
+
+def hip_heading(left_hip: np.ndarray, right_hip: np.ndarray) -> np.ndarray:
+    """Heading (radians, ``atan2(y, x)`` in the world's xy plane, z up) a body faces, from its
+    hip joints ``(..., 3)``: ``(L - R) x z`` projected on the floor, i.e. the right-to-left
+    hip axis turned 90 degrees clockwise seen from above (a body facing +x has its left hip
+    towards +y). Undefined (any angle) when the hips are vertically above each other."""
+    d = np.asarray(left_hip, np.float64) - np.asarray(right_hip, np.float64)
+    return np.arctan2(-d[..., 0], d[..., 1])
+
+
+def heading_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a - b`` wrapped into ``[-pi, pi)`` (radians)."""
+    return (np.asarray(a, np.float64) - b + np.pi) % (2.0 * np.pi) - np.pi
 
 
 def placement_transform(

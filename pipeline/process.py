@@ -1,8 +1,15 @@
 """Batched compute of one work unit: planned frames -> the field arrays of one shard.
 
 frames -> body-model forward (chunked, per gender) -> COCO-17 / H36M-17 joints -> placement
-(yaw from ``default_rng([seed, sample_id])``, feet on the floor, root over the volume centre)
--> projection into every view (with lens distortion) -> crops -> heatmaps -> optional masks.
+(a yaw per ``render.orientation``, feet on the floor, root over the volume centre) ->
+projection into every view (with lens distortion) -> crops -> heatmaps -> optional masks.
+
+Orientation (``render.orientation``), the yaw about the vertical through the root:
+``uniform`` draws it in ``[0, 2 pi)`` from ``default_rng([seed, sample_id])``; ``keep`` adds
+none (AMASS's own root orientation; placement is then a translation); ``range`` turns the
+body's facing (from its hips, ``cameras.placement.hip_heading``) toward camera C1 (the rig's
+first camera, index 0: Human3.6M S1's 54138969) plus ``U(-deg, deg)`` (``render.orientation_deg``)
+from the same generator.
 
 Crop: a square box around the projected **COCO-17 and H36M-17 joints** (34 points, including
 head top and pelvis), side = ``crop_scale`` (1.2) x their largest extent. Keypoints are what a
@@ -19,13 +26,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import model_validator
 
 from cameras.crop import CROP_RES, apply_affine, crop_affine, crop_box
-from cameras.placement import placement_transform
+from cameras.placement import hip_heading, placement_transform
 from cameras.projection import project
 from cameras.rig import make_rig
 from pipeline.amass import AmassFileError, load_sequence
@@ -49,6 +57,10 @@ class RenderConfig(Section):
     body_chunk: int = Field(64, ge=1)  # body-model forward batch (64 is fastest on one core)
     #: per-keypoint self-occlusion flags (``views/occluded``); None: when masks are on
     occlusion: bool | None = None
+    #: yaw added to each mesh: ``uniform`` in [0, 2 pi), ``keep`` AMASS's own orientation,
+    #: ``range`` facing camera C1 (index 0) +- ``orientation_deg`` (module docstring)
+    orientation: Literal["uniform", "keep", "range"] = "uniform"
+    orientation_deg: float = Field(45.0, ge=0.0, le=180.0)  # ``range``'s half-width, degrees
 
     @model_validator(mode="before")
     @classmethod
@@ -162,7 +174,7 @@ def process_unit(
     ids = np.asarray(sample_ids, np.int64)[idx]
 
     verts, coco, h36m = pose_bodies(ctx, pose, betas, trans, genders, ctx.model_type)
-    placement = _place(verts, h36m, ids, seed)
+    placement = _place(verts, h36m, ids, seed, ctx.render, ctx.rig[0].centre)
     verts, coco, h36m = (_apply(placement, x) for x in (verts, coco, h36m))
     views, extra = _views(ctx, verts, coco, h36m)
     out = {
@@ -323,9 +335,37 @@ def pose_bodies(
     return verts, j[:, :17], j[:, 17:]
 
 
-def _place(verts: np.ndarray, h36m: np.ndarray, ids: np.ndarray, seed: int) -> np.ndarray:
-    """(M, 4, 4) placements; the yaw of sample ``i`` comes from ``default_rng([seed, id_i])``."""
-    yaw = np.array([np.random.default_rng([seed, int(i)]).uniform(0.0, 2.0 * np.pi) for i in ids])
+def placement_yaw(
+    h36m: np.ndarray, ids: np.ndarray, seed: int, render: RenderConfig, camera: np.ndarray
+) -> np.ndarray:
+    """(M,) yaw of each mesh under ``render.orientation`` (module docstring); random draws
+    come from ``default_rng([seed, id_i])``. ``h36m`` (M, 17, 3) unplaced H36M-17 joints
+    (R_Hip 1, L_Hip 4), ``camera`` (3,) the centre of the camera to face (``range``)."""
+    if render.orientation == "keep":
+        return np.zeros(len(ids))
+    if render.orientation == "uniform":
+        draw = [np.random.default_rng([seed, int(i)]).uniform(0.0, 2.0 * np.pi) for i in ids]
+        return np.array(draw)
+    from cameras.rig import h36m_volume_centre  # the placed root's position (no jitter)
+
+    to_cam = np.asarray(camera, np.float64)[:2] - h36m_volume_centre()[:2]
+    toward = np.arctan2(to_cam[1], to_cam[0])
+    half = np.deg2rad(render.orientation_deg)
+    spread = np.array([np.random.default_rng([seed, int(i)]).uniform(-half, half) for i in ids])
+    return toward - hip_heading(h36m[:, 4], h36m[:, 1]) + spread
+
+
+def _place(
+    verts: np.ndarray,
+    h36m: np.ndarray,
+    ids: np.ndarray,
+    seed: int,
+    render: RenderConfig,
+    camera: np.ndarray,
+) -> np.ndarray:
+    """(M, 4, 4) placements: root over the volume centre, lowest vertex on the floor, turned
+    by :func:`placement_yaw`."""
+    yaw = placement_yaw(h36m, ids, seed, render, camera)
     lowest = verts[np.arange(len(verts)), verts[:, :, 2].argmin(axis=1)][:, None]  # yaw keeps z
     return placement_transform(lowest, np.random.default_rng(0), root=h36m[:, 0], yaw=yaw)
 

@@ -4,8 +4,10 @@ Epoch plan (a pure function of the manifest, ``seed``, ``epoch`` and the view po
 
 1. Every shard of the split is cut into blocks of ``block`` consecutive meshes; the blocks are
    shuffled globally from ``(seed, epoch)`` and concatenated into one global mesh sequence.
-2. The view policy turns each mesh into ``s`` samples: ``"random"`` (one view drawn per mesh
-   from ``(seed, epoch)``), ``"all"`` (all V views) or a fixed list of view slots.
+2. The view policy turns each mesh into ``s`` samples: ``"all"`` (all V views) or a list of
+   view slots, each of them a sample (``view_choice="each"``) or one of them drawn per mesh
+   from ``(seed, epoch)`` (``view_choice="random"``, ``s = 1``); ``views="random"`` is one
+   drawn from all V.
 3. The mesh sequence is cut into ``T = world_size * num_workers`` contiguous, balanced streams
    (sizes differ by at most one mesh); stream ``g = rank * num_workers + worker`` belongs to
    that DataLoader worker of that rank. Each sample is therefore seen exactly once per epoch
@@ -120,7 +122,8 @@ class ShardDataset(IterableDataset):
     Yields dicts following the sample contract of docs/ARCHITECTURE.md: per sample when
     ``batch_size`` is None, else batched dicts (leading batch axis) built with vectorised
     decoding, which is the fast path (use with ``DataLoader(batch_size=None)``, see
-    ``loader``). ``views``: ``"random"``, ``"all"`` or a list of view slots (e.g. [0, 1, 2, 3]).
+    ``loader``). ``views``: ``"random"``, ``"all"`` or a list of view slots (e.g. [0, 1, 2, 3]);
+    ``view_choice="random"`` draws one of them per mesh and epoch (``"each"``: all of them).
     ``skip_bad``: warn and skip unreadable shards instead of stopping (exactly-once then only
     holds for the good shards). ``uint8_heatmaps``: yield heatmaps as stored (uint8, peak 255)
     instead of float32 in [0, 1], so workers move 4x fewer bytes; the trainer then divides by
@@ -139,6 +142,7 @@ class ShardDataset(IterableDataset):
         split: str = "train",
         *,
         views: str | Sequence[int] = "random",
+        view_choice: str = "each",
         batch_size: int | None = None,
         shuffle: bool = True,
         seed: int = 0,
@@ -171,17 +175,22 @@ class ShardDataset(IterableDataset):
         self.with_masks = self.has_masks if with_masks is None else bool(with_masks)
         if self.with_masks and not self.has_masks:
             raise ValueError(f"{self.root}: masks requested but the dataset has none")
+        if view_choice not in ("each", "random"):
+            raise ValueError(f"view_choice must be 'each' or 'random', got {view_choice!r}")
         if isinstance(views, str):
             if views not in ("random", "all"):
                 raise ValueError(f"views must be 'random', 'all' or a list, got {views!r}")
             self.views: str | list[int] = views
-            self.per_mesh = 1 if views == "random" else self.V
+            pool = list(range(self.V))
         else:
-            sel = sorted(set(int(v) for v in views))
-            if not sel or sel[0] < 0 or sel[-1] >= self.V:
+            pool = sorted(set(int(v) for v in views))
+            if not pool or pool[0] < 0 or pool[-1] >= self.V:
                 raise ValueError(f"view slots {list(views)} out of range for V={self.V}")
-            self.views = sel
-            self.per_mesh = len(sel)
+            self.views = pool
+        #: the eligible view slots, and whether one of them is drawn per mesh and epoch
+        self.view_pool = np.asarray(pool, np.int64)
+        self.random_view = views == "random" or view_choice == "random"
+        self.per_mesh = 1 if self.random_view else len(pool)
         self.batch_size = batch_size
         # read all views of a mesh in one slab when at least half of them are wanted
         self._slab_heavy = 2 * self.per_mesh >= self.V
@@ -235,10 +244,10 @@ class ShardDataset(IterableDataset):
 
     def _view_slots(self, n: int) -> np.ndarray:
         """(n, s) views for the epoch's global mesh sequence."""
-        if self.views == "random":
-            return _rng(self.seed, self.epoch, 2).integers(0, self.V, (n, 1))
-        sel = np.arange(self.V) if self.views == "all" else np.asarray(self.views)
-        return np.broadcast_to(sel, (n, len(sel)))
+        pool = self.view_pool
+        if self.random_view:  # one draw per position of the global sequence: any split agrees
+            return pool[_rng(self.seed, self.epoch, 2).integers(0, len(pool), (n, 1))]
+        return np.broadcast_to(pool, (n, len(pool)))
 
     def _streams(self, n: int, t: int) -> list[tuple[int, int]]:
         return [(g * n // t, (g + 1) * n // t) for g in range(t)]

@@ -249,6 +249,8 @@ def cmd_ablate(args) -> int:
         budget["samples"] = args.samples
     if args.eval_samples:
         budget["eval_samples"] = args.eval_samples
+    if args.views_budget:
+        budget["views_budget"] = args.views_budget
     if args.quick:
         batch = int(load_config(args.config, args.set)["train"]["batch_size"])
         budget.setdefault("samples", QUICK_BATCHES * batch)
@@ -278,6 +280,7 @@ def cmd_ablate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from trainer.ablate.plan import SAMPLES as ABL_SAMPLES
     from trainer.ablate.plan import SEEDS as ABL_SEEDS
+    from trainer.ablate.plan import VIEWS_BUDGETS
 
     ap = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -339,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", default=None, help=f"comma-separated seeds ({','.join(map(str, ABL_SEEDS))})"
     )
     p.add_argument("--eval-samples", type=int, default=None, help="val samples (all)")
+    p.add_argument(
+        "--views-budget",
+        choices=VIEWS_BUDGETS,
+        default=None,
+        help="Table 2: samples-each (default), equal-samples (one random view per mesh per"
+        " epoch), equal-epochs (N views train N x --samples)",
+    )
     p.add_argument(
         "--hires-set",
         nargs="*",

@@ -134,7 +134,14 @@ class TrainConfig(Section):
 
 
 class DataConfig(Section):
-    views: Any = None  # view policy: None or "all" = every view in the shards, or a list
+    """Training data. The view policy is two keys: ``views`` says which views may be used
+    (null or ``all``: every view of the shards; a list of view indices) and ``view_choice``
+    how: ``each`` makes every listed view of a mesh a sample, ``random`` draws one of them per
+    mesh per epoch (seeded by ``train.seed``, resumable exactly). ``views: random`` is short for
+    ``views: all`` + ``view_choice: random`` and is stored that way."""
+
+    views: Any = None  # null / "all", "random", or a list of view indices (e.g. [0, 1, 2, 3])
+    view_choice: Literal["each", "random"] = "each"  # each listed view, or one at random
     train_split: str = "train"
     block: int | None = None  # reader: meshes kept together when shuffling (None: its default)
     shuffle_buffer: int | None = None  # reader: samples per shuffled read window (None: default)
@@ -143,11 +150,29 @@ class DataConfig(Section):
     @field_validator("views", mode="before")
     @classmethod
     def _views(cls, v):
-        if v is None or v == "all":
+        if v is None or v in ("all", "random"):
             return v
-        if isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+        if (
+            isinstance(v, list)
+            and v
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v)
+            and len(set(v)) == len(v)
+        ):
             return v
-        raise ValueError("must be null, 'all' or a list of view indices")
+        raise ValueError(
+            "must be null, 'all', 'random' or a non-empty list of distinct view indices"
+        )
+
+    @model_validator(mode="after")
+    def _random_shorthand(self):
+        if self.views == "random":
+            if "view_choice" in self.model_fields_set and self.view_choice != "random":
+                raise ValueError(
+                    f"data.views 'random' means data.view_choice 'random', not "
+                    f"{self.view_choice!r} (use data.views: all, or a list, with view_choice)"
+                )
+            self.views, self.view_choice = "all", "random"
+        return self
 
 
 class EvalConfig(Section):

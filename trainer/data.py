@@ -153,6 +153,7 @@ class DataSource:
             batch_size=batch_size,
             num_workers=int(t["num_workers"]),
             views=self._views(),
+            view_choice=self.cfg["data"].get("view_choice", "each"),
             shuffle=True,
             seed=int(t["seed"]),
             **reader,

@@ -355,6 +355,7 @@ def evaluate_h36m(
         },
         "checkpoint": {"path": str(ckpt), "step": step, "data": str(source.root)},
         "train_views": "all" if views is None else views,
+        "train_view_choice": cfg["data"].get("view_choice", "each"),
         "regressor": regressor_provenance(source.root),
         "baseline": "mean pelvis-centred camera-frame train-split mesh of the checkpoint's shards",
         **_summaries(errs, per_cam),
@@ -438,7 +439,9 @@ def format_h36m_table(res: dict) -> str:
         f"{k} view{'s' if k != '1' else ''} {v['mpjpe']}/{v['pa_mpjpe']}"
         for k, v in res["paper_table2"].items()
     )
+    how = " (one at random per mesh)" if res.get("train_view_choice") == "random" else ""
     lines.append(
-        f"seed Table 2 (MPJPE/PA-MPJPE): {paper}; this model trained on views {res['train_views']}"
+        f"seed Table 2 (MPJPE/PA-MPJPE): {paper}; this model trained on views"
+        f" {res['train_views']}{how}"
     )
     return "\n".join(lines)

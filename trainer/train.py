@@ -67,12 +67,15 @@ def use_bf16(cfg: dict, cuda: bool) -> bool:
 
 def train_steps(cfg: dict, source: DataSource) -> int:
     """``train.steps``, or ``train.epochs`` x the train split's samples (meshes x views used,
-    from the manifest) / ``train.batch_size``."""
+    one view per mesh with ``data.view_choice: random``, from the manifest) /
+    ``train.batch_size``."""
     t = cfg["train"]
     if t.get("steps") is not None:
         return int(t["steps"])
     views = cfg["data"]["views"]
     per_mesh = int(source.manifest.dims["V"]) if views in (None, "all") else len(views)
+    if cfg["data"].get("view_choice", "each") == "random":
+        per_mesh = 1
     meshes = sum(s.meshes for s in source.manifest.split_shards(source.train_split))
     steps = int(float(t["epochs"]) * meshes * per_mesh) // int(t["batch_size"])
     if steps < 1:

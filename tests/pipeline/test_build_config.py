@@ -18,8 +18,10 @@ SHIPPED_PLAN_JSON = (
     '"seed": 0, "splits": {"test": ["Transitions_mocap", "SSM_synced", "SynthHDM"], '
     '"val": ["HumanEva", "MPI_HDM05", "SFU", "MPI_mosh", "SynthBML"]}, "unit_size": 256}'
 )
+# issue 28: render.orientation (uniform = the yaw of before) and its range half-width
 SHIPPED_RENDER = {"views": 8, "res": 56, "masks": False, "sigma": None, "crop_scale": 1.2,
-                  "body_chunk": 64, "occlusion": False}  # fmt: skip
+                  "body_chunk": 64, "occlusion": False, "orientation": "uniform",
+                  "orientation_deg": 45.0}  # fmt: skip
 # schema 2 (issue 15): blosc-lz4hc:1 (was blosc-lz4) and no stored vertices
 SHIPPED_BUILD = {"model_type": "smplh", "max_retries": 3, "compression": "blosc-lz4hc:1",
                  "store_vertices": False}  # fmt: skip
@@ -67,6 +69,8 @@ def test_flags_then_set_override_the_file(tmp_path):
         ("plan: {central: 1.5}\n", "plan.central: Input should be less than or equal to 1"),
         ("plan: {splits: {vall: [SFU]}}\n", "plan.splits: Input should be 'val' or 'test'"),
         ("render: {res: big}\n", "render.res: Input should be a valid integer"),
+        ("render: {orientation: left}\n", "render.orientation: Input should be 'uniform', 'kee"),
+        ("render: {orientation_deg: 200}\n", "render.orientation_deg: Input should be less than"),
         ("build: {compression: lz5}\n", "build.compression: Input should be 'blosc-lz4'"),
         ("plan: [1, 2\n", "invalid YAML"),
     ],
@@ -99,3 +103,12 @@ def test_print_config(capsys):
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg == B.load_config(None, {"meshes": 12}, ["plan.fps=25"])
     assert cfg["plan"]["meshes"] == 12 and cfg["plan"]["fps"] == 25
+
+
+def test_print_config_shows_the_orientation(capsys):
+    import yaml
+
+    sets = ["--set", "render.orientation=range", "--set", "render.orientation_deg=30"]
+    assert B.main(["--print-config", *sets]) == 0
+    render = yaml.safe_load(capsys.readouterr().out)["render"]
+    assert render["orientation"] == "range" and render["orientation_deg"] == 30.0

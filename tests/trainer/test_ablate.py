@@ -430,3 +430,37 @@ def test_table2_gains_human36m_columns_with_2d_noise(datasets):
     assert summary["views"][0]["h36m_noisy_mpjpe"]["values"] == [120.0, 122.0, 121.0]
     t3 = [ln for ln in sections[1].splitlines() if ln.startswith("|")]
     assert "noise" not in t3[0]  # only Table 2 asks about imperfect 2D
+
+
+@pytest.mark.parametrize("budget", ["samples-each", "equal-samples", "equal-epochs"])
+def test_table2_views_budgets(datasets, budget):
+    """Samples per arm of Table 2 under each budget (plan only, nothing runs)."""
+    lo, _ = datasets
+    plan = make_plan(lo, tables=["2"], **plan_kw(seeds=[0, 1], views_budget=budget))
+    assert plan.views_budget == budget
+    per_mesh = {"1": 1, "2": 2, "4": 4, "8": 8}
+    for row in plan.tables["views"]:
+        for key in row.runs:
+            run = plan.runs[key]
+            n = per_mesh[row.label]
+            want = 2 * BATCH * (n if budget == "equal-epochs" else 1)
+            assert run.samples == want, (budget, row.label)
+            choice = "random" if budget == "equal-samples" else "each"
+            assert run.cfg["data"]["view_choice"] == choice
+            assert run.name.startswith("vr") == (choice == "random")  # distinct folders
+    if budget == "samples-each":  # the plan of before: same runs, no note
+        assert "views" not in plan.notes
+    else:
+        assert budget in plan.notes["views"]
+    check_equal_budgets(plan)  # the plan's own budgets pass its check
+
+
+def test_views_budget_checked(datasets):
+    lo, _ = datasets
+    plan = make_plan(lo, tables=["2"], **plan_kw(views_budget="equal-epochs"))
+    run = plan.runs[plan.tables["views"][2].runs[0]]
+    run.cfg["train"]["steps"] = 2  # the 4-view row trained like the 1-view row
+    with pytest.raises(ValueError, match="row 4: budgets"):
+        check_equal_budgets(plan)
+    with pytest.raises(ValueError, match="views budget 'epochs'"):
+        make_plan(lo, tables=["2"], **plan_kw(views_budget="epochs"))

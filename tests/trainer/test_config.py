@@ -28,7 +28,15 @@ def _one_line_error(path, overrides=None) -> str:
         ("model: {hidden: [64, x, 16]}\n", "model.hidden[1]: Input should be a valid integer"),
         ("model: {pool: max}\n", "model.pool: Input should be 'flatten' or 'mean'"),
         ("loss: {joints3d_form: l2}\n", "loss.joints3d_form: Input should be 'l1' or 'mse'"),
-        ("data: {views: [0, one]}\n", "data.views: must be null, 'all' or a list"),
+        ("data: {views: [0, one]}\n", "data.views: must be null, 'all', 'random' or a non-"),
+        ("data: {views: some}\n", "data.views: must be null, 'all', 'random' or a non-empty"),
+        ("data: {views: []}\n", "data.views: must be null, 'all', 'random' or a non-empty"),
+        ("data: {views: [0, 0]}\n", "data.views: must be null, 'all', 'random' or a non-empty"),
+        ("data: {view_choice: one}\n", "data.view_choice: Input should be 'each' or 'random'"),
+        (
+            "data: {views: random, view_choice: each}\n",
+            "data: data.views 'random' means data.view_choice 'random', not 'each'",
+        ),
         ("train: 5\n", "train: Input should be a valid dictionary"),
         ("- a\n", "a config must be a mapping"),
     ],
@@ -52,6 +60,26 @@ def test_file_errors_name_the_file_and_key(tmp_path, text, want):
 def test_override_errors_name_the_override_and_key(item, want):
     msg = _one_line_error(REPO / "configs/demo.yaml", ["train.steps=7", item])
     assert msg == f"override {item!r}: {want}" or msg.startswith(f"override {item!r}: {want}")
+
+
+@pytest.mark.parametrize(
+    "sets, views, choice",
+    [
+        ([], None, "each"),
+        (["data.views=all"], "all", "each"),
+        (["data.views=[0,1]"], [0, 1], "each"),
+        (["data.views=random"], "all", "random"),  # shorthand, stored as the two keys
+        (["data.views=[0,1,2,3]", "data.view_choice=random"], [0, 1, 2, 3], "random"),
+        (["data.view_choice=random"], None, "random"),
+        (["data.views=random", "data.view_choice=random"], "all", "random"),
+    ],
+)
+def test_view_policy_forms(sets, views, choice):
+    cfg = load_config(None, sets)
+    assert (cfg["data"]["views"], cfg["data"]["view_choice"]) == (views, choice)
+    # what a checkpoint stores loads back to itself
+    again = load_config(None, [f"data.{k}={json.dumps(v)}" for k, v in cfg["data"].items()])
+    assert again["data"] == cfg["data"]
 
 
 def test_file_then_overrides_in_order():

@@ -326,6 +326,9 @@ def test_steps_from_epochs_use_the_manifest(fake_data):
     assert train_steps(cfg, DataSource(fake_data, cfg)) == 10 * train_meshes * 2 // 16
     cfg = load_config(REPO / "configs/paper.yaml", ["train.batch_size=16", "data.views=[1]"])
     assert train_steps(cfg, DataSource(fake_data, cfg)) == 10 * train_meshes // 16
+    for sets in (["data.views=random"], ["data.views=[0,1]", "data.view_choice=random"]):
+        cfg = load_config(REPO / "configs/paper.yaml", ["train.batch_size=16", *sets])
+        assert train_steps(cfg, DataSource(fake_data, cfg)) == 10 * train_meshes // 16  # 1 view
     with pytest.raises(ConfigError, match="set train.steps or train.epochs, not both"):
         load_config(REPO / "configs/paper.yaml", ["train.steps=5"])
 

@@ -327,3 +327,39 @@ def test_restart_if_stale_starts_a_stale_run_afresh_once(tmp_path, rank):
     calls.clear()
     assert restart_if_stale(fit, tmp_path, rank, said.append, resume=False) == "trained"
     assert calls == [False] and len(said) == 1  # --restart: no checkpoint is read at all
+
+
+def _random_view_run(data: Path, out: Path, resume: bool) -> list[list[tuple[int, int]]]:
+    """(sample id, view) of each batch of a 4-step run with one random view of [0, 1] per
+    mesh (straight, or stopped after 3 steps and resumed)."""
+    from trainer.train import train
+
+    over = [o for o in OVERRIDES if not o.startswith("train.steps")]
+    sets = [*over, "train.steps=4", "data.views=[0,1]", "data.view_choice=random"]
+    cfg = load_config(REPO / "configs/demo.yaml", sets)
+    seen: list = []
+
+    def rec(step, b):
+        seen.append(list(zip(b["sample_id"].tolist(), b["view"].tolist())))
+
+    if resume:
+        train(cfg, data, out / "resumed", stop_at=3, on_batch=rec)
+    train(cfg, data, out / ("resumed" if resume else "straight"), on_batch=rec)
+    return seen
+
+
+def test_random_view_policy_trains(fake_data, tmp_path):
+    seen = _random_view_run(fake_data, tmp_path, resume=False)
+    # 36 train meshes x 1 view: 2 full batches of 16 per epoch; the 4 steps are 2 epochs
+    epochs = [seen[0] + seen[1], seen[2] + seen[3]]
+    for pairs in epochs:
+        assert len({s for s, _ in pairs}) == len(pairs) == 32  # no mesh twice in an epoch
+        assert {v for _, v in pairs} == {0, 1}  # the listed views, both drawn
+        assert all(s < 36 for s, _ in pairs)
+    assert epochs[0] != epochs[1]
+
+
+@pytest.mark.slow
+def test_random_view_policy_resumes_exactly(fake_data, tmp_path):
+    resumed = _random_view_run(fake_data, tmp_path, resume=True)
+    assert resumed == _random_view_run(fake_data, tmp_path, resume=False)

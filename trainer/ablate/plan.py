@@ -28,6 +28,11 @@ TABLES = {
     "4": ("input", "Table 4. Input features", "Input features"),
 }
 VIEW_SETS = {"1": "[0]", "2": "[0,1]", "4": "[0,1,2,3]", "8": "all"}
+#: Table 2's budget (``views_budget``): ``samples-each`` (every listed view of a mesh is a
+#: sample; every row ``samples``), ``equal-samples`` (one random listed view per mesh per epoch,
+#: ``data.view_choice=random``; every row ``samples``), ``equal-epochs`` (every listed view; a
+#: row of N views trains N x ``samples``: equal epochs over (mesh, view) pairs, the seed's)
+VIEWS_BUDGETS = ("samples-each", "equal-samples", "equal-epochs")
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Plan:
     samples: int
     eval_samples: int | None
     notes: dict[str, str] = field(default_factory=dict)
+    views_budget: str = "samples-each"  # Table 2's budget (:data:`VIEWS_BUDGETS`)
 
 
 def run_key(cfg: dict, data: Path) -> str:
@@ -79,8 +85,10 @@ def dims(data: Path) -> dict:
     return load_manifest(data).dims
 
 
-def views_label(views) -> str:
-    return "all" if views in (None, "all") else "".join(str(v) for v in views)
+def views_label(views, choice: str = "each") -> str:
+    """``all`` or the view digits (``0123``), prefixed ``r`` for one random view per mesh."""
+    label = "all" if views in (None, "all") else "".join(str(v) for v in views)
+    return ("r" if choice == "random" else "") + label
 
 
 def apply_budget(cfg: dict, samples: int) -> None:
@@ -93,9 +101,27 @@ def apply_budget(cfg: dict, samples: int) -> None:
     cfg["train"]["steps"] = samples // batch
 
 
+def row_samples(plan: Plan, table: str, row: Row) -> int:
+    """Samples each run of ``row`` must train: ``plan.samples``, times the row's number of
+    views for Table 2 under ``equal-epochs``."""
+    if table == "views" and plan.views_budget == "equal-epochs":
+        return plan.samples * int(row.label)
+    return plan.samples
+
+
 def check_equal_budgets(plan: Plan) -> None:
-    """Every row of a table must train on the same number of samples (steps x batch size)."""
+    """Every row of a table must train on the same number of samples (steps x batch size);
+    under ``equal-epochs`` Table 2's rows on ``samples`` x their views."""
     for table, rows in plan.tables.items():
+        if table == "views" and plan.views_budget == "equal-epochs":
+            for row in rows:
+                got = {plan.runs[k].samples for k in row.runs}
+                if got != {row_samples(plan, table, row)}:
+                    raise ValueError(
+                        f"table 'views' row {row.label}: budgets {sorted(got)}, not"
+                        f" {row_samples(plan, table, row)} (equal epochs over mesh-view pairs)"
+                    )
+            continue
         budgets = {plan.runs[k].samples for row in rows for k in row.runs}
         if len(budgets) > 1:
             raise ValueError(
@@ -114,13 +140,17 @@ def make_plan(
     seeds: Sequence[int] = SEEDS,
     samples: int = SAMPLES,
     eval_samples: int | None = None,
+    views_budget: str = "samples-each",
 ) -> Plan:
     """The rows of the requested tables and their distinct runs (one per config x data x seed).
 
     ``overrides`` apply to every run, ``hires_overrides`` to the high-resolution row of Table 3
-    only (e.g. an encoder with one more stride-2 stage); ``train.steps`` comes from ``samples``.
+    only (e.g. an encoder with one more stride-2 stage); ``train.steps`` comes from ``samples``
+    (Table 2: per ``views_budget``, :data:`VIEWS_BUDGETS`).
     """
     data = Path(data)
+    if views_budget not in VIEWS_BUDGETS:
+        raise ValueError(f"views budget {views_budget!r}: choose among {', '.join(VIEWS_BUDGETS)}")
     bad = sorted(set(tables) - set(TABLES))
     if bad:
         raise ValueError(f"unknown tables {bad}; choose among 2, 3, 4")
@@ -134,8 +164,10 @@ def make_plan(
         views = int(d["V"])
         if views < 8:
             raise ValueError(f"{data}: Table 2 needs an 8-view build, this one has {views} views")
+        choice = "random" if views_budget == "equal-samples" else "each"
         specs["views"] = [
-            (n, n, data, [f"data.views={v}", "model.input=heatmaps"]) for n, v in VIEW_SETS.items()
+            (n, n, data, [f"data.views={v}", f"data.view_choice={choice}", "model.input=heatmaps"])
+            for n, v in VIEW_SETS.items()
         ]
     if "3" in tables:
         if data_hires is None:
@@ -160,6 +192,8 @@ def make_plan(
         ]
     runs: dict[str, Run] = {}
     plan_tables: dict[str, list[Row]] = {}
+    plan = Plan(plan_tables, runs, [int(s) for s in seeds], samples, eval_samples)
+    plan.views_budget = views_budget
     for table, rows in specs.items():
         plan_tables[table] = []
         for label, paper, row_data, row_sets in rows:
@@ -167,18 +201,24 @@ def make_plan(
             for seed in seeds:
                 cfg = load_config(config, list(overrides) + row_sets)
                 cfg["train"]["seed"] = int(seed)
-                apply_budget(cfg, samples)
+                apply_budget(cfg, row_samples(plan, table, row))
                 key = run_key(cfg, row_data)
                 if key not in runs:
                     res = int(dims(row_data)["R"])
                     name = (
-                        f"v{views_label(cfg['data']['views'])}-{cfg['model']['input']}"
+                        f"v{views_label(cfg['data']['views'], cfg['data']['view_choice'])}"
+                        f"-{cfg['model']['input']}"
                         f"-r{res}-s{seed}-{key[:10]}"
                     )
                     runs[key] = Run(key, name, cfg, row_data, eval_samples)
                 row.runs.append(key)
             plan_tables[table].append(row)
-    plan = Plan(plan_tables, runs, [int(s) for s in seeds], samples, eval_samples)
+    if "views" in plan_tables and views_budget != "samples-each":
+        plan.notes["views"] = f"views budget {views_budget}: " + (
+            f"one random listed view per mesh per epoch, {samples} samples per row"
+            if views_budget == "equal-samples"
+            else f"{samples} samples per view (N views: N x {samples}), every listed view"
+        )
     if "resolution" in plan_tables:
         plan.notes["resolution"] = f"CPU stand-in: {lo} vs {hi} for the paper's 112 vs 224; " + (
             f"high-resolution row also with {' '.join(hires_overrides)}"
