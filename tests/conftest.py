@@ -17,3 +17,13 @@ def synth_data(tmp_path_factory) -> Path:
     from pipeline.synth import generate
 
     return generate(tmp_path_factory.mktemp("synth"), seed=0, small=True)
+
+
+@pytest.fixture(scope="session")
+def shipped_archive(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """The full embedded motion archive as `make data` writes it (seed 0), generated once per
+    session for the motion and statistics tests (read-only: copy before changing it)."""
+    from pipeline.synth.archive import generate_archive
+
+    root = tmp_path_factory.mktemp("amass_full")
+    return root, generate_archive(root, seed=0)

@@ -33,9 +33,8 @@ SMPLX_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def full_archive(tmp_path_factory) -> tuple[Path, list[Path]]:
-    root = tmp_path_factory.mktemp("amass_full")
-    return root, generate_archive(root, seed=0)
+def full_archive(shipped_archive) -> tuple[Path, list[Path]]:
+    return shipped_archive
 
 
 def _smplh_poses(d) -> np.ndarray:

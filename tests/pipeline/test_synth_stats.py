@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation, Slerp
 
-from pipeline.synth.archive import generate_archive
 from pipeline.synth.joint_names import GROUPS
 from pipeline.synth.moves import MOTIONS
 from pipeline.synth.stats import PAIRED, archive_stats, joint_samples, main, pelvis_tilt
@@ -79,9 +78,8 @@ def test_cli_error_names_the_file(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("amass_stats")
-    files = generate_archive(root, seed=0)
+def shipped(shipped_archive) -> dict:
+    root, files = shipped_archive
     return {"stats": archive_stats([root]), "files": files}
 
 
