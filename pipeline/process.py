@@ -35,7 +35,7 @@ from pydantic import model_validator
 from cameras.crop import CROP_RES, apply_affine, crop_affine, crop_box
 from cameras.placement import hip_heading, placement_transform
 from cameras.projection import project
-from cameras.rig import make_rig
+from cameras.rig import h36m_volume_centre, make_rig
 from pipeline.amass import AmassFileError, load_sequence
 from pipeline.body_models import load_body_model
 from pipeline.joints import KeypointRegressor
@@ -346,9 +346,7 @@ def placement_yaw(
     if render.orientation == "uniform":
         draw = [np.random.default_rng([seed, int(i)]).uniform(0.0, 2.0 * np.pi) for i in ids]
         return np.array(draw)
-    from cameras.rig import h36m_volume_centre  # the placed root's position (no jitter)
-
-    to_cam = np.asarray(camera, np.float64)[:2] - h36m_volume_centre()[:2]
+    to_cam = np.asarray(camera, np.float64)[:2] - h36m_volume_centre()[:2]  # from the placed root
     toward = np.arctan2(to_cam[1], to_cam[0])
     half = np.deg2rad(render.orientation_deg)
     spread = np.array([np.random.default_rng([seed, int(i)]).uniform(-half, half) for i in ids])

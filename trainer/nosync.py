@@ -83,8 +83,9 @@ def refuse_waiting_config(ds_cfg: dict) -> None:
 
 def sync_free_clipping(engine) -> bool:
     """Give ``engine``'s ZeRO optimizer the sync-free clipping and the foreach gradient norm;
-    False if it has none (fp32 at stage 0 clips with torch's ``clip_grad_norm_``, which does
-    not read the norm back)."""
+    False if it has none. fp32 at ZeRO stage 0 has none: it clips with DeepSpeed's
+    ``clip_grad_norm_``, whose ``is_invalid_grad_norm`` still reads the norm back once a step
+    (``runtime/utils.py:233``; ``bench/gpu_check.py``'s probe counts it)."""
     from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 
     opt = engine.optimizer

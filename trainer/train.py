@@ -230,8 +230,8 @@ def train(
         model=model, model_parameters=model.parameters(), config=ds_cfg
     )
     sync_free_clipping(engine)  # no host read of the gradient norm (trainer/nosync.py)
-    if compile_kwargs(t.get("compile")) is not None:
-        engine.compile(**compile_kwargs(t["compile"]))
+    if (compiled := compile_kwargs(t.get("compile"))) is not None:
+        engine.compile(**compiled)
     device = engine.device
     dtype = torch.bfloat16 if ds_cfg["bf16"]["enabled"] else torch.float32
     regressor = torch.from_numpy(source.levels.h36m_regressor).float().to(device)
