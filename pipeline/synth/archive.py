@@ -31,7 +31,8 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from pipeline.synth.moves import MOTIONS, Track
+from pipeline.synth.kinds import MOTIONS
+from pipeline.synth.moves import Track
 from pipeline.synth.skeleton import (
     EULER_SEQ,
     FOOT_CLEARANCE,

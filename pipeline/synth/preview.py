@@ -16,7 +16,7 @@ from scipy.spatial.transform import Rotation
 from cameras.plotting import save_figure
 from pipeline.amass import load_sequence
 from pipeline.body_models import load_body_model
-from pipeline.synth.moves import MOTIONS
+from pipeline.synth.kinds import MOTIONS
 from pipeline.synth.skeleton import body_skeleton, default_body_models, posed_joints
 
 # rotation taking the body model's y-up rest frame to the z-up world (as AMASS roots do)

@@ -14,7 +14,8 @@ from pipeline.synth.joint_names import JOINT_INDEX as _J
 from pipeline.synth.joint_names import LEFT as _LEFT
 from pipeline.synth.joint_names import RIGHT as _RIGHT
 from pipeline.synth.joint_names import pair as _pair
-from pipeline.synth.moves import MOTIONS, Track, base_track
+from pipeline.synth.kinds import MOTIONS
+from pipeline.synth.moves import Track, base_track
 
 # --------------------------------------------------------------------------------------------
 # What makes clips unlike each other: subject style, tempo, amplitude, posture, mocap texture

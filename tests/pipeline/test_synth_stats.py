@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial.transform import Rotation, Slerp
 
 from pipeline.synth.joint_names import GROUPS
-from pipeline.synth.moves import MOTIONS
+from pipeline.synth.kinds import MOTIONS
 from pipeline.synth.stats import PAIRED, archive_stats, joint_samples, main, pelvis_tilt
 
 #: Real AMASS SMPL+H clip (nghorbani/amass support_data/github_data/dmpl_sample.npz, 235 frames

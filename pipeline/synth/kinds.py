@@ -1,0 +1,42 @@
+"""Every motion kind of the embedded archive: its builder, its family and its split.
+
+:data:`MOTIONS` gathers the choreography tables (``kind -> (builder, (min, max) seconds)``).
+:data:`FAMILY` groups kinds that load the body the same way (gaits, jumps, arm work, low
+bends, floor and seated work, whole-body). :data:`HELD_OUT` names the kinds only val or test
+subjects perform, the way AMASS's own split holds out whole datasets: no choreography of val or
+test is ever in train, and every held-out kind has train kinds of its family, so val and test
+measure new choreographies, not body parts the train split never moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipeline.synth import moves
+
+MOTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {**moves.MOTIONS}
+
+#: kind -> family
+FAMILY: dict[str, str] = {
+    "walk": "gait",
+    "run": "gait",
+    "sidestep": "gait",
+    "turn": "gait",
+    "turn_in_place": "gait",
+    "jump": "jump",
+    "jumping_jacks": "jump",
+    "skip": "jump",
+    "wave": "arms",
+    "reach": "arms",
+    "throw": "arms",
+    "box": "arms",
+    "squat": "low",
+    "bend": "low",
+    "crouch": "low",
+    "floor_reach": "low",
+    "lunge": "low",
+    "sit": "floor",
+    "kick": "whole",
+    "dance": "whole",
+    "idle": "whole",
+}
