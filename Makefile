@@ -18,6 +18,9 @@ DATA        ?= data
 AMASS       ?= $(DATA)/amass
 BODY_MODELS ?= $(DATA)/body_models
 OUT         ?= out/shards
+# In-kind reference (embedded default only): new subjects doing train kinds, beside held-out kinds
+INKIND      ?= $(DATA)/amass_inkind
+INKIND_OUT  ?= $(OUT)_inkind
 MESHES      ?=
 VIEWS       ?= 8
 RES         ?= 56
@@ -28,7 +31,7 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview figures test test-fast lint bench convergence coverage gpu-check robustness shards train eval demo ablations anny-export clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench convergence coverage gpu-check robustness shards shards-inkind train eval demo ablations anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
@@ -96,7 +99,8 @@ convergence: shards
 # Any archive: make coverage AMASS=/path/amass BODY_MODELS=/path/body_models. See docs/synth.md.
 coverage: $(DATA)/.stamp
 	$(PY) -m pipeline.coverage --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
-	  --query test val --reference train --json out/coverage.json --png out/figures/coverage.png
+	  --query test val --reference train $(if $(wildcard $(INKIND)),--query-amass $(INKIND) \
+	  --ratio-to $(notdir $(INKIND)),) --json out/coverage.json --png out/figures/coverage.png
 
 # Once on a GPU host: GPU_CONFIG for GPU_STEPS steps in bf16 from the shards, then resumed from
 # its half-way checkpoint: samples/s, data-wait share, peak memory, MFU, bit-exact resume.
@@ -125,14 +129,21 @@ shards: $(DATA)/.stamp
 	$(PY) -m shards verify $(OUT)
 	$(PY) -m shards show $(OUT) --out out/figures/shards_montage.png
 
+# The in-kind reference: data/amass_inkind (two more subjects, train kinds) built as a test split.
+shards-inkind: $(DATA)/.stamp
+	$(PY) -m pipeline.build --config configs/build_inkind.yaml --amass $(INKIND) \
+	  --body-models $(BODY_MODELS) --out $(INKIND_OUT) --views $(VIEWS) --res $(RES) --masks $(MASKS) \
+	  --workers $(WORKERS) --quiet
+	$(PY) -m shards verify $(INKIND_OUT)
+
 train: $(STAMP)
 	$(PY) -m trainer train --config $(TRAIN_CONFIG) --data $(OUT) --out $(RUN_DIR)
 
 eval: $(STAMP)
 	$(PY) -m trainer eval --ckpt $(CKPT) --data $(OUT) --json
 
-demo: shards
-	$(PY) -m trainer demo --config $(TRAIN_CONFIG) --data $(OUT) --out $(RUN_DIR)
+demo: shards shards-inkind
+	$(PY) -m trainer demo --config $(TRAIN_CONFIG) --data $(OUT) --out $(RUN_DIR) --inkind $(INKIND_OUT)
 
 # The supplementary's ablations: one 8-view build with masks at ABL_RES serves Tables 2 and 4
 # (and Table 3's low row), a build at ABL_RES_HI Table 3's high row; then every run at an

@@ -371,10 +371,16 @@ def coverage(query: FrameSet, ref: FrameSet, progress: bool = False, worst: int 
     return out
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], ratio_to: str | None = None) -> str:
     """Markdown table: one column per query; median / p90 overall, the ratio of each median to
-    the first column's, then median / p90 per joint (mm)."""
-    base = results[0]["median_mm"]
+    the ``ratio_to`` query's (default: the first column's), then median / p90 per joint (mm)."""
+    named = [r for r in results if r["query"] == ratio_to]
+    if ratio_to is not None and not named:
+        raise CoverageError(
+            f"--ratio-to {ratio_to}: no such query ({[r['query'] for r in results]})"
+        )
+    base_r = named[0] if named else results[0]
+    base = base_r["median_mm"]
 
     def row(label: str, cells) -> str:
         return f"| {label} | " + " | ".join(cells) + " |"
@@ -390,7 +396,10 @@ def table(results: list[dict]) -> str:
             "**nearest PA-MPJPE, median / p90**",
             (f"**{r['median_mm']} / {r['p90_mm']}**" for r in results),
         ),
-        row("median / first column's median", (f"{r['median_mm'] / base:.2f}x" for r in results)),
+        row(
+            f"median / {base_r['query']}'s median",
+            (f"{r['median_mm'] / base:.2f}x" for r in results),
+        ),
     ]
     for n in results[0]["per_joint"]:
         pj = [r["per_joint"][n] for r in results]
@@ -449,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--planned", action="store_true", help=pl)
     p.add_argument("--stride", type=int, default=1, help="keep every N-th candidate frame")
     p.add_argument("--max-frames", type=int, default=None, help="at most N query frames")
+    rt = "the query whose median the others are divided by (default: the first)"
+    p.add_argument("--ratio-to", default=None, metavar="QUERY", help=rt)
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--png", type=Path, default=None, help="per-joint bars")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -473,11 +484,12 @@ def main(argv: list[str] | None = None) -> int:
                 name, root, split=split, max_frames=a.max_frames, zero_betas=zb, planned=pl, **kw
             )
             results.append(coverage(qs, ref, progress=not a.quiet))
+        text = table(results, a.ratio_to)
     except (CoverageError, PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     seconds = round(time.perf_counter() - t0, 1)
-    print(table(results))
+    print(text)
     pruned = ", ".join(f"{r['pruned_share']:.1%}" for r in results)
     print(f"({seconds} s; exact nearest neighbours; pairs pruned by the bound: {pruned})")
     if a.json:

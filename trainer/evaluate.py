@@ -57,8 +57,12 @@ def evaluate(
     max_samples: int | None = None,
     baseline_samples: int | None = 8192,
     device: str | torch.device | None = None,
+    baseline_data: str | Path | None = None,
 ) -> dict:
     """Metrics of the trained model and of the mean-training-mesh baseline on ``split``.
+
+    The baseline's mesh is the mean over the train split of ``baseline_data`` (default
+    ``data``): the shards the model trained on, when ``data`` is another build's eval set.
 
     The model (fp32) and the skinning of the ground truth run on ``device`` (default: the GPU
     when there is one, as in training); the metrics are float64 numpy on the CPU.
@@ -70,7 +74,8 @@ def evaluate(
     batch_size = batch_size or int(cfg["eval"]["batch_size"])
     max_samples = max_samples if max_samples is not None else cfg["eval"]["max_samples"]
     reg = source.levels.h36m_regressor.astype(np.float64)
-    mean_mesh = mean_train_mesh(source, baseline_samples, device).astype(np.float64)
+    base_source = source if baseline_data is None else DataSource(baseline_data, cfg)
+    mean_mesh = mean_train_mesh(base_source, baseline_samples, device).astype(np.float64)
     sums = {"model": dict.fromkeys(METRICS, 0.0), "mean_mesh": dict.fromkeys(METRICS, 0.0)}
     per_view: dict[int, dict[str, float]] = {}  # camera -> model metric sums and "samples"
     n = 0
@@ -126,6 +131,20 @@ def format_table(res: dict) -> str:
     red = 100 * res["pa_mpjpe_reduction"]
     where = "below" if red >= 0 else "above"
     lines.append(f"model PA-MPJPE {abs(red):.1f}% {where} the mean-mesh baseline")
+    return "\n".join(lines)
+
+
+def format_open_world(rows: list[tuple[str, dict]]) -> str:
+    """The model on several eval sets, one row each (mm), with each MPJPE over the last row's
+    (the in-kind reference when the demo has one)."""
+    ref = rows[-1][1]["model"]["mpjpe"]
+    lines = [f"{'':44s}{'samples':>8s}{'MPJPE':>8s}{'PA-MPJPE':>10s}{'PVE':>8s}{'ratio':>7s}"]
+    for label, res in rows:
+        m = res["model"]
+        lines.append(
+            f"{label:44s}{res['samples']:8d}{m['mpjpe']:8.1f}{m['pa_mpjpe']:10.1f}"
+            f"{m['pve']:8.1f}{m['mpjpe'] / ref:6.2f}x"
+        )
     return "\n".join(lines)
 
 

@@ -6,7 +6,10 @@
 - a generated AMASS-format motion archive (``DIR/amass``): :mod:`pipeline.synth.archive` writes
   the clips of :mod:`pipeline.synth.moves` (choreographies, ``MOTIONS``) in a subject's
   :mod:`pipeline.synth.style`, posed on :mod:`pipeline.synth.skeleton` (joint names and groups:
-  :mod:`pipeline.synth.joint_names`).
+  :mod:`pipeline.synth.joint_names`); val and test subjects perform only held-out kinds
+  (:mod:`pipeline.synth.kinds`).
+- ``DIR/amass_inkind``: two more subjects, in no split of ``DIR/amass``, performing train kinds
+  (the in-kind reference that held-out-kind figures are read beside).
 - :mod:`pipeline.synth.preview`: PNGs of the bodies over the motions, and of the motions.
 
 ``python -m pipeline.synth --out DIR [--seed 0] [--small] [--preview out.png]``;
@@ -36,10 +39,11 @@ def generate(out: Path, seed: int = 0, small: bool = False) -> Path:
     """Write the embedded default (body models, then the motion archive planted with them)
     under ``out``; ``small`` writes a few short clips (tests)."""
     # heavy (torch, smplx, scipy) and a real cycle: archive imports SHIPPED_BODY_MODELS from here
-    from pipeline.synth.archive import generate_archive
+    from pipeline.synth.archive import generate_archive, generate_inkind
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_bodies(out)
     generate_archive(out / "amass", seed=seed, small=small)
+    generate_inkind(out / "amass_inkind", seed=seed, small=small, body_models=out / "body_models")
     return out

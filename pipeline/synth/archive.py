@@ -31,7 +31,9 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-from pipeline.synth.kinds import MOTIONS
+from pipeline.plan import DEFAULT_SPLITS
+from pipeline.subsets import split_of
+from pipeline.synth.kinds import MOTIONS, ROM_KIND, split_kinds
 from pipeline.synth.moves import Track
 from pipeline.synth.skeleton import (
     EULER_SEQ,
@@ -134,6 +136,10 @@ class SubjectSpec:
     gender: str
 
 
+#: The archive's subjects. Their subsets' splits come from the build's default split lists
+#: (``pipeline.plan.DEFAULT_SPLITS``: val SynthBML, test SynthHDM, the rest train), read by
+#: the build's own code (``pipeline.subsets.split_of``); each subject performs only the kinds of
+#: its split (:func:`pipeline.synth.kinds.split_kinds`), so val and test hold out whole kinds.
 _SUBJECTS = (
     SubjectSpec("SynthCMU", "s01", "male"),
     SubjectSpec("SynthCMU", "s02", "female"),
@@ -147,7 +153,17 @@ _SUBJECTS = (
     SubjectSpec("SynthHDM", "h02", "male"),
 )
 _SMPLX_SUBJECT = SubjectSpec("SynthMoSh", "x01", "neutral")
+#: Subjects outside every split of the main archive performing train kinds (``amass_inkind/``):
+#: the in-kind reference for held-out-kind figures (new people, choreographies train knows).
+INKIND_SUBSET = "SynthInKind"
+_INKIND_SUBJECTS = (
+    SubjectSpec(INKIND_SUBSET, "i01", "female"),
+    SubjectSpec(INKIND_SUBSET, "i02", "male"),
+)
 _FPS_CHOICES = (60.0, 100.0, 120.0)
+#: clips per subject: train subjects cover the many train kinds (each at least 3 times),
+#: val/test subjects their few held-out kinds (each 3-4 times)
+_CLIPS = {"train": 12, "val": 8, "test": 8}
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -188,64 +204,113 @@ def _dmpls(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
     return 0.3 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, 8)) * rng.uniform(0.2, 1, 8)
 
 
+def subject_split(subset: str) -> str:
+    """The split the build's default config puts ``subset`` in (the build's own code)."""
+    return split_of(subset, DEFAULT_SPLITS)
+
+
+def clip_kinds(split: str, si: int, count: int, rom: bool = True) -> list[str]:
+    """The ``count`` kinds subject ``si`` of ``split`` performs: with ``rom``, train subjects
+    start with a range-of-motion take (when the library has one, as AMASS's PosePrior subjects
+    do), then every subject walks its split's kinds from its own offset, so each kind is spread
+    over subjects."""
+    kinds = [k for k in split_kinds(split) if k != ROM_KIND]
+    lead = [ROM_KIND] if rom and split == "train" and ROM_KIND in MOTIONS else []
+    rest = [kinds[(si * 5 + k) % len(kinds)] for k in range(count - len(lead))]
+    return (lead + rest)[:count]
+
+
+def _write_subject(
+    out_dir: Path, subj: SubjectSpec, si: int, kinds: list[str], seed: int, stream: int,
+    small: bool, body_models: Path, bar: tqdm,
+) -> list[Path]:  # fmt: skip
+    """One subject folder: ``shape.npz`` and one ``<kind>_<k>_poses.npz`` per kind."""
+    srng = np.random.default_rng([seed, stream, si])
+    betas = _subject_betas(srng)
+    skeleton = body_skeleton(body_models, subj.gender, betas)
+    style = subject_style(srng)
+    sdir = out_dir / subj.subset / subj.name
+    _write_npz(sdir / "shape.npz", {"gender": np.array(subj.gender), "betas": betas})
+    written = []
+    for k, kind in enumerate(kinds):
+        rng = np.random.default_rng([seed, stream + 1, si, k])
+        fps = float(_FPS_CHOICES[int(rng.integers(len(_FPS_CHOICES)))])
+        poses, trans = _motion_arrays(kind, rng, skeleton, fps, small, style)
+        path = sdir / f"{kind}_{k + 1:02d}_poses.npz"
+        _write_npz(
+            path,
+            {
+                "trans": trans,
+                "gender": np.array(subj.gender),
+                "mocap_framerate": np.array(fps),
+                "betas": betas,
+                "dmpls": _dmpls(rng, poses.shape[0], fps),
+                "poses": poses,
+            },
+        )
+        written.append(path)
+        bar.update()
+    return written
+
+
 def generate_archive(
     out_dir: Path, seed: int = 0, small: bool = False, body_models: Path | None = None
 ) -> list[Path]:
     """Write the AMASS-format archive under ``out_dir``; return the sequence files written.
 
-    Default: 4 SMPL+H subsets, 10 subjects (both genders), every subject performing 8 of the
-    ``MOTIONS`` kinds (each kind at least 3 times overall), about 6 minutes of motion at
-    60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). ``small`` writes 1 subject per
-    subset with 2 clips of ~1.4 s (for tests).
+    Default: 4 SMPL+H subsets, 10 subjects (both genders), about 10 minutes of motion at
+    60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). Train subjects perform 12 clips
+    of the train kinds, val and test subjects 8 clips of their split's held-out kinds
+    (:mod:`pipeline.synth.kinds`). ``small`` writes 1 subject per subset with 2 clips of
+    ~1.4 s (for tests).
 
     Feet are planted with the shaped skeleton of ``body_models`` (a body-model folder holding
     ``smplh/<gender>/model.npz``), by default :func:`default_body_models`.
     """
     out_dir = Path(out_dir)
     body_models = default_body_models(out_dir) if body_models is None else Path(body_models)
-    kinds = list(MOTIONS)
     subjects = _SUBJECTS[:7:3] if small else _SUBJECTS
-    per_subject = 2 if small else 8
-    written: list[Path] = []
-    bar = tqdm(total=len(subjects) * per_subject, desc="motion archive", unit="clip",
-               disable=small, leave=False)  # fmt: skip
+    plan = []
     for si, subj in enumerate(subjects):
-        srng = np.random.default_rng([seed, 1, si])
-        betas = _subject_betas(srng)
-        skeleton = body_skeleton(body_models, subj.gender, betas)
-        style = subject_style(srng)
-        sdir = out_dir / subj.subset / subj.name
-        _write_npz(sdir / "shape.npz", {"gender": np.array(subj.gender), "betas": betas})
-        order = [kinds[(si * 5 + k) % len(kinds)] for k in range(per_subject)]
-        for k, kind in enumerate(order):
-            rng = np.random.default_rng([seed, 2, si, k])
-            fps = float(_FPS_CHOICES[int(rng.integers(len(_FPS_CHOICES)))])
-            poses, trans = _motion_arrays(kind, rng, skeleton, fps, small, style)
-            path = sdir / f"{kind}_{k + 1:02d}_poses.npz"
-            _write_npz(
-                path,
-                {
-                    "trans": trans,
-                    "gender": np.array(subj.gender),
-                    "mocap_framerate": np.array(fps),
-                    "betas": betas,
-                    "dmpls": _dmpls(rng, poses.shape[0], fps),
-                    "poses": poses,
-                },
-            )
-            written.append(path)
-            bar.update()
+        split = subject_split(subj.subset)
+        plan.append((si, subj, clip_kinds(split, si, 2 if small else _CLIPS[split])))
+    written: list[Path] = []
+    bar = tqdm(total=sum(len(k) for *_, k in plan), desc="motion archive", unit="clip",
+               disable=small, leave=False)  # fmt: skip
+    for si, subj, kinds in plan:
+        written += _write_subject(out_dir, subj, si, kinds, seed, 1, small, body_models, bar)
     bar.close()
     written += _write_smplx_subject(out_dir, seed, small, body_models)
-    _remove_stale(out_dir, written)
+    _remove_stale(out_dir, written, {s.subset for s in (*_SUBJECTS, _SMPLX_SUBJECT)})
     return written
 
 
-def _remove_stale(out_dir: Path, written: list[Path]) -> None:
-    """Delete npz files of an earlier run (other seed/size) from the generator's own subsets."""
+def generate_inkind(
+    out_dir: Path, seed: int = 0, small: bool = False, body_models: Path | None = None
+) -> list[Path]:
+    """Write the in-kind reference archive under ``out_dir`` (``SynthInKind/<subject>/``):
+    two subjects in none of the main archive's splits, performing train kinds (12 clips each;
+    ``small``: 2 short clips). Held-out-kind figures read beside figures on these clips."""
+    out_dir = Path(out_dir)
+    body_models = default_body_models(out_dir) if body_models is None else Path(body_models)
+    subjects = _INKIND_SUBJECTS[:1] if small else _INKIND_SUBJECTS
+    count = 2 if small else _CLIPS["train"]
+    bar = tqdm(total=len(subjects) * count, desc="in-kind archive", unit="clip",
+               disable=small, leave=False)  # fmt: skip
+    written: list[Path] = []
+    for si, subj in enumerate(subjects):
+        kinds = clip_kinds("train", si + 1, count, rom=False)
+        written += _write_subject(out_dir, subj, si, kinds, seed, 5, small, body_models, bar)
+    bar.close()
+    _remove_stale(out_dir, written, {INKIND_SUBSET})
+    return written
+
+
+def _remove_stale(out_dir: Path, written: list[Path], subsets: set[str]) -> None:
+    """Delete npz files of an earlier run (other seed/size) from the generator's ``subsets``."""
     keep = {p.resolve() for p in written}
     keep |= {(p.parent / n).resolve() for p in written for n in ("shape.npz", "neutral_stagei.npz")}
-    for subset in {s.subset for s in (*_SUBJECTS, _SMPLX_SUBJECT)}:
+    for subset in sorted(subsets):
         sdir = out_dir / subset
         if not sdir.is_dir():
             continue
