@@ -9,7 +9,9 @@ normal range of motion (AAOS, "Joint motion: method of measuring and recording",
 Soucie et al. 2011, Haemophilia 17:500-507): shoulder flexion / abduction 170-180 deg, hip
 flexion 120-130, knee flexion 135-145, elbow flexion 145, ankle plantar-flexion 40-50 and
 dorsiflexion 20, thoracolumbar flexion 80, extension 25, side bend 35, rotation 45; and inside
-``JOINT_LIMITS`` (applied last), which for these joints are no narrower.
+``JOINT_LIMITS`` (applied last). Two limits are narrower than published and were left so: the
+shoulder's horizontal adduction (74 deg from the T-pose against ~130: a reach across the body
+adds the shoulder blade and the trunk) and toe extension (34 deg against ~70).
 
 Poses are written in body terms (:func:`leg`): the thigh's angle from the vertical in the world
 (pelvis tilt taken out), the knee's flexion and the sole's pitch, so feet stay flat on the floor
