@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.synth import moves
+from pipeline.synth import everyday, moves, rom
 
-MOTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {**moves.MOTIONS}
+MOTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
+    **moves.MOTIONS,
+    **everyday.MOTIONS,
+    **rom.MOTIONS,
+}
 
 #: kind -> family
 FAMILY: dict[str, str] = {
@@ -39,6 +43,19 @@ FAMILY: dict[str, str] = {
     "kick": "whole",
     "dance": "whole",
     "idle": "whole",
+    "stretch": "arms",
+    "reach_across": "arms",
+    "swing": "arms",
+    "arm_circles": "arms",
+    "kneel": "low",
+    "pick_up": "low",
+    "side_lunge": "low",
+    "sit_floor": "floor",
+    "get_up": "floor",
+    "climb": "gait",
+    "high_knees": "gait",
+    "hop": "jump",
+    "rom": "whole",
 }
 
 #: The range-of-motion kind (AMASS's PosePrior captures): train subjects open with one take.

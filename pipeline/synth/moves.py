@@ -36,6 +36,8 @@ class Track:
     lock: bool = True  # the supporting foot does not slide: trans follows it horizontally
     contact: np.ndarray | None = None  # (N, 2) left/right foot contact weights (gaits), else
     # the lowest foot supports
+    vary: float = 1.0  # share of the subject's drifting gains this motion takes (floor poses
+    # rest on the body's geometry: scaled angles would sink the pelvis or back into the floor)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:

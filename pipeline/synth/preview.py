@@ -150,7 +150,10 @@ def write_preview(root: Path, png: Path, seed: int = 0, max_motions: int = 4) ->
     return montage(panels, png, labels)
 
 
-_FRONT_VIEW = {"wave", "jumping_jacks", "sidestep", "idle", "throw", "reach"}
+_FRONT_VIEW = {
+    "wave", "jumping_jacks", "sidestep", "idle", "throw", "reach",
+    "stretch", "reach_across", "swing", "side_lunge", "arm_circles",
+}  # fmt: skip
 
 
 def plot_motions(

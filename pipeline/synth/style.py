@@ -123,6 +123,9 @@ def _vary(tr: Track, stand: Track, rng: np.random.Generator, style: Style) -> No
     gain = np.repeat(centre[:, None], 52, axis=1)
     gain[:, _LEFT] *= (style.sides[0] * drift[:, 1])[:, None]
     gain[:, _RIGHT] *= (style.sides[1] * drift[:, 2])[:, None]
+    if tr.vary != 1.0:  # floor poses keep most of their geometry
+        centre = 1.0 + tr.vary * (centre - 1.0)
+        gain = 1.0 + tr.vary * (gain - 1.0)
     tr.euler = stand.euler + gain[..., None] * dev
     tr.tilt = stand.tilt + centre[:, None] * (tr.tilt - stand.tilt)
     tr.lift = tr.lift * centre

@@ -84,6 +84,14 @@ def clips(full_archive) -> list[dict]:
     return out
 
 
+#: Kinds whose feet leave the floor or land hard (landings may dip a little).
+AIRBORNE = ("jump", "jumping_jacks", "run", "skip", "hop", "high_knees")
+#: Kinds that lie, sit or kneel on the floor (not upright throughout).
+ON_FLOOR = ("get_up", "sit_floor", "kneel")
+#: Kinds that bring a knee up to hip height (kicks, knee to the chest, high knees, climbing).
+KNEE_UP = ("kick", "rom", "climb", "high_knees")
+
+
 def _kind(path: Path) -> str:
     return path.name.rsplit("_", 2)[0]
 
@@ -168,7 +176,11 @@ def test_joint_limits_and_anatomy(full_archive):
             assert np.all(e >= lim[:, 0] - 1e-6) and np.all(e <= lim[:, 1] + 1e-6), (p.name, j)
         aa = poses.reshape(-1, 52, 3)
         angle = np.linalg.norm(aa[:, 1:], axis=-1)
-        assert angle.max() < 2.7, p.name
+        # full shoulder flexion (~170-180 deg from the hanging arm) is up to ~178 deg from the
+        # T-pose rest
+        shoulders = [j - 1 for j in (16, 17)]
+        assert np.delete(angle, shoulders, axis=1).max() < 2.7, p.name
+        assert angle[:, shoulders].max() < 3.1, p.name
         # knees bend one way only (flexion is +x in the SMPL rest frame): no hyper-extension
         for j in (4, 5):
             assert np.all(aa[:, j, 0] > -0.06), p.name
@@ -199,13 +211,15 @@ def test_upright_z_up_and_feet_on_floor(clips):
         p, pos = c["path"], c["pos"]
         feet = pos[:, [7, 8, 10, 11], 2].min(axis=1)
         kind = _kind(p)
-        airborne = kind in ("jump", "jumping_jacks", "run", "skip")
+        airborne = kind in AIRBORNE
         assert feet.min() > (-0.03 if airborne else 0.0), (p.name, feet.min())  # landings dip
         assert np.percentile(feet, 10) < 0.08, (p.name, feet)  # touches the floor
         if airborne:
             assert feet.max() < 0.6
         else:
             assert feet.max() < 0.12, (p.name, feet.max())
+        if kind in ON_FLOOR:  # lying, sitting, kneeling: see tests/pipeline/test_synth_kinds.py
+            continue
         # the head is above the pelvis, the pelvis above the knees: z-up world
         head, pelvis = pos[:, 15, 2], pos[:, 0, 2]
         # (a deep forward bend may bring the head down to pelvis height, as a real one does)
@@ -214,10 +228,9 @@ def test_upright_z_up_and_feet_on_floor(clips):
         assert np.all(head > pelvis + (-0.3 if deep else 0.2)), p.name
         # a kick chambers the knee up to hip height; deep squats and landings bring the hips
         # to knee height
-        slack = {"squat": 0.06, "sit": 0.06, "crouch": 0.06, "jump": 0.15, "lunge": 0.1}.get(
-            kind, 0.0
-        )
-        if kind != "kick":
+        slack = {"squat": 0.06, "sit": 0.06, "crouch": 0.06, "jump": 0.15, "lunge": 0.1,
+                 "pick_up": 0.06, "side_lunge": 0.1, "hop": 0.15}.get(kind, 0.0)  # fmt: skip
+        if kind not in KNEE_UP:
             assert np.all(pelvis > pos[:, [4, 5], 2].max(axis=1) - slack), p.name
         assert (0.35 if kind == "crouch" else 0.5) < np.median(pelvis) < 1.2  # crouch: low
 
@@ -272,7 +285,7 @@ def test_feet_on_floor_with_generated_body_model(synth_data, tmp_path):
         )
         sole = verts.numpy()[..., 2].min(axis=1) + trans[idx, 2]
         feet = joints.numpy()[:, [7, 8, 10, 11], 2].min(axis=1) + trans[idx, 2]
-        airborne = _kind(p) in ("jump", "jumping_jacks", "run", "skip")
+        airborne = _kind(p) in AIRBORNE
         assert feet.min() > skeleton.FOOT_CLEARANCE - 0.035, (p.name, feet)
         assert feet.max() < skeleton.FOOT_CLEARANCE + (0.5 if airborne else 0.035), (p.name, feet)
         assert sole.min() > -0.06, (p.name, sole)
