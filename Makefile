@@ -31,7 +31,7 @@ TRAIN_CONFIG ?= configs/demo.yaml
 RUN_DIR     ?= out/runs/demo
 CKPT        ?= $(RUN_DIR)
 
-.PHONY: help setup data preview figures test test-fast lint bench convergence coverage gpu-check robustness shards shards-inkind train eval demo ablations anny-export clean distclean
+.PHONY: help setup data preview figures test test-fast lint bench convergence coverage gpu-check robustness shards shards-inkind train eval demo ablations table2 anny-export clean distclean
 
 help:
 	@echo "make demo       build shards on the embedded default, train briefly, evaluate, draw figures"
@@ -39,6 +39,7 @@ help:
 	@echo "make test-fast  skip tests marked slow"
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
 	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
+	@echo "make table2     Table 2 the seed's way: range/uniform builds, equal-epochs and equal-samples budgets"
 	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~10 min)"
 	@echo "make coverage   test/val poses: distance to the nearest train pose (PA, H36M-17; ~3 min)"
 	@echo "make gpu-check  on a GPU host: paper.yaml ~200 steps bf16 + exact resume; samples/s, MFU (GPUS=N)"
@@ -164,6 +165,26 @@ ablations: $(DATA)/.stamp
 	$(PY) -m trainer ablate --config $(TRAIN_CONFIG) --data $(ABL_DIR)/data_r$(ABL_RES) \
 	  --data-hires $(ABL_DIR)/data_r$(ABL_RES_HI) --out $(ABL_DIR) \
 	  --samples $(ABL_SAMPLES) --seeds $(ABL_SEEDS) --h36m-standin $(ABL_ARGS)
+
+# Table 2 the seed's way (issue 28): 8-view builds whose bodies face camera 1 +-45 deg (range)
+# and face anywhere (uniform), then the views rows under both budgets: equal epochs over
+# (mesh, view) pairs (N views train N x T2_SAMPLES, the seed's) and equal samples with one
+# random view per mesh per epoch. Evaluated on val and the Human3.6M stand-in. Resumable.
+T2_DIR      ?= out/table2
+T2_SAMPLES  ?= 6400
+T2_SEEDS    ?= 0,1
+T2_ORIENT   ?= range uniform
+table2: $(DATA)/.stamp
+	@for o in $(T2_ORIENT); do \
+	  $(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
+	    --out $(T2_DIR)/data_$$o --views 8 --res $(ABL_RES) --masks 0 --workers $(WORKERS) \
+	    --set render.orientation=$$o $(if $(MESHES),--meshes $(MESHES),) --quiet || exit 1; \
+	  for b in equal-epochs equal-samples; do \
+	    $(PY) -m trainer ablate --config $(TRAIN_CONFIG) --data $(T2_DIR)/data_$$o --tables 2 \
+	      --views-budget $$b --out $(T2_DIR)/$$o-$$b --samples $(T2_SAMPLES) --seeds $(T2_SEEDS) \
+	      --h36m-standin $(ABL_ARGS) || exit 1; \
+	  done; \
+	done
 
 # Re-export the shipped Anny-derived SMPL+H models (optional; needs ~500 MB for anny + warp-lang
 # in a separate venv, never in $(VENV)). See docs/anny.md.
