@@ -447,8 +447,10 @@ def _high_knees(tr: Track, rng: np.random.Generator, amp: float) -> None:
     contact = []
     for k, (side, sgn) in enumerate((("left", 1.0), ("right", -1.0))):
         up = _pulse_train(t, period, ph + 0.5 * k, 0.22, 0.04, 0.2) * amp
-        push = _pulse_train(t, period, ph + 0.5 * k - 0.04, 0.05, 0.0, 0.1)  # toes drive off
-        land = _pulse_train(t, period, ph + 0.5 * k + 0.44, 0.02, 0.02, 0.1)  # forefoot strike
+        # toes drive off, the forefoot strikes: ramps of 50-90 ms (real ankle accelerations; a
+        # 12 ms ramp reached 3x the real clip's peak angular acceleration)
+        push = _pulse_train(t, period, ph + 0.5 * k - 0.06, 0.1, 0.0, 0.12)
+        land = _pulse_train(t, period, ph + 0.5 * k + 0.42, 0.07, 0.02, 0.12)
         leg(e, tr.tilt[:, 0], side, knee_hi * up, 1.9 * up, 0.7 * push + 0.35 * land)
         contact.append(np.clip(1.0 - 4.0 * up, 0.0, 1.0))
         # the arm drives forward with the other leg, elbow at ~90 deg
@@ -486,12 +488,12 @@ def _hop(tr: Track, rng: np.random.Generator, amp: float) -> None:
 
 #: Motion kinds: name -> (builder, (min, max) duration in seconds).
 MOTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
-    "stretch": (_stretch, (5.0, 7.0)),
+    "stretch": (_stretch, (4.5, 6.0)),
     "reach_across": (_reach_across, (4.0, 6.0)),
-    "kneel": (_kneel, (6.0, 8.0)),
-    "sit_floor": (_sit_floor, (6.5, 8.0)),
-    "get_up": (_get_up, (5.5, 7.5)),
-    "pick_up": (_pick_up, (5.0, 7.0)),
+    "kneel": (_kneel, (4.5, 6.0)),
+    "sit_floor": (_sit_floor, (5.0, 6.5)),
+    "get_up": (_get_up, (4.0, 5.5)),
+    "pick_up": (_pick_up, (4.0, 5.5)),
     "climb": (_climb, (4.0, 5.5)),
     "swing": (_swing, (4.5, 6.5)),
     "side_lunge": (_side_lunge, (4.0, 6.0)),

@@ -375,18 +375,23 @@ def _box(tr: Track, rng: np.random.Generator, amp: float) -> None:
     e, t = tr.euler, tr.t
     _both(e, "shoulder", 0, -0.7)
     _both(e, "shoulder", 2, -1.0)
-    _both(e, "elbow", 1, -2.0)
+    _both(e, "elbow", 1, -1.8)  # guard at ~105 deg: a subject's larger gains stay off the limit
     punch = {"left": np.zeros_like(t), "right": np.zeros_like(t)}
+    free = {"left": 0.0, "right": 0.0}  # when each arm is back from its last punch
     start = 0.3
     while start < t[-1]:
         side = "left" if rng.random() < 0.5 else "right"
+        if free[side] > start:  # that arm is still out: the other one punches (a combination)
+            side = "right" if side == "left" else "left"
+        start = max(start, free[side])  # never two punches of one arm summed (a clipped kink)
         punch[side] += _pulse(t, start, 0.15, 0.05, 0.25) * rng.uniform(0.7, 1.0)
+        free[side] = start + 0.45
         start += rng.uniform(0.35, 0.75)
     for side, sgn in (("left", 1.0), ("right", -1.0)):
-        p = np.clip(punch[side], 0.0, 1.0) * amp
+        p = punch[side] * amp
         e[:, _J[f"{side}_shoulder"], 0] -= 0.7 * p
         e[:, _J[f"{side}_shoulder"], 2] += sgn * 0.4 * p
-        e[:, _J[f"{side}_elbow"], 1] += sgn * 1.8 * p
+        e[:, _J[f"{side}_elbow"], 1] += sgn * 1.6 * p
         e[:, _J[f"{side}_collar"], 1] -= sgn * 0.3 * p  # the shoulder blade drives forward
         for s in ("spine1", "spine2", "spine3"):
             e[:, _J[s], 1] -= sgn * 0.15 * p
