@@ -40,8 +40,8 @@ help:
 	@echo "make shards     build a shard dataset (AMASS=, BODY_MODELS=, OUT=, MESHES=, VIEWS=, RES=, MASKS=, WORKERS=)"
 	@echo "make ablations  the supplementary's Tables 2-4 (views, resolution, masks) -> $(ABL_DIR)/ABLATIONS.md (~1 h on 2 cores)"
 	@echo "make table2     Table 2 the seed's way: range/uniform builds, equal-epochs and equal-samples budgets"
-	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~10 min)"
-	@echo "make coverage   test/val poses: distance to the nearest train pose (PA, H36M-17; ~3 min)"
+	@echo "make convergence  demo model vs a lifting baseline at fixed sample budgets (~25 min)"
+	@echo "make coverage   in-kind/test/val poses: distance to the nearest train pose (PA, H36M-17; ~5 min)"
 	@echo "make gpu-check  on a GPU host: paper.yaml ~200 steps bf16 + exact resume; samples/s, MFU (GPUS=N)"
 	@echo "make robustness  demo model with/without 2D augmentation vs 2D noise on Human3.6M (~30 min)"
 	@echo "make train / eval / bench / preview / figures / lint / anny-export"
@@ -91,12 +91,12 @@ bench: $(DATA)/.stamp
 	$(PY) bench/run.py --out bench/results.json
 
 # What the trainer learns per sample: the demo model at fixed sample budgets beside a 2D->3D
-# lifting baseline on the same samples (~10 min on 2 cores) -> bench/convergence.{json,png}
+# lifting baseline on the same samples (~25 min on 2 cores) -> bench/convergence.{json,png}
 convergence: shards
 	$(PY) bench/convergence.py --data $(OUT) --config $(TRAIN_CONFIG)
 
-# Pose coverage (issue 30): per frame of the test and val splits, the Procrustes-aligned H36M-17
-# distance to the nearest train frame, exact (~3 min on 2 cores) -> out/coverage.{json,png}.
+# Pose coverage (issue 30): per frame of the test and val splits and of the in-kind reference, the Procrustes-aligned H36M-17
+# distance to the nearest train frame, exact (~5 min on 2 cores) -> out/coverage.{json,png}.
 # Any archive: make coverage AMASS=/path/amass BODY_MODELS=/path/body_models. See docs/synth.md.
 coverage: $(DATA)/.stamp
 	$(PY) -m pipeline.coverage --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
