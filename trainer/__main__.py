@@ -115,7 +115,10 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from trainer.evaluate import evaluate, format_per_view, format_table
 
-    res = evaluate(args.ckpt, args.data, split=args.split, max_samples=args.max_samples)
+    res = evaluate(
+        args.ckpt, args.data, split=args.split, max_samples=args.max_samples,
+        precision=args.precision,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -309,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.add_argument("--per-view", action="store_true", help="also print the model per camera")
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32",
+        help="bf16: weights and input cast as DeepSpeed's bf16 casts them (its cost in mm)",
+    )  # fmt: skip
     p.set_defaults(fn=cmd_eval)
     p = sub.add_parser(
         "eval-h36m", help="zero-shot Human3.6M MPJPE / PA-MPJPE from 2D keypoints (docs/h36m.md)"

@@ -104,8 +104,9 @@ def test_weights_change_and_schedule_follows_warmup_decay(runs):
     assert (runs["base"] / "straight/tensorboard").is_dir()
 
 
-def _reference_metrics(root: Path, model_pt: Path):
-    """Independent evaluation: reader + plain numpy formulas (own Procrustes via SVD)."""
+def _reference_metrics(root: Path, model_pt: Path, dtype: torch.dtype = torch.float32):
+    """Independent evaluation: reader + plain numpy formulas (own Procrustes via SVD); with
+    ``dtype=torch.bfloat16`` the weights and input cast as DeepSpeed's bf16 casts them."""
     from trainer.data import levels_from_topology
     from trainer.model import MeshRegressor
 
@@ -113,7 +114,7 @@ def _reference_metrics(root: Path, model_pt: Path):
     levels, _ = levels_from_topology(root)
     model = MeshRegressor(blob["config"]["model"], levels, 17, 32)
     model.load_state_dict(blob["state_dict"])
-    model.eval()
+    model = model.to(dtype).eval()
     reg = levels.h36m_regressor.astype(np.float64)
     sel = [3, 2, 1, 4, 5, 6, 16, 15, 14, 11, 12, 13, 8, 10]
 
@@ -132,7 +133,7 @@ def _reference_metrics(root: Path, model_pt: Path):
     out: dict = {"model": [], "mean_mesh": []}
     for b in ShardDataset(root, "val", views="all", batch_size=1000, shuffle=False):
         with torch.no_grad():
-            pred = model(b["heatmaps"])["vertices"][-1].double().numpy()
+            pred = model(b["heatmaps"].to(dtype))["vertices"][-1].double().numpy()
         gv, gj = b["vertices"].double().numpy(), b["joints3d"].double().numpy()
         for i in range(len(gv)):
             out.setdefault(("view", int(b["view"][i])), [])
@@ -167,6 +168,24 @@ def test_evaluate_matches_independent_reference(runs, fake_data):
         got = [r[k] for k in ("mpjpe", "pa_mpjpe", "pve")]
         np.testing.assert_allclose(got, ref[("view", v)], rtol=1e-4)
     assert abs(res["per_view"]["0"]["pve"] - res["per_view"]["1"]["pve"]) > 1e-6
+
+
+def test_evaluate_in_bf16_is_the_bf16_cast_model(runs, fake_data):
+    """`eval --precision bf16` runs the model as DeepSpeed's bf16 casts it (the metrics equal an
+    independent bf16 evaluation and differ from the fp32 ones): what bf16 costs in mm."""
+    from trainer.evaluate import evaluate, format_table
+
+    run = runs["base"] / "straight"
+    res = evaluate(run, fake_data, precision="bf16", device="cpu")
+    ref = _reference_metrics(fake_data, run / "model.pt", torch.bfloat16)
+    fp32 = evaluate(run, fake_data, device="cpu")
+    for k, i in (("mpjpe", 0), ("pa_mpjpe", 1), ("pve", 2)):
+        np.testing.assert_allclose(res["model"][k], ref["model"][i], rtol=1e-4)
+        assert res["model"][k] != fp32["model"][k]
+    assert res["mean_mesh"] == fp32["mean_mesh"]  # the baseline is the data's, not the model's
+    assert res["precision"] == "bf16" and "bf16" in format_table(res)
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        evaluate(run, fake_data, precision="fp16")
 
 
 def test_resume_refuses_a_checkpoint_of_other_data(runs, tmp_path):
