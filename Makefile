@@ -77,11 +77,16 @@ figures: preview
 	$(PY) -m cameras plot --views 8 --out out/figures/rig.png
 	$(PY) -m pipeline.render_preview --out out/figures/render.png --body-models $(BODY_MODELS)
 
+# The suite runs its files on TEST_WORKERS processes (pytest-xdist; a file's tests stay together
+# so its fixtures are built once; tests/conftest.py gives each worker one torch thread).
+# TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+PYTEST = $(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -174,12 +179,13 @@ T2_DIR      ?= out/table2
 T2_SAMPLES  ?= 6400
 T2_SEEDS    ?= 0,1
 T2_ORIENT   ?= range uniform
+T2_BUDGETS  ?= equal-epochs equal-samples
 table2: $(DATA)/.stamp
 	@for o in $(T2_ORIENT); do \
 	  $(PY) -m pipeline.build --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
 	    --out $(T2_DIR)/data_$$o --views 8 --res $(ABL_RES) --masks 0 --workers $(WORKERS) \
 	    --set render.orientation=$$o $(if $(MESHES),--meshes $(MESHES),) --quiet || exit 1; \
-	  for b in equal-epochs equal-samples; do \
+	  for b in $(T2_BUDGETS); do \
 	    $(PY) -m trainer ablate --config $(TRAIN_CONFIG) --data $(T2_DIR)/data_$$o --tables 2 \
 	      --views-budget $$b --out $(T2_DIR)/$$o-$$b --samples $(T2_SAMPLES) --seeds $(T2_SEEDS) \
 	      --h36m-standin $(ABL_ARGS) || exit 1; \
