@@ -100,8 +100,9 @@ bench: $(DATA)/.stamp
 convergence: shards
 	$(PY) bench/convergence.py --data $(OUT) --config $(TRAIN_CONFIG)
 
-# Pose coverage (issue 30): per frame of the test and val splits and of the in-kind reference, the Procrustes-aligned H36M-17
-# distance to the nearest train frame, exact (~5 min on 2 cores) -> out/coverage.{json,png}.
+# Pose coverage (issue 30): per frame of the test and val splits and of the in-kind reference,
+# the Procrustes-aligned H36M-17 distance to the nearest train frame, exact (~5 min on 2 cores)
+# -> out/coverage.{json,png}.
 # Any archive: make coverage AMASS=/path/amass BODY_MODELS=/path/body_models. See docs/synth.md.
 coverage: $(DATA)/.stamp
 	$(PY) -m pipeline.coverage --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \

@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.ablate.plan import SAMPLES as ABL_SAMPLES
     from trainer.ablate.plan import SEEDS as ABL_SEEDS
     from trainer.ablate.plan import VIEWS_BUDGETS
+    from trainer.evaluate import PRECISIONS
 
     ap = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--per-view", action="store_true", help="also print the model per camera")
     p.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32",
+        "--precision", choices=tuple(PRECISIONS), default="fp32",
         help="bf16: weights and input cast as DeepSpeed's bf16 casts them (its cost in mm)",
     )  # fmt: skip
     p.set_defaults(fn=cmd_eval)

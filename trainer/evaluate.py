@@ -48,6 +48,10 @@ def mean_train_mesh(
     return (total / n).float().numpy()
 
 
+#: ``evaluate(precision=...)``: the dtype the weights and the input are cast to
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
 @torch.no_grad()
 def evaluate(
     ckpt: str | Path,
@@ -70,9 +74,9 @@ def evaluate(
     ``fp32``, or ``bf16``: the weights and the input cast with ``.bfloat16()`` as DeepSpeed's
     bf16 casts them (what bf16 costs in millimetres, against the same call in fp32).
     """
-    if precision not in ("fp32", "bf16"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = PRECISIONS[precision]
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg, source, step = load_model(ckpt, data)
     model = model.to(device=device, dtype=dtype)
