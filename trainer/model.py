@@ -20,9 +20,11 @@ Layout (supplementary F of the MPT paper, METRO/Graphormer without graph convolu
 
 Where millimetres are made the model computes in fp32 whatever its weights' dtype (DeepSpeed's
 bf16 casts the whole module with ``.bfloat16()``; between 0.5 and 1 m a bf16 step is 3.9 mm):
-the soft-argmax, the template queries and every block's output projection and residual
-(the coordinate stream), the whole last block (:func:`run_fp32`: the smallest), the upsampler
-and the camera head (:class:`FP32Linear`); joints, vertices and camera leave it in float32.
+the soft-argmax and the keypoint MLP over it, the global feature, the template queries, each
+transformer layer's residual stream and LayerNorms (:class:`EncoderLayer`; only the attention
+and feed-forward matmuls run in bf16), every block's output projection and residual, the whole
+last block (:func:`run_fp32`: the smallest), the upsampler and the camera head
+(:class:`FP32Linear`); joints, vertices and camera leave it in float32.
 """
 
 from __future__ import annotations
@@ -114,6 +116,30 @@ class FP32Linear(nn.Linear):
         return nn.functional.linear(x.float(), self.weight.float(), bias)
 
 
+def fp32_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` computed in fp32 (weight and bias upcast), float32 out."""
+    w = None if norm.weight is None else norm.weight.float()
+    b = None if norm.bias is None else norm.bias.float()
+    return nn.functional.layer_norm(x.float(), norm.normalized_shape, w, b, norm.eps)
+
+
+class EncoderLayer(nn.TransformerEncoderLayer):
+    """Post-LN BERT layer (``nn.TransformerEncoderLayer``'s parameters and, in fp32, its exact
+    training arithmetic) whose residual stream and LayerNorms stay fp32 whatever the weights'
+    dtype: only the attention and the feed-forward run in the weights' dtype (bf16 under
+    DeepSpeed), and their outputs join the stream in fp32 (Megatron's fp32 residual). Takes and
+    returns (B, T, hidden) float32; in fp32 every cast is a no-op."""
+
+    def forward(self, h: torch.Tensor, *_, **__) -> torch.Tensor:  # noqa: D102
+        dt = self.linear1.weight.dtype
+        x = h.to(dt)
+        a = self.self_attn(x, x, x, need_weights=False)[0]
+        h = fp32_layer_norm(self.norm1, h + self.dropout1(a).float())
+        x = h.to(dt)
+        f = self.linear2(self.dropout(self.activation(self.linear1(x))))
+        return fp32_layer_norm(self.norm2, h + self.dropout2(f).float())
+
+
 def run_fp32(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module(x)`` computed in fp32 whatever its parameters' dtype (bf16 weights upcast for
     the call, gradients flow back to them); a plain call when they are fp32 already."""
@@ -181,13 +207,13 @@ class HeatmapEncoder(nn.Module):
         self.pool = pool
         g = self.grid_side(res, len(channels))
         flat = channels[-1] * (g * g if pool == "flatten" else 1)
-        self.global_fc = nn.Linear(flat, feat_dim)
+        self.global_fc = FP32Linear(flat, feat_dim)  # per sample, not per token: fp32 is cheap
         self.grid_proj = nn.Conv2d(channels[-1], feat_dim, 1)
-        self.keypoint_mlp = (
+        self.keypoint_mlp = (  # the coordinates a lifter reads, kept in fp32 (bf16: ~8 mm steps)
             nn.Sequential(
-                nn.Linear(3 * in_channels, feat_dim),
+                FP32Linear(3 * in_channels, feat_dim),
                 nn.ReLU(inplace=True),
-                nn.Linear(feat_dim, feat_dim),
+                FP32Linear(feat_dim, feat_dim),
             )
             if keypoints
             else None
@@ -205,7 +231,7 @@ class HeatmapEncoder(nn.Module):
         pooled = f.flatten(1) if self.pool == "flatten" else f.mean(dim=(2, 3))
         glob = self.global_fc(pooled)
         if self.keypoint_mlp is not None:
-            glob = glob + self.keypoint_mlp(soft_argmax(x).flatten(1).to(glob.dtype))
+            glob = glob + self.keypoint_mlp(soft_argmax(x).flatten(1))
         grid = self.grid_proj(f).flatten(2).transpose(1, 2)
         return glob, grid
 
@@ -231,7 +257,7 @@ class TransformerBlock(nn.Module):
         self.pos = nn.Parameter(torch.randn(num_tokens, hidden) * 0.02)
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(
+            EncoderLayer(
                 hidden,
                 heads,
                 intermediate,
@@ -248,8 +274,9 @@ class TransformerBlock(nn.Module):
         self.residual = FP32Linear(in_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, in) -> (B, T, out) in float32 (the layers run in the weights' dtype)."""
-        h = self.drop(self.inp(x.to(self.inp.weight.dtype)) + self.pos)
+        """(B, T, in) -> (B, T, out) in float32 (the stream in fp32, the layers' matmuls in the
+        weights' dtype)."""
+        h = self.drop(self.inp(x.to(self.inp.weight.dtype)).float() + self.pos.float())
         for layer in self.layers:
             h = layer(h)
         return self.out(h) + self.residual(x)
