@@ -13,6 +13,15 @@ parameter (each cast to float64: ~3 launches a parameter, ~400 a step for paper.
 :func:`sync_free_clipping` also gives the optimizer that norm as one ``torch._foreach_norm``
 (float64 accumulation, a few launches) with the sentinel written by ``torch.where``.
 
+fp32 at ZeRO stage 0 has no ZeRO optimizer: the engine clips with DeepSpeed's
+``clip_grad_norm_``, which builds two tensors from the host every step;
+:func:`sync_free_clipping` gives it the same arithmetic without them
+(:func:`_clip_fp32_gradients`). fp32 at ZeRO stage >= 1 keeps one read-back a step:
+``DeepSpeedZeroOptimizer.step`` skips a step whose gradient norm is not finite, as fp32 and
+fp16 do (bf16 with the overflow check off does not), and asks ``is_invalid_grad_norm`` to
+decide (``stage_1_and_2.py:3042``); skipping a step is the host's decision, so it stays
+(``bench/gpu_check.py --tiny --precision fp32`` counts it at paper.yaml's stage 1).
+
 :func:`refuse_waiting_config` refuses, before DeepSpeed starts, the DeepSpeed JSON that would
 take another optimizer: bf16 with ``data_types.grad_accum_dtype: fp32`` at ZeRO stage 1 runs
 ``BF16_Optimizer``, which reads the norm back every step (``bf16_optimizer.py:402``).
@@ -81,16 +90,39 @@ def refuse_waiting_config(ds_cfg: dict) -> None:
         )
 
 
+def _clip_fp32_gradients(self) -> None:
+    """DeepSpeed's fp32 clipping at ZeRO stage 0 (``engine.clip_fp32_gradients``: its
+    ``runtime.utils.clip_grad_norm_`` for the 2-norm without model parallelism), the same
+    arithmetic in the same order (one rank: bit for bit on the CPU) but with the per-parameter
+    norms as one ``_foreach_norm`` and no tensor built from the host: DeepSpeed builds two a
+    step (``torch.tensor([max_norm], device=...)``, ``torch.tensor([1.0], ...)``), copies that
+    wait for the queued work on a GPU. Like DeepSpeed it averages the norm over the
+    data-parallel ranks (identical at stage 0, where the gradients are already all-reduced)."""
+    from deepspeed import comm as ds_dist
+    from deepspeed.utils import groups
+
+    params = [p for p in self.module.parameters() if p.grad is not None]
+    norms = torch._foreach_norm([p.grad for p in params], 2)  # DeepSpeed's .float(): fp32 already
+    total = torch.stack(norms).pow(2).sum().float().pow(0.5)
+    pg = groups._get_data_parallel_group()
+    total = total * 1.0 / float(ds_dist.get_world_size(group=pg))
+    ds_dist.all_reduce(total, group=pg)
+    coef = torch.full((), float(self.gradient_clipping()), device=total.device) / (total + 1e-6)
+    torch._foreach_mul_([p.grad for p in params], torch.clamp(coef, max=1.0))
+
+
 def sync_free_clipping(engine) -> bool:
-    """Give ``engine``'s ZeRO optimizer the sync-free clipping and the foreach gradient norm;
-    False if it has none. fp32 at ZeRO stage 0 has none: it clips with DeepSpeed's
-    ``clip_grad_norm_``, whose ``is_invalid_grad_norm`` still reads the norm back once a step
-    (``runtime/utils.py:233``; ``bench/gpu_check.py``'s probe counts it)."""
+    """Give ``engine`` clipping that never makes the host wait: its ZeRO optimizer the
+    sync-free clipping and the foreach gradient norm, or, fp32 at ZeRO stage 0 (no ZeRO
+    optimizer), :func:`_clip_fp32_gradients`; False if neither applies (fp16)."""
     from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 
     opt = engine.optimizer
-    if not isinstance(opt, DeepSpeedZeroOptimizer):
-        return False
-    opt.unscale_and_clip_grads = types.MethodType(_unscale_and_clip_grads, opt)
-    opt.get_grad_norm_direct = types.MethodType(_grad_norm_direct, opt)
-    return True
+    if isinstance(opt, DeepSpeedZeroOptimizer):
+        opt.unscale_and_clip_grads = types.MethodType(_unscale_and_clip_grads, opt)
+        opt.get_grad_norm_direct = types.MethodType(_grad_norm_direct, opt)
+        return True
+    if not (engine.fp16_enabled() or engine.bfloat16_enabled() or engine.zero_optimization()):
+        engine.clip_fp32_gradients = types.MethodType(_clip_fp32_gradients, engine)
+        return True
+    return False

@@ -374,3 +374,55 @@ def test_make_gpu_check_without_a_gpu_says_so_in_one_line():
     assert r.returncode != 0
     ours = [x for x in (r.stdout + r.stderr).splitlines() if not x.startswith("make")]
     assert len(ours) == 1 and "bench/gpu_check.py --tiny" in ours[0], r.stdout + r.stderr
+
+
+def test_fp32_stage0_clipping_is_deepspeeds_without_host_tensors(monkeypatch):
+    """fp32 at ZeRO stage 0 (no ZeRO optimizer): the engine's clipping scales the gradients
+    exactly as DeepSpeed's ``clip_grad_norm_`` does (one rank, bit for bit; clipped and left
+    alone) without DeepSpeed's two host-built tensors a step, in a number of ops that does not
+    grow with the parameter count."""
+    import types
+
+    import deepspeed.runtime.utils as ds_utils
+
+    from trainer.nosync import _clip_fp32_gradients, sync_free_clipping
+
+    monkeypatch.setattr(ds_utils.dist, "all_reduce", lambda *a, **k: None)  # one rank
+    monkeypatch.setattr(ds_utils.dist, "get_world_size", lambda *a, **k: 1)
+    monkeypatch.setattr(ds_utils.groups, "_get_data_parallel_group", lambda: None)
+
+    def engine(n: int, scale: float, max_norm: float) -> types.SimpleNamespace:
+        """A stand-in fp32 stage-0 engine over ``n`` layers with seeded gradients."""
+        g = torch.Generator().manual_seed(n)
+        module = torch.nn.ModuleList(torch.nn.Linear(3 + i % 4, 2) for i in range(n))
+        for p in module.parameters():
+            p.grad = scale * torch.randn(p.shape, generator=g)
+        module[0].bias.grad = None  # a parameter without a gradient: left out by both
+        eng = types.SimpleNamespace(module=module, optimizer=torch.optim.SGD(module.parameters()),
+                                    gradient_clipping=lambda: max_norm)  # fmt: skip
+        eng.fp16_enabled = eng.bfloat16_enabled = eng.zero_optimization = lambda: False
+        return eng
+
+    def grads(eng) -> list:
+        return [p.grad for p in eng.module.parameters()]
+
+    for scale, max_norm in ((1.0, 0.5), (1e-3, 1.0)):  # clipped, then left alone
+        ours, theirs, before = (engine(8, scale, max_norm) for _ in range(3))
+        assert sync_free_clipping(ours)
+        assert ours.clip_fp32_gradients.__func__ is _clip_fp32_gradients
+        with pytest.MonkeyPatch.context() as mp:
+            spy = HostToDevice(mp)  # its Tensor.to: here only onto the gradients' own device
+            ours.clip_fp32_gradients()
+            assert [c for c in spy.calls if c != "Tensor.to"] == []
+            ds_utils.clip_grad_norm_(theirs.module.parameters(), max_norm)
+            built = [c for c in spy.calls if c != "Tensor.to"]
+            assert built == ["torch.tensor", "torch.tensor"]  # DeepSpeed's, caught
+        for a, b, c in zip(grads(ours), grads(theirs), grads(before), strict=True):
+            assert (a is None) == (b is None) == (c is None)
+            if a is not None:
+                assert torch.equal(a, b)
+                assert torch.equal(a, c) == (scale != 1.0)
+    small, large = engine(8, 1.0, 0.5), engine(32, 1.0, 0.5)
+    assert _aten_ops(lambda: _clip_fp32_gradients(small)) == _aten_ops(
+        lambda: _clip_fp32_gradients(large)
+    )
