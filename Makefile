@@ -107,7 +107,7 @@ convergence: shards
 coverage: $(DATA)/.stamp
 	$(PY) -m pipeline.coverage --config $(BUILD_CONFIG) --amass $(AMASS) --body-models $(BODY_MODELS) \
 	  --query test val --reference train $(if $(wildcard $(INKIND)),--query-amass $(INKIND) \
-	  --ratio-to $(notdir $(INKIND)),) --json out/coverage.json --png out/figures/coverage.png
+	  --ratio-to $(notdir $(INKIND)),) --group motion --json out/coverage.json --png out/figures/coverage.png
 
 # Once on a GPU host: GPU_CONFIG for GPU_STEPS steps in bf16 from the shards, then resumed from
 # its half-way checkpoint: samples/s, data-wait share, peak memory, MFU, bit-exact resume.

@@ -17,6 +17,10 @@ pose count as close. For each query frame the nearest reference frame under that
 found exactly (:func:`nearest_pa`); the figures are the median and p90 of that distance over the
 query frames, and per joint the median and p90 of the joint's distance at the nearest frame.
 
+``--group subset|subject|motion`` adds, per query, the median and p90 of each AMASS subset,
+subject or motion (file name less its take number), farthest first: which data is least
+covered.
+
 ``--stride N`` keeps every N-th candidate frame of each side. Thinning the reference makes every
 distance an over-estimate; ``--max-frames N`` thins only the query (evenly spaced), which keeps
 each distance exact.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -353,10 +358,39 @@ def load_frames(
 # --------------------------------------------------------------------------------------------
 
 
-def coverage(query: FrameSet, ref: FrameSet, progress: bool = False, worst: int = 10) -> dict:
-    """Summary of ``query`` against ``ref`` plus the ``worst`` query frames and their nearest."""
+#: ``--group`` keys: a frame's AMASS subset (dataset), subject, or motion (the file name less
+#: its take number and AMASS suffix: ``box_03_poses.npz`` -> ``box``)
+GROUPS = ("subset", "subject", "motion")
+
+
+def group_of(path: str, by: str) -> str:
+    """The ``by`` group (:data:`GROUPS`) of a frame from ``path`` (relative to its root)."""
+    parts = Path(path).parts
+    if by == "subset":
+        return parts[0] if len(parts) > 1 else "."
+    if by == "subject":
+        return "/".join(parts[:-1]) or "."
+    if by == "motion":
+        stem = re.sub(r"(_poses|_stageii)?\.npz$", "", parts[-1])
+        return re.sub(r"_?\d+$", "", stem) or stem
+    raise CoverageError(f"--group {by}: not one of {', '.join(GROUPS)}")
+
+
+def coverage(
+    query: FrameSet, ref: FrameSet, progress: bool = False, worst: int = 10, group: str = ""
+) -> dict:
+    """Summary of ``query`` against ``ref`` plus the ``worst`` query frames and their nearest;
+    with ``group`` (:data:`GROUPS`) also frames, median and p90 per group, farthest first."""
     near = nearest_pa(query.joints, ref.joints, progress=progress)
     out = {"query": query.name, "reference": ref.name, **summarize(near)}
+    if group:
+        keys = np.array([group_of(p, group) for p in query.paths])
+        rows = {k: near.dist[keys == k] for k in np.unique(keys)}
+        mm = lambda x, q: round(float(np.percentile(x, q)) * 1000.0, 1)  # noqa: E731
+        out["groups"] = {
+            str(k): {"frames": int(d.size), "median_mm": mm(d, 50), "p90_mm": mm(d, 90)}
+            for k, d in sorted(rows.items(), key=lambda kv: -np.median(kv[1]))
+        }
     out["reference_frames"] = int(len(ref.joints))
     out["exact_alignments"] = int(near.evaluated)
     out["pruned_share"] = round(1.0 - near.evaluated / (len(query.joints) * len(ref.joints)), 4)
@@ -404,6 +438,15 @@ def table(results: list[dict], ratio_to: str | None = None) -> str:
     for n in results[0]["per_joint"]:
         pj = [r["per_joint"][n] for r in results]
         lines.append(row(n, (f"{j['median_mm']} / {j['p90_mm']}" for j in pj)))
+    return "\n".join(lines)
+
+
+def group_table(result: dict) -> str:
+    """Markdown table of one query's groups (``coverage(..., group=...)``), farthest first."""
+    lines = [f"| {result['query']} vs {result['reference']}: group | frames | median / p90 |",
+             "| --- | --- | --- |"]  # fmt: skip
+    for k, g in result["groups"].items():
+        lines.append(f"| {k} | {g['frames']} | {g['median_mm']} / {g['p90_mm']} |")
     return "\n".join(lines)
 
 
@@ -460,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-frames", type=int, default=None, help="at most N query frames")
     rt = "the query whose median the others are divided by (default: the first)"
     p.add_argument("--ratio-to", default=None, metavar="QUERY", help=rt)
+    gr = "also per query: median and p90 per AMASS subset, subject or motion, farthest first"
+    p.add_argument("--group", choices=GROUPS, default="", help=gr)
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--png", type=Path, default=None, help="per-joint bars")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -483,8 +528,10 @@ def main(argv: list[str] | None = None) -> int:
             qs = load_frames(
                 name, root, split=split, max_frames=a.max_frames, zero_betas=zb, planned=pl, **kw
             )
-            results.append(coverage(qs, ref, progress=not a.quiet))
+            results.append(coverage(qs, ref, progress=not a.quiet, group=a.group))
         text = table(results, a.ratio_to)
+        if a.group:
+            text += "".join("\n\n" + group_table(r) for r in results)
     except (CoverageError, PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

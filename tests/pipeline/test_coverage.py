@@ -13,8 +13,11 @@ from scipy.spatial.transform import Rotation
 
 from pipeline.coverage import (
     BOUND_MARGIN,
+    FrameSet,
     _bounds,
     candidate_frames,
+    coverage,
+    group_of,
     main,
     nearest_pa,
     pose_joints,
@@ -78,6 +81,30 @@ def test_nearest_equals_brute_force(seed):
     assert near.evaluated < len(query) * len(ref)  # the bound pruned something
 
 
+def test_groups_are_the_brute_force_nearest_split_by_file():
+    """``coverage(..., group=)``: per motion, subject and subset the median and p90 of the
+    brute-force nearest distances of that group's frames, farthest group first."""
+    ref, query, _ = _world(3)
+    brute = np.array([[_pa_scipy(r, q).mean() for r in ref] for q in query]).min(1)
+    names = ["A/s1/box_01_poses.npz", "A/s1/box_02_poses.npz", "A/s2/skip_01_poses.npz",
+             "B/x1/lunge_stageii.npz", "B/x1/lunge_03_stageii.npz"]  # fmt: skip
+    paths = [names[k % len(names)] for k in range(len(query))]
+    q = FrameSet("q", query, paths, np.arange(len(query)))
+    r = FrameSet("r", ref, ["R/r/a_poses.npz"] * len(ref), np.arange(len(ref)))
+    assert [group_of(n, "motion") for n in names] == ["box", "box", "skip", "lunge", "lunge"]
+    assert group_of(names[2], "subject") == "A/s2" and group_of(names[3], "subset") == "B"
+    for by in ("motion", "subject", "subset"):
+        res = coverage(q, r, group=by)
+        keys = np.array([group_of(p, by) for p in paths])
+        want = {k: (int((keys == k).sum()), round(float(np.median(brute[keys == k])) * 1000, 1),
+                    round(float(np.percentile(brute[keys == k], 90)) * 1000, 1))
+                for k in set(keys)}  # fmt: skip
+        got = {k: (g["frames"], g["median_mm"], g["p90_mm"]) for k, g in res["groups"].items()}
+        assert got == want
+        meds = [g["median_mm"] for g in res["groups"].values()]
+        assert meds == sorted(meds, reverse=True)
+
+
 def test_bound_never_exceeds_the_exact_distance():
     ref, query, _ = _world(3)
     qc = query - query.mean(1, keepdims=True)
@@ -119,8 +146,9 @@ def test_command_on_small_archive(synth_data, tmp_path, capsys):
     clip = next((synth_data / "amass" / "SynthBML").rglob("*_poses.npz"))
     png = tmp_path / "cov.png"
     more = ["--query-amass", str(clip), "--stride", "2", "--json", str(out), "--png", str(png)]
-    assert main(args + ["--query", "val", "train", *more, "--quiet"]) == 0
+    assert main(args + ["--query", "val", "train", *more, "--group", "motion", "--quiet"]) == 0
     res = json.loads(out.read_text())["results"]
+    assert sum(g["frames"] for g in res[0]["groups"].values()) == res[0]["frames"]
     val, train, one = res
     assert val["frames"] > 0 and val["reference_frames"] > val["frames"] / 2
     assert 1.0 < val["median_mm"] <= val["p90_mm"] < 500.0
@@ -132,6 +160,7 @@ def test_command_on_small_archive(synth_data, tmp_path, capsys):
     assert png.stat().st_size > 10_000
     table = capsys.readouterr().out
     assert "val vs train" in table and "| L_Wrist |" in table
+    assert "| val vs train: group | frames | median / p90 |" in table
     # --planned: the frames a 60-mesh build samples, a subset of the candidates
     pl = ["--planned", "--set", "plan.meshes=60", "--json", str(out), "--quiet"]
     assert main(args + ["--query", "val", *pl]) == 0
