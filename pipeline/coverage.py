@@ -182,9 +182,14 @@ def nearest_pa(
     return Nearest(index, dist, per_joint, evaluated)
 
 
+def _mm(x: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile of distances ``x`` (metres) in millimetres, to 0.1 mm."""
+    return round(float(np.percentile(x, q)) * 1000.0, 1)
+
+
 def summarize(near: Nearest, joints: tuple[str, ...] = H36M17) -> dict:
     """Median and p90 (mm) of the nearest distance, overall and per joint at the nearest frame."""
-    mm = lambda x, q: round(float(np.percentile(x, q)) * 1000.0, 1)  # noqa: E731
+    mm = _mm
     return {
         "frames": int(len(near.dist)),
         "median_mm": mm(near.dist, 50),
@@ -386,9 +391,8 @@ def coverage(
     if group:
         keys = np.array([group_of(p, group) for p in query.paths])
         rows = {k: near.dist[keys == k] for k in np.unique(keys)}
-        mm = lambda x, q: round(float(np.percentile(x, q)) * 1000.0, 1)  # noqa: E731
         out["groups"] = {
-            str(k): {"frames": int(d.size), "median_mm": mm(d, 50), "p90_mm": mm(d, 90)}
+            str(k): {"frames": int(d.size), "median_mm": _mm(d, 50), "p90_mm": _mm(d, 90)}
             for k, d in sorted(rows.items(), key=lambda kv: -np.median(kv[1]))
         }
     out["reference_frames"] = int(len(ref.joints))
