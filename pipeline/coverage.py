@@ -189,13 +189,12 @@ def _mm(x: np.ndarray, q: float) -> float:
 
 def summarize(near: Nearest, joints: tuple[str, ...] = H36M17) -> dict:
     """Median and p90 (mm) of the nearest distance, overall and per joint at the nearest frame."""
-    mm = _mm
     return {
         "frames": int(len(near.dist)),
-        "median_mm": mm(near.dist, 50),
-        "p90_mm": mm(near.dist, 90),
+        "median_mm": _mm(near.dist, 50),
+        "p90_mm": _mm(near.dist, 90),
         "per_joint": {
-            n: {"median_mm": mm(near.per_joint[:, k], 50), "p90_mm": mm(near.per_joint[:, k], 90)}
+            n: {"median_mm": _mm(near.per_joint[:, k], 50), "p90_mm": _mm(near.per_joint[:, k], 90)}
             for k, n in enumerate(joints)
         },
     }
