@@ -59,7 +59,18 @@ def runs(fake_data, tmp_path_factory):
             (step, batch["sample_id"].tolist(), batch["view"].tolist())
         )
 
-    straight = train(cfg, fake_data, base / "straight", on_batch=rec("straight"))
+    from trainer import nosync
+
+    clips = [0]
+    real_clip = nosync._clip_fp32_gradients
+
+    def counted_clip(engine):
+        clips[0] += 1
+        return real_clip(engine)
+
+    with pytest.MonkeyPatch.context() as mp:  # the real engine's clipping, counted
+        mp.setattr(nosync, "_clip_fp32_gradients", counted_clip)
+        straight = train(cfg, fake_data, base / "straight", on_batch=rec("straight"))
     first = train(cfg, fake_data, base / "resumed", stop_at=3, on_batch=rec("resumed"))
     second = train(cfg, fake_data, base / "resumed", on_batch=rec("resumed"))
     return {
@@ -69,7 +80,16 @@ def runs(fake_data, tmp_path_factory):
         "straight": straight,
         "first": first,
         "second": second,
+        "clip_calls": clips[0],
     }
+
+
+def test_fp32_stage0_engine_clips_without_host_tensors(runs):
+    """The real DeepSpeed engine (fp32, ZeRO stage 0, gradient_clipping 1.0) clips every step
+    with trainer/nosync.py's clipping, not DeepSpeed's (test_gpu_fixes.py: same values, no
+    host-built tensors)."""
+    assert runs["cfg"]["train"]["zero_stage"] == 0
+    assert runs["clip_calls"] == STEPS
 
 
 def test_exact_resume_same_weights_and_data_order(runs):
