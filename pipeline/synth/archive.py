@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from pipeline.plan import DEFAULT_SPLITS
 from pipeline.subsets import split_of
-from pipeline.synth.kinds import FAMILY, MOTIONS, ROM_KIND, split_kinds
+from pipeline.synth.kinds import FAMILY, MOTIONS, ROM_KIND, WORKOUT_KIND, split_kinds
 from pipeline.synth.moves import Track
 from pipeline.synth.skeleton import (
     EULER_SEQ,
@@ -181,6 +181,9 @@ _CLIPS = {"train": 14, "val": 8, "test": 8}
 #: train subject adds one take of a train gait or jump kind to its 14 (without it the pooled
 #: ankle speed p95 falls to 0.49 x issue 22's real clip, under its 0.5 x floor).
 _LOCOMOTION = [k for k in split_kinds("train") if FAMILY[k] in ("gait", "jump")]
+#: Each train subject closes with this many warm-up takes (``workout``, as the exercise takes
+#: of CMU, KIT and BMLmovi), appended so that no other take changes.
+_WORKOUTS = 2
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -231,7 +234,7 @@ def clip_kinds(split: str, start: int, count: int, rom: bool = False) -> list[st
     (when the library has one), then the split's other kinds walked on from position
     ``start``; subjects continue where the previous one stopped, so the kinds are spread
     evenly over the subjects."""
-    kinds = [k for k in split_kinds(split) if k != ROM_KIND]
+    kinds = [k for k in split_kinds(split) if k not in (ROM_KIND, WORKOUT_KIND)]
     lead = [ROM_KIND] if rom and ROM_KIND in MOTIONS else []
     n = count - len(lead)
     return (lead + [kinds[(start + k) % len(kinds)] for k in range(n)])[:count]
@@ -294,6 +297,7 @@ def generate_archive(
         pos[split] = pos.get(split, 0) + len(kinds) - subj.rom
         if split == "train" and not small:  # one more locomotion take (see _LOCOMOTION)
             kinds.append(_LOCOMOTION[si % len(_LOCOMOTION)])
+            kinds += [WORKOUT_KIND] * _WORKOUTS
         plan.append((si, subj, kinds))
     written: list[Path] = []
     bar = tqdm(total=sum(len(k) for *_, k in plan), desc="motion archive", unit="clip",

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.synth import everyday, moves, rom
+from pipeline.synth import everyday, moves, rom, workout
 
 MOTIONS: dict[str, tuple[Callable, tuple[float, float]]] = {
     **moves.MOTIONS,
     **everyday.MOTIONS,
     **rom.MOTIONS,
+    **workout.MOTIONS,
 }
 
 #: kind -> family
@@ -56,10 +57,13 @@ FAMILY: dict[str, str] = {
     "high_knees": "gait",
     "hop": "jump",
     "rom": "whole",
+    "workout": "whole",
 }
 
 #: The range-of-motion kind (AMASS's PosePrior captures): train subjects open with one take.
 ROM_KIND = "rom"
+#: The calisthenics warm-up kind (:mod:`pipeline.synth.workout`): train subjects close with takes.
+WORKOUT_KIND = "workout"
 
 #: Kinds only val or test subjects perform. The rule, fixed before the figures in docs were
 #: measured: in every family of at least four kinds, one kind goes to val and one to test, and

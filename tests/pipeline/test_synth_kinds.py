@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pipeline.synth import SHIPPED_BODY_MODELS
+from pipeline.synth import SHIPPED_BODY_MODELS, workout
 from pipeline.synth.archive import track_to_amass
 from pipeline.synth.joint_names import JOINT_INDEX as J
 from pipeline.synth.kinds import FAMILY, MOTIONS
@@ -55,7 +55,7 @@ def test_kind_is_finite_and_within_joint_limits(kind, skeleton):
 
 
 def test_takes_of_a_kind_differ(skeleton):
-    for kind in ("stretch", "kneel", "rom", "swing"):
+    for kind in ("stretch", "kneel", "rom", "swing", "workout"):
         builder, _ = MOTIONS[kind]
         a, b = (_clip(kind, s, skeleton)[1] for s in (0, 1))
         n = min(len(a), len(b))
@@ -117,3 +117,55 @@ def test_pick_up_reaches_the_floor_and_the_shelf(skeleton):
         _, _, pos = _clip("pick_up", seed, skeleton)
         hands = pos[:, [J["left_wrist"], J["right_wrist"]], 2].mean(axis=1)
         assert hands.min() < 0.45 and (hands - pos[:, J["head"], 2]).max() > 0.1, seed
+
+
+def _exercise(monkeypatch, skeleton, exercise, seed: int) -> np.ndarray:
+    """World joints of one ``workout`` take made of ``exercise`` alone."""
+    monkeypatch.setattr(workout, "_EXERCISES", (exercise,) * 4)
+    return _clip("workout", seed, skeleton)[2]
+
+
+def _elbow_flexion(pos: np.ndarray, side: str) -> np.ndarray:
+    """Elbow flexion (deg): angle between the upper arm and the forearm (0: straight)."""
+    upper = pos[:, J[f"{side}_elbow"]] - pos[:, J[f"{side}_shoulder"]]
+    fore = pos[:, J[f"{side}_wrist"]] - pos[:, J[f"{side}_elbow"]]
+    cos = (upper * fore).sum(-1) / np.linalg.norm(upper, axis=-1) / np.linalg.norm(fore, axis=-1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _forward(pos: np.ndarray) -> np.ndarray:
+    """(N, 3) horizontal unit vector the pelvis faces (left hip to right hip, turned 90 deg)."""
+    across = pos[:, J["left_hip"]] - pos[:, J["right_hip"]]
+    fwd = np.stack([across[:, 1], -across[:, 0], np.zeros(len(pos))], axis=1)
+    return fwd / np.linalg.norm(fwd, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["_twist", "_sumo_squat"])
+def test_workout_holds_the_hands_before_the_chest(monkeypatch, skeleton, name):
+    """Twists and sumo squats hold both hands before the chest, elbows bent 75-125 deg."""
+    for seed in SEEDS:
+        pos = _exercise(monkeypatch, skeleton, getattr(workout, name), seed)
+        chest = pos[:, J["spine3"]]
+        ahead = np.stack([((pos[:, J[f"{s}_wrist"]] - chest) * _forward(pos)).sum(-1)
+                          for s in ("left", "right")], 1).min(1)  # fmt: skip
+        height = pos[:, [J["left_wrist"], J["right_wrist"]], 2].min(1) - chest[:, 2]
+        flex = np.minimum(_elbow_flexion(pos, "left"), _elbow_flexion(pos, "right"))
+        held = (ahead > 0.1) & (height > -0.15) & (flex > 75) & (flex < 125)
+        assert held.mean() > 0.2, (name, seed, held.mean())
+
+
+def test_workout_wide_side_bend_raises_an_arm_over_a_wide_stance(monkeypatch, skeleton):
+    for seed in SEEDS:
+        pos = _exercise(monkeypatch, skeleton, workout._wide_side_bend, seed)
+        hips = np.linalg.norm(pos[:, J["left_hip"]] - pos[:, J["right_hip"]], axis=1)
+        feet = np.linalg.norm(pos[:, J["left_ankle"]] - pos[:, J["right_ankle"]], axis=1)
+        over = pos[:, [J["left_wrist"], J["right_wrist"]], 2].max(1) - pos[:, J["head"], 2]
+        assert ((feet > 4.0 * hips) & (over > 0.1)).any(), seed  # standing: 1.7-3.1 x
+
+
+def test_workout_pogo_leaves_the_floor(monkeypatch, skeleton):
+    for seed in SEEDS:
+        pos = _exercise(monkeypatch, skeleton, workout._pogo, seed)
+        low = pos[:, [J["left_ankle"], J["right_ankle"], J["left_foot"], J["right_foot"]], 2]
+        low = low.min(1)
+        assert low.max() - np.median(low[: int(0.3 * FPS)]) > 0.03, seed

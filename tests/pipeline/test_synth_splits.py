@@ -13,7 +13,7 @@ import pytest
 from pipeline.amass import scan
 from pipeline.plan import PlanConfig
 from pipeline.synth.archive import generate_inkind
-from pipeline.synth.kinds import FAMILY, HELD_OUT, MOTIONS
+from pipeline.synth.kinds import FAMILY, HELD_OUT, MOTIONS, WORKOUT_KIND
 
 
 def _kind(path: str) -> str:
@@ -75,3 +75,23 @@ def test_inkind_reference_is_new_people_doing_train_kinds(shipped_archive, tmp_p
     for info in infos:
         betas = np.load(inkind / info.path)["betas"]
         assert min(np.abs(betas - b).max() for b in main_betas) > 1e-3  # other bodies
+
+
+def test_train_subjects_close_with_workout_takes(shipped_archive):
+    """The warm-up kind is appended to each SMPL+H train subject's takes (the walk through the
+    other kinds unchanged), and only train subjects perform it."""
+    infos, _ = scan(shipped_archive[0])
+    cfg = PlanConfig()
+    takes: dict[str, list[tuple[int, str]]] = {}
+    for info in infos:
+        name = Path(info.path).name
+        if name.endswith("_poses.npz"):
+            takes.setdefault(info.subject, []).append((int(name.rsplit("_", 2)[1]), _kind(name)))
+    splits = {i.subject: cfg.split_of(i.subset) for i in infos}
+    for subject, kinds in takes.items():
+        order = [k for _, k in sorted(kinds)]
+        n = order.count(WORKOUT_KIND)
+        if splits[subject] == "train":
+            assert n == 2 and order[-2:] == [WORKOUT_KIND] * 2, (subject, order)
+        else:
+            assert n == 0, (subject, order)
