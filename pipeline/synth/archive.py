@@ -278,11 +278,12 @@ def generate_archive(
 ) -> list[Path]:
     """Write the AMASS-format archive under ``out_dir``; return the sequence files written.
 
-    Default: 4 SMPL+H subsets, 10 subjects (both genders), about 10 minutes of motion at
+    Default: 4 SMPL+H subsets, 10 subjects (both genders), about 11 minutes of motion at
     60/100/120 fps, plus one SMPL-X subset (``*_stageii.npz``). Train subjects perform 15 clips
-    of the train kinds (one more of them locomotion), val and test subjects 8 clips of their
-    split's held-out kinds (:mod:`pipeline.synth.kinds`). ``small`` writes 1 subject per subset
-    with 2 clips of ~1.4 s (for tests).
+    of the train kinds (one more of them locomotion) and close with 2 warm-up takes
+    (``workout``), val and test subjects 8 clips of their split's held-out kinds
+    (:mod:`pipeline.synth.kinds`). ``small`` writes 1 subject per subset with 2 clips of ~1.4 s
+    (for tests).
 
     Feet are planted with the shaped skeleton of ``body_models`` (a body-model folder holding
     ``smplh/<gender>/model.npz``), by default :func:`default_body_models`.
