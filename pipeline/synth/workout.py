@@ -9,8 +9,8 @@ carriage. They are other choreographies than the held-out kinds of :mod:`pipelin
 (no punches, no rope, no jumping jacks); peak angles stay inside normal adult range of motion
 (see :mod:`pipeline.synth.everyday`) and ``JOINT_LIMITS``.
 
-Each take strings 3-4 exercises picked by ``rng``; each eases into its stance, repeats its
-movement 2-4 times and eases out (smooth, C2).
+Each take strings exercises picked by ``rng`` while its 5.5-8 s last (2, at times 1 or 3);
+each eases into its stance, repeats its movement 2-4 times and eases out (smooth, C2).
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ _EXERCISES: tuple[Callable, ...] = (_twist, _sumo_squat, _press, _lateral_raise,
 
 
 def _workout(tr: Track, rng: np.random.Generator, amp: float) -> None:
-    """3-4 exercises in a row, each eased into, repeated 2-4 times and eased out of."""
+    """Exercises in a row while the take lasts, each eased into, repeated 2-4 times and eased
+    out of."""
     t = tr.t
     order = rng.permutation(len(_EXERCISES))
     start = 0.2
