@@ -24,6 +24,8 @@ from pipeline.synth.joint_names import JOINT_INDEX as _J
 from pipeline.synth.moves import Track, _pulse
 
 _SIDES = (("left", 1.0), ("right", -1.0))
+#: Seconds each exercise takes to ease into its stance, and out of it.
+_EASE = 0.45
 
 
 def _stance(tr: Track, env: np.ndarray, wide: float, knees: float) -> None:
@@ -139,8 +141,14 @@ def _pogo(tr: Track, env: np.ndarray, rep: np.ndarray, rng: np.random.Generator)
     tr.lock = False  # feet leave the floor
 
 
-_EXERCISES: tuple[Callable, ...] = (_twist, _sumo_squat, _press, _lateral_raise, _wide_side_bend,
-                                    _pogo)  # fmt: skip
+_EXERCISES: tuple[Callable, ...] = (
+    _twist,
+    _sumo_squat,
+    _press,
+    _lateral_raise,
+    _wide_side_bend,
+    _pogo,
+)
 
 
 def _workout(tr: Track, rng: np.random.Generator, amp: float) -> None:
@@ -153,8 +161,7 @@ def _workout(tr: Track, rng: np.random.Generator, amp: float) -> None:
         span = rng.uniform(2.2, 3.2)
         if start + span > t[-1] - 0.1:
             break
-        ease = 0.45
-        env = _pulse(t, start, ease, span - 2 * ease, ease) * min(amp, 1.0)
+        env = _pulse(t, start, _EASE, span - 2 * _EASE, _EASE) * min(amp, 1.0)
         rep = np.clip((t - start) / span, 0.0, 1.0) * 2 * rng.integers(2, 5)  # 2 a repetition
         _EXERCISES[i](tr, env, rep, rng)
         start += span + rng.uniform(0.0, 0.3)
